@@ -1,0 +1,156 @@
+"""The logbook schema: SQLAlchemy 2 typed ORM tables.
+
+Alembic migrations (``celeryflow/persistence/migrations``) create and upgrade
+this schema; every change here needs a new revision there.
+
+Design notes (see docs/architecture.md):
+
+* ``flow_details.epoch`` is the fencing token: bumped on every reclaim/resume;
+  every write made on behalf of a message is guarded by ``epoch = :epoch``.
+* ``flow_details.outstanding`` counts atoms dispatched (queued or running) and
+  not yet finished; a flow whose phase is over and whose outstanding is zero is
+  finished, or ready for compensation. It is only changed while the flow row
+  is locked.
+* ``atom_details.waiting`` counts predecessors not yet done (the logbook join
+  counter); ``rwaiting`` counts executed successors not yet reverted.
+* ``atom_details.queued`` marks an atom whose message is on the broker; the
+  sweep re-dispatches queued atoms whose message was lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# MySQL's TEXT is 64 KiB; results and specs can be larger.
+LongText = Text().with_variant(Text(length=2**32 - 1), "mysql", "mariadb")
+UUID_LEN = 36
+NAME_LEN = 255
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON}
+
+
+class LogBookRow(Base):
+    __tablename__ = "celeryflow_logbooks"
+
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
+    meta: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+
+class FlowRow(Base):
+    __tablename__ = "celeryflow_flows"
+
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), primary_key=True)
+    logbook_uuid: Mapped[str | None] = mapped_column(
+        String(UUID_LEN), ForeignKey("celeryflow_logbooks.uuid", ondelete="CASCADE"), nullable=True
+    )
+    name: Mapped[str] = mapped_column(String(NAME_LEN))
+    state: Mapped[str] = mapped_column(String(32))
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    #: JSON: how to rebuild the flow (structure, atom classes, ctor args) and its compilation.
+    spec: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: JSON: the flow store (inputs).
+    store: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: JSON: {atom name: failure dict} that started the current compensation.
+    failures: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: JSON: engine options and free-form metadata.
+    meta: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    outstanding: Mapped[int] = mapped_column(Integer, default=0)
+    #: who last drove the flow (engine, conductor) and when it last showed life.
+    owner: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    #: when the flow last made progress (any transition): the sweep's staleness clock.
+    progress_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+    __table_args__ = (
+        # the sweep looks for active flows that stopped progressing: O(stalled), not O(history)
+        Index("ix_celeryflow_flows_state_progress", "state", "progress_at"),
+        Index("ix_celeryflow_flows_logbook", "logbook_uuid"),
+        Index("ix_celeryflow_flows_created", "created_at"),
+    )
+
+
+class AtomRow(Base):
+    __tablename__ = "celeryflow_atoms"
+
+    flow_uuid: Mapped[str] = mapped_column(
+        String(UUID_LEN), ForeignKey("celeryflow_flows.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    name: Mapped[str] = mapped_column(String(NAME_LEN), primary_key=True)
+    uuid: Mapped[str] = mapped_column(String(UUID_LEN), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "task" | "retry"
+    state: Mapped[str] = mapped_column(String(32))
+    intention: Mapped[str] = mapped_column(String(16))
+    queued: Mapped[bool] = mapped_column(Boolean, default=False)
+    waiting: Mapped[int] = mapped_column(Integer, default=0)
+    rwaiting: Mapped[int] = mapped_column(Integer, default=0)
+    result: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    failure: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    revert_result: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    revert_failure: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: JSON list of [value, {atom: failure}] for retry controllers.
+    history: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: how many times execution started (deliveries that reached the atom): poison detection.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    progress: Mapped[float] = mapped_column(Float, default=0.0)
+    meta: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    queued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+    __table_args__ = (
+        Index("ix_celeryflow_atoms_flow_state", "flow_uuid", "state"),
+        # the sweep finds running atoms with a stale heartbeat
+        Index("ix_celeryflow_atoms_state_heartbeat", "state", "heartbeat_at"),
+    )
+
+
+class EventRow(Base):
+    """The play-by-play: one row per transition or progress report, in commit order per flow."""
+
+    __tablename__ = "celeryflow_events"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    flow_uuid: Mapped[str] = mapped_column(
+        String(UUID_LEN), ForeignKey("celeryflow_flows.uuid", ondelete="CASCADE")
+    )
+    atom_name: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "flow" | "atom" | "progress" | "retry"
+    old_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    new_state: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    details: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    __table_args__ = (Index("ix_celeryflow_events_flow_id", "flow_uuid", "id"),)

@@ -1,0 +1,85 @@
+"""JSON encoding for everything celeryflow stores or sends. Never pickle.
+
+Values may be JSON types plus ``datetime``/``date``/``time``, ``UUID``,
+``Decimal`` and ``bytes``; these are tagged with kombu's ``__type__`` markers
+(kombu's own JSON codec is used, so the broker and the logbook agree).
+Anything else raises :class:`~celeryflow.exceptions.SerializationError` naming
+where the value came from and its type.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from kombu.utils import json as kjson
+
+from celeryflow.exceptions import SerializationError
+
+# kombu encodes bytes as UTF-8 text, which loses arbitrary binary data; register
+# a base64 codec under our own tag so any bytes value round-trips.
+kjson.register_type(
+    bytes,
+    "cf_bytes",
+    lambda value: base64.b64encode(value).decode("ascii"),
+    lambda value: base64.b64decode(value),
+)
+
+
+def _find_unserializable(value: Any, path: str) -> tuple[str, str] | None:
+    """Locate the first value that kombu's codec cannot encode: (path, type name)."""
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                return f"{path}[{key!r}] (key)", type(key).__qualname__
+            found = _find_unserializable(item, f"{path}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = _find_unserializable(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    try:
+        kjson.dumps(value)
+    except (TypeError, ValueError):
+        return path, type(value).__qualname__
+    return None
+
+
+def dumps(value: Any, what: str = "value") -> str:
+    """Encode ``value`` as JSON text.
+
+    Args:
+        value: the value to encode.
+        what: a description used in the error (e.g. ``"result of atom 'boot'"``).
+
+    Raises:
+        SerializationError: the value (or a part of it) is not JSON-serializable.
+    """
+    try:
+        return kjson.dumps(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        found = _find_unserializable(value, "")
+        where, type_name = found if found else ("", type(value).__qualname__)
+        raise SerializationError(
+            f"{what}{where} is a {type_name}, which is not JSON-serializable. celeryflow stores only "
+            "JSON values (plus datetime, UUID, Decimal, bytes); return or store plain data instead",
+            exc,
+        ) from exc
+
+
+def loads(text: str | bytes | None) -> Any:
+    """Decode JSON text written by :func:`dumps` (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    return kjson.loads(text)
+
+
+def roundtrip(value: Any, what: str = "value") -> Any:
+    """Check that ``value`` is serializable and return what a reader would get back."""
+    return loads(dumps(value, what))

@@ -1,0 +1,1 @@
+"""Value types shared by the engine, the logbook and the API (TaskFlow's ``taskflow.types``)."""
