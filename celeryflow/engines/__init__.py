@@ -1,0 +1,90 @@
+"""Engines (TaskFlow's ``taskflow.engines``): load a flow and run it on Celery."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from celeryflow.engines.engine import EVENT_UPDATE_PROGRESS, CeleryEngine
+from celeryflow.exceptions import ConfigurationError
+
+#: TaskFlow-style alias
+Engine = CeleryEngine
+
+_ENGINES = ("celery", "default", "parallel", "serial")
+
+
+def _check_engine(engine: str) -> None:
+    if engine not in _ENGINES:
+        raise ConfigurationError(
+            f"Unknown engine {engine!r}: celeryflow runs every flow on Celery; use engine='celery' "
+            "(TaskFlow's 'serial'/'parallel' are accepted as aliases)"
+        )
+
+
+def load(
+    flow: Any,
+    store: Mapping[str, Any] | None = None,
+    engine: str = "celery",
+    app: Any = None,
+    backend: Any = None,
+    book: Any = None,
+    flow_detail: Any = None,
+    **options: Any,
+) -> CeleryEngine:
+    """Build an engine for ``flow`` (nothing runs until ``run()``)."""
+    _check_engine(engine)
+    if flow_detail is not None:
+        return load_from_detail(flow_detail, store=store, backend=backend, app=app, **options)
+    return CeleryEngine(flow, store=store, app=app, backend=backend, book=book, options=options)
+
+
+def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Load and run ``flow``; return ``engine.storage.fetch_all()``."""
+    eng = load(flow, store=store, **kwargs)
+    eng.run()
+    return eng.storage.fetch_all()
+
+
+def load_from_factory(
+    flow_factory: Callable[..., Any],
+    factory_args: Any = None,
+    factory_kwargs: Mapping[str, Any] | None = None,
+    store: Mapping[str, Any] | None = None,
+    engine: str = "celery",
+    app: Any = None,
+    backend: Any = None,
+    book: Any = None,
+    **options: Any,
+) -> CeleryEngine:
+    """Build the flow with a (registered) factory; workers and conductors rebuild it by name."""
+    _check_engine(engine)
+    from celeryflow import spec
+
+    args = list(factory_args or ())
+    kwargs = dict(factory_kwargs or {})
+    factory_spec = spec.factory_spec(flow_factory, args, kwargs)
+    flow = flow_factory(*args, **kwargs)
+    return CeleryEngine(
+        flow, store=store, app=app, backend=backend, book=book, factory_spec=factory_spec, options=options
+    )
+
+
+def load_from_detail(
+    flow_detail: Any,
+    store: Mapping[str, Any] | None = None,
+    engine: str = "celery",
+    backend: Any = None,
+    app: Any = None,
+    **options: Any,
+) -> CeleryEngine:
+    """Re-attach to a flow in the logbook (a FlowDetail or a flow id) to resume it."""
+    _check_engine(engine)
+    flow_uuid = flow_detail if isinstance(flow_detail, str) else str(flow_detail.uuid)
+    eng = CeleryEngine(None, app=app, backend=backend, flow_uuid=flow_uuid, options=options)
+    if store:
+        eng.storage.inject(store)
+    return eng
+
+
+__all__ = ["EVENT_UPDATE_PROGRESS", "CeleryEngine", "Engine", "load", "load_from_detail", "load_from_factory", "run"]

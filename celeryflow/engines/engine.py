@@ -1,0 +1,309 @@
+"""The Celery engine: persist first, dispatch as canvas, follow from the logbook."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid as uuidlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from celeryflow import compiler, serialization, states
+from celeryflow.engines.storage import Storage
+from celeryflow.engines.waiter import Follower, event_details, last_event_id
+from celeryflow.exceptions import ConfigurationError, MissingDependencies, StorageFailure
+from celeryflow.runtime import backends as backend_keys
+from celeryflow.runtime import context, control, dispatch
+from celeryflow.runtime.settings import Settings
+from celeryflow.types.failure import Failure
+from celeryflow.types.notifier import Notifier
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from celeryflow.compiler import Compilation
+    from celeryflow.flow import Flow
+    from celeryflow.persistence.backends.base import Backend
+    from celeryflow.persistence.tables import EventRow
+
+LOG = logging.getLogger(__name__)
+
+#: atom notifier event for progress reports (TaskFlow's task.EVENT_UPDATE_PROGRESS)
+EVENT_UPDATE_PROGRESS = "update_progress"
+
+
+def resolve_app(app: Celery | None) -> Celery:
+    if app is not None:
+        return app
+    from celeryflow.install import default_app
+
+    return default_app()
+
+
+def resolve_backend(backend: Any, app: Celery) -> Backend:
+    from celeryflow.persistence.backends import fetch
+
+    if backend is None:
+        backend = app.conf.get("celeryflow_backend") or Settings.from_sources(app.conf).backend
+    if backend is None:
+        raise ConfigurationError(
+            "No logbook configured: pass backend='postgresql://...' or set CELERYFLOW_BACKEND, "
+            "or call celeryflow.install(app, backend=...)"
+        )
+    return fetch(backend)
+
+
+class CeleryEngine:
+    """Runs one flow on Celery; its state lives in the logbook.
+
+    Build it with :func:`celeryflow.engines.load` (or ``load_from_factory`` /
+    ``load_from_detail``), then ``run()``. ``notifier`` gets flow events and
+    ``atom_notifier`` atom events, in this process, whatever worker ran the atoms.
+    """
+
+    def __init__(
+        self,
+        flow: Flow | None,
+        *,
+        store: Mapping[str, Any] | None = None,
+        app: Celery | None = None,
+        backend: Any = None,
+        book: Any = None,
+        flow_uuid: str | None = None,
+        factory_spec: dict[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.app = resolve_app(app)
+        self.backend: Backend = resolve_backend(backend, self.app)
+        self.backend_key = backend_keys.remember(self.backend)
+        self.settings = Settings.from_sources(self.app.conf)
+        self.options = dict(options or {})
+        self.notifier = Notifier()
+        self.atom_notifier = Notifier()
+        self._flow = flow
+        self._store = dict(store or {})
+        self._book = book
+        self._factory_spec = factory_spec
+        self._compilation: Compilation | None = None
+        self._runtime: context.FlowRuntime | None = None
+        self._flow_uuid = flow_uuid
+        self._owner = f"engine:{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:8]}"
+        self._stats: dict[str, Any] = {}
+        if flow_uuid is not None:
+            self._attach(flow_uuid)
+
+    # ------------------------------------------------------------------ set-up
+
+    def _attach(self, flow_uuid: str) -> None:
+        runtime = context.runtime_for(self.backend, flow_uuid)
+        self._runtime = runtime
+        self._compilation = runtime.comp
+
+    @property
+    def is_embedded(self) -> bool:
+        from celeryflow.runtime.embedded import is_embedded
+
+        return is_embedded(self.app)
+
+    def compile(self) -> Compilation:
+        """Compile the flow (pure; cached)."""
+        if self._compilation is None:
+            assert self._flow is not None
+            self._compilation = compiler.compile(self._flow)
+        return self._compilation
+
+    def validate(self) -> None:
+        """Raise MissingDependencies if some atom's requirements are provided by nothing."""
+        comp = self.compile()
+        available = set(self._store)
+        if self._flow_uuid is not None:
+            available |= set(self.storage.store())
+        missing = comp.missing(available)
+        if missing:
+            raise MissingDependencies(comp.flow_name, missing)
+
+    def prepare(self) -> None:
+        """Persist the flow, its spec and store in one transaction (nothing is sent yet)."""
+        if self._flow_uuid is not None:
+            return
+        comp = self.compile()
+        assert self._flow is not None
+        from celeryflow import spec as specmod
+
+        strict = not self.is_embedded
+        flow_spec = None
+        if self._factory_spec is None or strict is False:
+            try:
+                flow_spec = specmod.flow_to_spec(self._flow, strict=strict and self._factory_spec is None)
+            except Exception:
+                if self._factory_spec is None:
+                    raise
+        full_spec = {
+            "version": context.SPEC_VERSION,
+            "flow": flow_spec,
+            "factory": self._factory_spec,
+            "compilation": comp.to_dict(),
+        }
+        for key, value in self._store.items():
+            serialization.dumps(value, f"store value {key!r}")
+        flow_uuid = str(uuidlib.uuid4())
+        book_uuid, book_name = _book_identity(self._book, comp.flow_name)
+
+        def txn(session: Any) -> None:
+            control.create_flow(
+                session, flow_uuid=flow_uuid, name=comp.flow_name, comp=comp, spec=full_spec,
+                store=self._store, meta={"options": _jsonable(self.options)}, logbook_uuid=book_uuid,
+                logbook_name=book_name, owner=self._owner,
+            )
+
+        self.backend.run(txn)
+        self._flow_uuid = flow_uuid
+        self._runtime = context.FlowRuntime(flow_uuid, comp, full_spec)
+        self._runtime.atoms = compiler.atoms_by_name(self._flow)
+        self._runtime.deciders = list(compiler.deciders(self._flow))
+        context.register_live(self._runtime)
+
+    @property
+    def flow_uuid(self) -> str:
+        self.prepare()
+        assert self._flow_uuid is not None
+        return self._flow_uuid
+
+    @property
+    def storage(self) -> Storage:
+        return Storage(self.backend, self.flow_uuid, self.compile())
+
+    @property
+    def flow_detail(self) -> Any:
+        return self.backend.get_flow_details(self.flow_uuid)
+
+    @property
+    def statistics(self) -> dict[str, Any]:
+        return dict(self._stats)
+
+    # ------------------------------------------------------------------ running
+
+    def _publish(self, what: control.Dispatch) -> None:
+        if what:
+            dispatch.publish(self.app, self.compile(), what, self.backend_key, self.settings.chain_max)
+
+    def start(self, store: Mapping[str, Any] | None = None) -> str:
+        """Persist (if needed), queue what is ready and publish it; do not wait. Returns the flow id."""
+        started = time.monotonic()
+        if self._flow_uuid is None:
+            self.validate()
+            self.prepare()
+        elif store:
+            pass
+        if self.is_embedded:
+            from celeryflow.runtime.embedded import ensure_worker
+
+            ensure_worker(self.app)
+        self._check_broker()
+        assert self._runtime is not None
+        decide = self._runtime.decide if any(a.deciders for a in self.compile().atoms.values()) else None
+        what = control.start(self.backend, self.compile(), self.flow_uuid, store_updates=store,
+                             owner=self._owner, decide=decide)
+        self._stats["start_seconds"] = time.monotonic() - started
+        self._publish(what)
+        return self.flow_uuid
+
+    def _check_broker(self) -> None:
+        if self.is_embedded:
+            return
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, timeout=5)
+        except Exception as exc:
+            raise StorageFailure(
+                f"The broker {self.app.conf.broker_url!r} is unreachable; nothing was sent. Start it or fix "
+                "CELERYFLOW_BROKER_URL; the flow is in the logbook and `celeryflow flows resume` sends it later",
+                exc,
+            ) from exc
+
+    def run(self, timeout: float | None = None) -> None:
+        """Run the flow until it is finished or suspended.
+
+        Raises:
+            The original exception of the failed atom (or WrappedFailure for several) when the
+            flow ended REVERTED or FAILURE; Timeout if ``timeout`` passed first.
+        """
+        began = time.monotonic()
+        after = last_event_id(self.backend, self.flow_uuid) if self._flow_uuid else 0
+        self.start()
+        state = Follower(self.backend, self.flow_uuid, after).follow(self._on_event, timeout)
+        self._stats["seconds"] = time.monotonic() - began
+        self._stats["state"] = state
+        self.raise_for_state(state)
+
+    def run_async(self) -> str:
+        """Start without waiting (what ``celeryflow.submit`` does)."""
+        return self.start()
+
+    def raise_for_state(self, state: str) -> None:
+        if state not in (states.REVERTED, states.FAILURE):
+            return
+        storage = self.storage
+        revert_failures = storage.get_revert_failures()
+        if state == states.FAILURE and revert_failures:
+            Failure.reraise_if_any(list(revert_failures.values()))
+        Failure.reraise_if_any(list(storage.get_flow_failures().values()))
+
+    def suspend(self) -> None:
+        """Stop starting atoms; running ones finish; the flow ends SUSPENDED."""
+        control.suspend(self.backend, self.compile(), self.flow_uuid)
+
+    def reset(self) -> None:
+        """Forget all outcomes: the flow and its atoms return to PENDING."""
+        control.reset(self.backend, self.flow_uuid)
+
+    def revert(self) -> None:
+        """Compensate this flow now (finished, suspended or stuck)."""
+        what = control.request_revert(self.backend, self.compile(), self.flow_uuid, owner=self._owner)
+        self._publish(what)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_event(self, row: EventRow) -> None:
+        details = event_details(row)
+        if row.kind == "flow":
+            details.update(flow_name=self.compile().flow_name, flow_uuid=self.flow_uuid, old_state=row.old_state)
+            self.notifier.notify(row.new_state or "", details)
+        elif row.kind == "atom":
+            details.update(task_name=row.atom_name, atom_name=row.atom_name, flow_uuid=self.flow_uuid,
+                           old_state=row.old_state)
+            if row.new_state == states.SUCCESS:
+                details["result"] = _lazy_result(self, row.atom_name)
+            self.atom_notifier.notify(row.new_state or "", details)
+        elif row.kind == "progress":
+            details.update(task_name=row.atom_name, atom_name=row.atom_name, flow_uuid=self.flow_uuid)
+            self.atom_notifier.notify(EVENT_UPDATE_PROGRESS, details)
+
+
+def _lazy_result(engine: CeleryEngine, atom_name: str | None) -> Any:
+    if atom_name is None:
+        return None
+    try:
+        return engine.storage.get(atom_name)
+    except Exception:
+        return None
+
+
+def _book_identity(book: Any, flow_name: str) -> tuple[str | None, str | None]:
+    if book is None:
+        return None, None
+    if isinstance(book, str):
+        return book, flow_name
+    return str(book.uuid), str(getattr(book, "name", flow_name))
+
+
+def _jsonable(options: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in options.items():
+        try:
+            out[key] = serialization.roundtrip(value)
+        except Exception:
+            out[key] = repr(value)
+    return out

@@ -1,0 +1,102 @@
+"""Following a flow from the caller's process: replay logbook events to notifiers, wait for the end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select
+
+from celeryflow import serialization, states
+from celeryflow.exceptions import NotFound, Timeout
+from celeryflow.persistence.tables import EventRow, FlowRow
+from celeryflow.runtime import localbus
+
+if TYPE_CHECKING:
+    from celeryflow.persistence.backends.base import Backend
+
+# Event ids come from a sequence: a transaction that took a lower id may commit
+# after one that took a higher id. Re-read this many ids behind the newest seen.
+LOOKBACK = 256
+MIN_INTERVAL = 0.005
+MAX_INTERVAL = 0.2
+
+
+def last_event_id(backend: Backend, flow_uuid: str) -> int:
+    def read(session: Any) -> int:
+        return int(session.scalar(select(func.max(EventRow.id)).where(EventRow.flow_uuid == flow_uuid)) or 0)
+
+    return backend.run(read)
+
+
+class Follower:
+    """Reads a flow's events in commit order and hands each to ``on_event`` once."""
+
+    def __init__(self, backend: Backend, flow_uuid: str, after_id: int = 0) -> None:
+        self.backend = backend
+        self.flow_uuid = flow_uuid
+        self._high = after_id
+        self._floor = after_id
+        self._seen: set[int] = set()
+
+    def poll(self, on_event: Callable[[EventRow], None]) -> tuple[str, int]:
+        """Deliver new events; return the flow's current (state, epoch)."""
+        low = max(self._floor, self._high - LOOKBACK)
+
+        def read(session: Any) -> tuple[list[EventRow], tuple[str, int] | None]:
+            rows = list(
+                session.scalars(
+                    select(EventRow)
+                    .where(EventRow.flow_uuid == self.flow_uuid, EventRow.id > low)
+                    .order_by(EventRow.id)
+                    .limit(5000)
+                )
+            )
+            flow = session.execute(select(FlowRow.state, FlowRow.epoch).where(FlowRow.uuid == self.flow_uuid)).first()
+            for row in rows:
+                session.expunge(row)
+            return rows, (flow[0], flow[1]) if flow else None
+
+        rows, flow = self.backend.run(read)
+        if flow is None:
+            raise NotFound(f"Flow {self.flow_uuid} is not in the logbook {self.backend!r}")
+        for row in rows:
+            if row.id in self._seen:
+                continue
+            self._seen.add(row.id)
+            self._high = max(self._high, row.id)
+            on_event(row)
+        cutoff = self._high - LOOKBACK
+        if len(self._seen) > 4 * LOOKBACK:
+            self._seen = {i for i in self._seen if i > cutoff}
+            self._floor = max(self._floor, cutoff)
+        return flow
+
+    def follow(
+        self,
+        on_event: Callable[[EventRow], None],
+        timeout: float | None = None,
+        stop_states: frozenset[str] = states.FLOW_TERMINAL,
+    ) -> str:
+        """Deliver events until the flow reaches one of ``stop_states``; return that state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = MIN_INTERVAL
+        while True:
+            generation = localbus.generation()
+            state, _ = self.poll(on_event)
+            if state in stop_states:
+                # One more read so events committed with the final transition are delivered.
+                self.poll(on_event)
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                raise Timeout(f"Flow {self.flow_uuid} is still {state} after {timeout} s")
+            wait = interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
+            if localbus.wait(generation, wait) != generation:
+                interval = MIN_INTERVAL
+            else:
+                interval = min(MAX_INTERVAL, interval * 1.5)
+
+
+def event_details(row: EventRow) -> dict[str, Any]:
+    return dict(serialization.loads(row.details) or {})

@@ -1,0 +1,102 @@
+"""``celeryflow.install(app)``: make an existing Celery app run celeryflow flows."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from typing import TYPE_CHECKING, Any
+
+from celeryflow.exceptions import ConfigurationError
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+_lock = threading.Lock()
+_installed: Celery | None = None
+
+#: Celery settings celeryflow relies on (docs/recovery.md explains each).
+CELERY_SETTINGS: dict[str, Any] = {
+    "task_serializer": "json",
+    "result_serializer": "json",
+    "accept_content": ["json"],
+    "result_accept_content": ["json"],
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+}
+
+
+def install(app: Celery, backend: Any = None, *, beat: bool = True, **settings: Any) -> Celery:
+    """Register celeryflow's worker tasks (and the conductor's beat entry) on ``app``.
+
+    Args:
+        app: the Celery app of your project.
+        backend: the logbook URL (or backend object); default ``app.conf.celeryflow_backend``,
+            then ``CELERYFLOW_BACKEND``, then the embedded SQLite file.
+        beat: add the conductor sweep to ``app.conf.beat_schedule``.
+        **settings: any celeryflow setting (``heartbeat_timeout=30``...), stored as ``celeryflow_<name>``.
+
+    Returns:
+        The app, which also becomes the default for ``engines.load(app=None)``.
+    """
+    global _installed
+    from celeryflow.runtime import tasks
+    from celeryflow.runtime.settings import Settings, default_logbook_url
+
+    for key, value in settings.items():
+        if key not in Settings.__dataclass_fields__:
+            raise ConfigurationError(f"Unknown celeryflow setting {key!r}; see docs/configuration.md")
+        app.conf[f"celeryflow_{key}"] = value
+    if backend is not None:
+        url = backend if isinstance(backend, str) else str(getattr(backend, "url_string", None) or backend.url)
+        app.conf.celeryflow_backend = url
+    resolved = Settings.from_sources(app.conf)
+    if not app.conf.get("celeryflow_backend"):
+        app.conf.celeryflow_backend = resolved.backend or default_logbook_url()
+    app.conf.update(CELERY_SETTINGS)
+    tasks.register_tasks(app)
+    from celeryflow import registry
+
+    for module in resolved.imports:
+        registry.allow_module(module)
+    imports = tuple(app.conf.get("imports") or ()) + tuple(resolved.imports)
+    app.conf.imports = imports
+    for module in app.conf.get("include") or ():
+        registry.allow_module(module)
+    if beat:
+        try:
+            from celeryflow.sweep import beat_entry
+        except ImportError:  # the sweep arrives with the recovery work
+            pass
+        else:
+            schedule = dict(app.conf.get("beat_schedule") or {})
+            schedule.setdefault("celeryflow-sweep", beat_entry(resolved))
+            app.conf.beat_schedule = schedule
+    with _lock:
+        from celeryflow.runtime.embedded import is_embedded
+
+        if not is_embedded(app):
+            _installed = app
+    return app
+
+
+def import_worker_modules(app: Celery) -> None:
+    """Import the modules named by CELERYFLOW_IMPORTS (called at worker start)."""
+    from celeryflow import registry
+
+    for module in app.conf.get("imports") or ():
+        registry.allow_module(module)
+        importlib.import_module(module)
+
+
+def installed_app() -> Celery | None:
+    return _installed
+
+
+def default_app() -> Celery:
+    """The app ``engines.load(app=None)`` uses: the installed one, else the embedded default."""
+    if _installed is not None:
+        return _installed
+    from celeryflow.runtime.embedded import embedded_app
+
+    return embedded_app()

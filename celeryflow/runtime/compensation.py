@@ -1,0 +1,117 @@
+"""Compensation planning: revert every executed atom once, in reverse dependency order."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from celeryflow import states
+from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.runtime.logbook import Dispatch, Events, flow_meta, load_atoms, queue_atoms, set_flow_meta, set_flow_state
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+
+#: States of atoms that executed and therefore must be compensated.
+EXECUTED = (states.SUCCESS, states.FAILURE, states.REVERTING)
+
+
+def revert_plan(comp: Compilation, to_revert: set[str]) -> dict[str, list[str]]:
+    """For each atom to revert, the atoms that may only be reverted after it.
+
+    Those are its nearest ancestors that also executed. Atoms in between that
+    did not execute (IGNOREd by a decider) are walked through, so ordering holds
+    across them.
+    """
+    plan: dict[str, list[str]] = {}
+    for name in to_revert:
+        found: list[str] = []
+        seen: set[str] = set()
+        stack = list(comp.atoms[name].preds)
+        while stack:
+            pred = stack.pop()
+            if pred in seen:
+                continue
+            seen.add(pred)
+            if pred in to_revert:
+                found.append(pred)
+            else:
+                stack.extend(comp.atoms[pred].preds)
+        plan[name] = sorted(found, key=lambda n: comp.atoms[n].index)
+    return plan
+
+
+def set_counters(session: Session, flow_uuid: str, column: str, counts: dict[str, int]) -> None:
+    """Write per-atom counters with one UPDATE per distinct value."""
+    by_value: dict[int, list[str]] = {}
+    for name, value in counts.items():
+        by_value.setdefault(value, []).append(name)
+    for value, names in by_value.items():
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name.in_(names))
+            .values({column: value})
+            .execution_options(synchronize_session=False)
+        )
+
+
+def start_revert(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    events: Events,
+    dispatch: Dispatch,
+    scope: Iterable[str] | None = None,
+) -> None:
+    """Plan and queue the compensation of ``scope`` (default: the whole flow).
+
+    Called with the flow row locked and nothing outstanding, so no atom of the
+    flow is running and the set of executed atoms is final.
+    """
+    rows = load_atoms(session, flow.uuid)
+    members = set(scope) if scope is not None else set(comp.atoms)
+    to_revert = {name for name in members if rows[name].state in EXECUTED}
+    plan = revert_plan(comp, to_revert)
+    rwaiting = {name: 0 for name in to_revert}
+    for preds in plan.values():
+        for pred in preds:
+            rwaiting[pred] += 1
+    # Every member now means to be reverted; atoms that never ran stay PENDING.
+    session.execute(
+        update(AtomRow)
+        .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(list(members)))
+        .values(intention=states.REVERT)
+        .execution_options(synchronize_session=False)
+    )
+    set_counters(session, flow.uuid, "rwaiting", rwaiting)
+    meta = flow_meta(flow)
+    meta["revert_plan"] = plan
+    meta["revert_failed"] = False
+    set_flow_meta(flow, meta)
+    ready = sorted((n for n, c in rwaiting.items() if c == 0), key=lambda n: -comp.atoms[n].index)
+    queue_atoms(session, flow, ready, states.REVERT, events)
+    dispatch.revert.extend(ready)
+    if not ready:
+        set_flow_state(flow, states.REVERTED, events)
+
+
+def after_reverted(session: Session, flow: FlowRow, comp: Compilation, name: str) -> list[str]:
+    """Count a finished revert into the plan; return the atoms now ready to revert."""
+    plan: dict[str, list[str]] = flow_meta(flow).get("revert_plan", {})
+    preds = plan.get(name, [])
+    if not preds:
+        return []
+    session.execute(
+        update(AtomRow)
+        .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(preds))
+        .values(rwaiting=AtomRow.rwaiting - 1)
+        .execution_options(synchronize_session=False)
+    )
+    rows = load_atoms(session, flow.uuid, preds)
+    return [
+        n for n in preds
+        if rows[n].rwaiting == 0 and rows[n].state in EXECUTED and not rows[n].queued
+    ]

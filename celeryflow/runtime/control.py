@@ -1,0 +1,289 @@
+"""Flow-level transactions: create, start/resume, suspend, revert on request, reset."""
+
+from __future__ import annotations
+
+import uuid as uuidlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from celeryflow import serialization, states
+from celeryflow.exceptions import InvalidState, NotFound
+from celeryflow.persistence.tables import AtomRow, FlowRow, LogBookRow, utcnow
+from celeryflow.runtime import compensation
+from celeryflow.runtime.logbook import (
+    DeciderCall,
+    Dispatch,
+    Events,
+    flow_meta,
+    load_atoms,
+    queue_atoms,
+    ready_after,
+    recount,
+    set_flow_meta,
+    set_flow_state,
+    settle,
+)
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+    from celeryflow.persistence.backends.base import Backend
+
+
+def create_flow(
+    session: Session,
+    *,
+    flow_uuid: str,
+    name: str,
+    comp: Compilation,
+    spec: Mapping[str, Any],
+    store: Mapping[str, Any],
+    meta: Mapping[str, Any],
+    logbook_uuid: str | None,
+    logbook_name: str | None,
+    owner: str | None = None,
+) -> None:
+    """Write a new flow, its atoms and its spec in the caller's transaction."""
+    if logbook_uuid is not None and session.get(LogBookRow, logbook_uuid) is None:
+        session.add(LogBookRow(uuid=logbook_uuid, name=logbook_name or name))
+        session.flush()
+    now = utcnow()
+    session.add(
+        FlowRow(
+            uuid=flow_uuid,
+            logbook_uuid=logbook_uuid,
+            name=name,
+            state=states.PENDING,
+            epoch=0,
+            spec=serialization.dumps(dict(spec), f"spec of flow {name!r}"),
+            store=serialization.dumps(dict(store), f"store of flow {name!r}"),
+            meta=serialization.dumps(dict(meta), f"options of flow {name!r}"),
+            outstanding=0,
+            owner=owner,
+            progress_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    session.flush()
+    if comp.atoms:
+        session.execute(
+            insert(AtomRow),
+            [
+                {
+                    "flow_uuid": flow_uuid,
+                    "name": atom.name,
+                    "uuid": str(uuidlib.uuid4()),
+                    "kind": atom.kind,
+                    "state": states.PENDING,
+                    "intention": states.EXECUTE,
+                    "queued": False,
+                    "waiting": len(atom.preds),
+                    "rwaiting": 0,
+                    "attempts": 0,
+                    "progress": 0.0,
+                }
+                for atom in comp.atoms.values()
+            ],
+        )
+    events = Events(flow_uuid, 0, owner)
+    events.add("flow", None, states.PENDING)
+    events.flush(session)
+
+
+def _locked(backend: Backend, session: Session, flow_uuid: str) -> FlowRow:
+    flow = backend.lock_flow(session, flow_uuid)
+    if flow is None:
+        raise NotFound(f"Flow {flow_uuid} is not in the logbook {backend!r}; check the id and the backend URL")
+    return flow
+
+
+def _reset_atoms(session: Session, flow_uuid: str) -> None:
+    session.execute(
+        update(AtomRow)
+        .where(AtomRow.flow_uuid == flow_uuid)
+        .values(
+            state=states.PENDING, intention=states.EXECUTE, queued=False, result=None, failure=None,
+            revert_result=None, revert_failure=None, history=None, progress=0.0, worker=None,
+            started_at=None, finished_at=None, heartbeat_at=None, queued_at=None, rwaiting=0, attempts=0,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def start(
+    backend: Backend,
+    comp: Compilation,
+    flow_uuid: str,
+    *,
+    store_updates: Mapping[str, Any] | None = None,
+    owner: str | None = None,
+    decide: DeciderCall | None = None,
+) -> Dispatch:
+    """Run, resume or re-drive a flow: bump the epoch and queue whatever is ready.
+
+    * PENDING / SUSPENDED / REVERTED (re-run from scratch) -> RUNNING.
+    * RUNNING / REVERTING (the driver died, or a reclaim): atoms left RUNNING
+      run again from the start (at-least-once), REVERTING ones are reverted
+      again; messages of the old epoch are fenced off.
+    * SUCCESS / FAILURE: nothing to do.
+    """
+
+    def txn(session: Session) -> Dispatch:
+        flow = _locked(backend, session, flow_uuid)
+        if store_updates:
+            store = serialization.loads(flow.store) or {}
+            store.update(store_updates)
+            flow.store = serialization.dumps(store, f"store of flow {flow.name!r}")
+        dispatch = Dispatch(flow_uuid, flow.name)
+        if flow.state in (states.SUCCESS, states.FAILURE):
+            dispatch.epoch = flow.epoch
+            return dispatch
+        flow.epoch += 1
+        if owner is not None:
+            flow.owner = owner
+        events = Events(flow_uuid, flow.epoch, owner)
+        dispatch.epoch = flow.epoch
+        if flow.state == states.REVERTED:
+            _reset_atoms(session, flow_uuid)
+            meta = flow_meta(flow)
+            for key in ("revert_plan", "revert_failed", "revert_failures"):
+                meta.pop(key, None)
+            set_flow_meta(flow, meta)
+            flow.failures = None
+        # Everything queued under the old epoch is fenced off: forget it and requeue.
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.queued.is_(True))
+            .values(queued=False)
+            .execution_options(synchronize_session=False)
+        )
+        flow.outstanding = 0
+        session.expire_all()
+        flow = _locked(backend, session, flow_uuid)
+        rows = load_atoms(session, flow_uuid)
+        reverting = flow.state == states.REVERTING or (
+            flow.state == states.SUSPENDED and flow_meta(flow).get("suspended_from") == states.REVERTING
+        )
+        for row in rows.values():
+            if row.state == states.RUNNING:
+                # The worker that ran it is gone (or fenced off): at-least-once, run it again,
+                # or, when the flow is compensating, treat it as executed and revert it.
+                if reverting:
+                    row.state = states.FAILURE
+                    events.add("atom", states.RUNNING, states.FAILURE, atom=row.name, details={"reason": "worker lost"})
+                else:
+                    row.state = states.PENDING
+                    events.add("atom", states.RUNNING, states.PENDING, atom=row.name, details={"reason": "re-run"})
+        if reverting:
+            if flow.state != states.REVERTING:
+                set_flow_state(flow, states.REVERTING, events, resumed=True)
+            meta = flow_meta(flow)
+            plan = meta.get("revert_plan")
+            if plan is None:
+                compensation.start_revert(session, flow, comp, events, dispatch)
+            else:
+                pending = {n for n, r in rows.items() if n in plan and r.state in compensation.EXECUTED}
+                counts = {n: sum(1 for m in pending if n in plan[m]) for n in pending}
+                compensation.set_counters(session, flow_uuid, "rwaiting", counts)
+                ready = [n for n in pending if counts[n] == 0]
+                queue_atoms(session, flow, ready, states.REVERT, events)
+                dispatch.revert.extend(ready)
+        else:
+            if flow.state != states.RUNNING:
+                set_flow_state(flow, states.RUNNING, events)
+            recount(session, flow, comp, rows)
+            session.flush()
+            candidates = [
+                n for n, r in rows.items() if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0
+            ]
+            ready = ready_after(session, flow, comp, candidates, events, decide)
+            queue_atoms(session, flow, ready, states.EXECUTE, events)
+            dispatch.execute.extend(ready)
+        settle(session, flow, comp, events, dispatch)
+        events.flush(session)
+        return dispatch
+
+    return backend.run(txn)
+
+
+def suspend(backend: Backend, comp: Compilation, flow_uuid: str) -> str:
+    """Stop starting atoms; the flow is SUSPENDED once the running ones finish. Returns the new state."""
+
+    def txn(session: Session) -> str:
+        flow = _locked(backend, session, flow_uuid)
+        events = Events(flow_uuid, flow.epoch)
+        if flow.state == states.PENDING:
+            set_flow_state(flow, states.SUSPENDED, events)
+        elif flow.state == states.RUNNING:
+            set_flow_state(flow, states.SUSPENDING, events)
+            settle(session, flow, comp, events, Dispatch(flow_uuid))
+        events.flush(session)
+        return flow.state
+
+    return backend.run(txn)
+
+
+def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: str | None = None) -> Dispatch:
+    """Compensate a finished, suspended or stuck flow on request (FlowHandle.revert)."""
+
+    def txn(session: Session) -> Dispatch:
+        flow = _locked(backend, session, flow_uuid)
+        if flow.state in (states.REVERTED, states.PENDING):
+            return Dispatch(flow_uuid, flow.name, flow.epoch)
+        if flow.state not in (states.SUCCESS, states.FAILURE, states.SUSPENDED, states.RUNNING,
+                              states.SUSPENDING, states.REVERTING):
+            raise InvalidState(f"Flow {flow_uuid} is {flow.state}; it cannot be reverted now")
+        events = Events(flow_uuid, flow.epoch + 1, owner)
+        flow.epoch += 1
+        meta = flow_meta(flow)
+        for key in ("revert_plan", "revert_failed", "revert_failures"):
+            meta.pop(key, None)
+        set_flow_meta(flow, meta)
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.queued.is_(True))
+            .values(queued=False)
+            .execution_options(synchronize_session=False)
+        )
+        flow.outstanding = 0
+        for row in load_atoms(session, flow_uuid).values():
+            if row.state == states.RUNNING:
+                row.state = states.FAILURE
+                events.add("atom", states.RUNNING, states.FAILURE, atom=row.name, details={"reason": "reverted on request"})
+        if flow.state != states.REVERTING:
+            set_flow_state(flow, states.REVERTING, events, requested=True)
+        dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
+        compensation.start_revert(session, flow, comp, events, dispatch)
+        events.flush(session)
+        return dispatch
+
+    return backend.run(txn)
+
+
+def reset(backend: Backend, flow_uuid: str) -> None:
+    """Forget every outcome: the flow and its atoms go back to PENDING (engine.reset())."""
+
+    def txn(session: Session) -> None:
+        flow = _locked(backend, session, flow_uuid)
+        if flow.state in (states.RUNNING, states.REVERTING, states.SUSPENDING) and flow.outstanding:
+            raise InvalidState(f"Flow {flow_uuid} is {flow.state} with atoms in flight; suspend it first")
+        events = Events(flow_uuid, flow.epoch + 1)
+        flow.epoch += 1
+        flow.outstanding = 0
+        flow.failures = None
+        flow.finished_at = None
+        meta = flow_meta(flow)
+        for key in ("revert_plan", "revert_failed", "revert_failures", "suspended_from"):
+            meta.pop(key, None)
+        set_flow_meta(flow, meta)
+        _reset_atoms(session, flow_uuid)
+        if flow.state != states.PENDING:
+            states.check_flow_transition(flow.state, states.PENDING, f"flow {flow.name!r}")
+            events.add("flow", flow.state, states.PENDING)
+            flow.state = states.PENDING
+        events.flush(session)
+
+    backend.run(txn)

@@ -1,0 +1,301 @@
+"""Logbook transitions: the scheduler that lives in the database.
+
+Every function here runs inside one transaction (a ``Session`` from
+``backend.run``), holds the flow row lock where it must, and returns a
+:class:`Dispatch` describing what to publish *after* commit. Every state write
+is a compare-and-set checked against :mod:`celeryflow.states`, guarded by the
+flow epoch (the fencing token). Joins are counted in the logbook
+(``atoms.waiting``), so they work with any broker and any (or no) result
+backend, and a duplicate or stale message finds the state already moved and
+changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from celeryflow import serialization, states
+from celeryflow.exceptions import InvalidState
+from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+
+LOG = logging.getLogger(__name__)
+
+EXECUTE = "execute"
+REVERT = "revert"
+
+
+@dataclass
+class Dispatch:
+    """Messages to publish once the transaction has committed."""
+
+    flow_uuid: str
+    flow_name: str = ""
+    epoch: int = 0
+    execute: list[str] = field(default_factory=list)
+    revert: list[str] = field(default_factory=list)
+    countdown: float | None = None
+
+    def __bool__(self) -> bool:
+        return bool(self.execute or self.revert)
+
+
+@dataclass
+class Events:
+    """Events collected during one transaction, inserted in one statement."""
+
+    flow_uuid: str
+    epoch: int
+    worker: str | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(
+        self,
+        kind: str,
+        old: str | None,
+        new: str | None,
+        atom: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.rows.append(
+            {
+                "flow_uuid": self.flow_uuid,
+                "atom_name": atom,
+                "kind": kind,
+                "old_state": old,
+                "new_state": new,
+                "epoch": self.epoch,
+                "worker": self.worker,
+                "details": serialization.dumps(dict(details)) if details else None,
+                "at": utcnow(),
+            }
+        )
+
+    def flush(self, session: Session) -> None:
+        if self.rows:
+            session.execute(insert(EventRow), self.rows)
+            self.rows = []
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def set_flow_state(flow: FlowRow, new: str, events: Events, **details: Any) -> None:
+    """Move a (locked) flow row to ``new`` through the state machine."""
+    old = flow.state
+    if old != new:
+        states.check_flow_transition(old, new, f"flow {flow.name!r}")
+    flow.state = new
+    flow.progress_at = flow.updated_at = utcnow()
+    if new in states.FLOW_TERMINAL:
+        flow.finished_at = flow.updated_at
+    events.add("flow", old, new, details=details or None)
+
+
+def cas_atom(
+    session: Session,
+    flow_uuid: str,
+    name: str,
+    old_states: Iterable[str],
+    new_state: str,
+    events: Events | None,
+    *,
+    extra_where: Iterable[Any] = (),
+    details: Mapping[str, Any] | None = None,
+    **values: Any,
+) -> bool:
+    """Compare-and-set one atom's state; return False when it had already moved."""
+    olds = tuple(old_states)
+    for old in olds:
+        if old != new_state or new_state in (states.REVERTING,):
+            states.check_atom_transition(old, new_state, f"atom {name!r}")
+    stmt = (
+        update(AtomRow)
+        .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state.in_(olds), *extra_where)
+        .values(state=new_state, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    if events is not None:
+        old = olds[0] if len(olds) == 1 else None
+        events.add("atom", old, new_state, atom=name, details=details)
+    return True
+
+
+def load_atoms(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomRow]:
+    stmt = select(AtomRow).where(AtomRow.flow_uuid == flow_uuid)
+    if names is not None:
+        wanted = list(names)
+        if not wanted:
+            return {}
+        stmt = stmt.where(AtomRow.name.in_(wanted))
+    return {row.name: row for row in session.scalars(stmt)}
+
+
+def load_results(session: Session, flow_uuid: str, names: Iterable[str]) -> dict[str, Any]:
+    wanted = list(set(names))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(AtomRow.name, AtomRow.result).where(
+            AtomRow.flow_uuid == flow_uuid,
+            AtomRow.name.in_(wanted),
+            AtomRow.state.in_((states.SUCCESS, states.REVERTING, states.RETRYING)),
+        )
+    )
+    return {name: serialization.loads(result) for name, result in rows}
+
+
+def queue_atoms(session: Session, flow: FlowRow, names: list[str], intention: str, events: Events) -> None:
+    """Mark atoms as on the broker (one statement) and count them as outstanding."""
+    if not names:
+        return
+    session.execute(
+        update(AtomRow)
+        .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(names))
+        .values(queued=True, queued_at=utcnow(), intention=intention)
+        .execution_options(synchronize_session=False)
+    )
+    flow.outstanding += len(names)
+
+
+def decode_failures(flow: FlowRow) -> dict[str, Any]:
+    return dict(serialization.loads(flow.failures) or {})
+
+
+def flow_meta(flow: FlowRow) -> dict[str, Any]:
+    return dict(serialization.loads(flow.meta) or {})
+
+
+def set_flow_meta(flow: FlowRow, meta: Mapping[str, Any]) -> None:
+    flow.meta = serialization.dumps(dict(meta))
+
+
+# --------------------------------------------------------------------------- execute phase
+
+
+DeciderCall = Callable[[int, dict[str, Any]], bool]
+
+
+def ready_after(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    candidates: Iterable[str],
+    events: Events,
+    decide: DeciderCall | None,
+) -> list[str]:
+    """Of ``candidates`` (whose waiting just dropped), return those now runnable.
+
+    Deciders on their incoming links are evaluated here; an atom a decider
+    rejects (and what its depth covers) ends IGNORE, which counts as done for
+    its successors, so this cascades.
+    """
+    ready: list[str] = []
+    pending = list(dict.fromkeys(candidates))
+    while pending:
+        rows = load_atoms(session, flow.uuid, pending)
+        pending = []
+        for name, row in rows.items():
+            if row.waiting > 0 or row.state != states.PENDING or row.intention != states.EXECUTE or row.queued:
+                continue
+            compiled = comp.atoms[name]
+            ignored: set[str] = set()
+            if compiled.deciders:
+                history = load_results(session, flow.uuid, [d.pred for d in compiled.deciders])
+                for decider in compiled.deciders:
+                    if decide is None:
+                        raise InvalidState(f"Atom {name!r} has a decider but no decider callable is available")
+                    if not decide(decider.link_id, {decider.pred: history.get(decider.pred)}):
+                        ignored |= set(comp.ignore_set(name, decider.depth))
+            if ignored:
+                pending.extend(ignore_atoms(session, flow, comp, ignored, events))
+            else:
+                ready.append(name)
+    return ready
+
+
+def ignore_atoms(session: Session, flow: FlowRow, comp: Compilation, names: Iterable[str], events: Events) -> list[str]:
+    """Move PENDING atoms to IGNORE; return successors whose join counter dropped."""
+    done: list[str] = []
+    for name in sorted(names, key=lambda n: comp.atoms[n].index):
+        if cas_atom(
+            session, flow.uuid, name, (states.PENDING,), states.IGNORE, events, intention=states.IGNORE,
+            queued=False, finished_at=utcnow(),
+        ):
+            done.append(name)
+    return decrement_successors(session, flow, comp, done)
+
+
+def decrement_successors(session: Session, flow: FlowRow, comp: Compilation, done: Iterable[str]) -> list[str]:
+    """Count finished predecessors into their successors' join counters."""
+    counts: dict[str, int] = {}
+    for name in done:
+        for succ in comp.atoms[name].succs:
+            counts[succ] = counts.get(succ, 0) + 1
+    by_count: dict[int, list[str]] = {}
+    for succ, count in counts.items():
+        by_count.setdefault(count, []).append(succ)
+    for count, names in by_count.items():
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(names))
+            .values(waiting=AtomRow.waiting - count)
+            .execution_options(synchronize_session=False)
+        )
+    return list(counts)
+
+
+def recount(session: Session, flow: FlowRow, comp: Compilation, rows: Mapping[str, AtomRow]) -> None:
+    """Recompute every join counter from the atom states (start, resume, reclaim)."""
+    for name, compiled in comp.atoms.items():
+        row = rows[name]
+        waiting = sum(1 for pred in compiled.preds if rows[pred].state not in states.ATOM_DONE)
+        if row.waiting != waiting:
+            row.waiting = waiting
+
+
+def count_unfinished(session: Session, flow_uuid: str) -> int:
+    return int(
+        session.scalar(
+            select(func.count()).select_from(AtomRow).where(
+                AtomRow.flow_uuid == flow_uuid, AtomRow.state.not_in(tuple(states.ATOM_DONE))
+            )
+        )
+        or 0
+    )
+
+
+def settle(
+    session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch
+) -> None:
+    """Decide what a quiet flow (nothing outstanding) does next."""
+    if flow.outstanding > 0 or dispatch:
+        return
+    if flow.state == states.RUNNING:
+        if count_unfinished(session, flow.uuid) == 0:
+            set_flow_state(flow, states.SUCCESS, events)
+        else:
+            # Nothing in flight yet work remains: only a forced stop gets here.
+            LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow.uuid)
+    elif flow.state == states.SUSPENDING:
+        set_flow_state(flow, states.SUSPENDED, events)
+    elif flow.state == states.REVERTING:
+        meta = flow_meta(flow)
+        if "revert_plan" not in meta:
+            from celeryflow.runtime.compensation import start_revert
+
+            start_revert(session, flow, comp, events, dispatch)
+        else:
+            finish = states.FAILURE if meta.get("revert_failed") else states.REVERTED
+            set_flow_state(flow, finish, events)

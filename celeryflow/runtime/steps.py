@@ -1,0 +1,239 @@
+"""The transactions a worker runs around one atom: begin, finish, refuse.
+
+Two transactions per atom on the success path: ``begin`` (claim the atom with a
+compare-and-set, read its inputs) and ``finish`` (record the outcome, count it
+into the joins of its successors, queue what became ready, settle the flow).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from celeryflow import serialization, states
+from celeryflow.persistence.tables import AtomRow, utcnow
+from celeryflow.runtime import compensation
+from celeryflow.runtime.args import resolve
+from celeryflow.runtime.logbook import (
+    EXECUTE,
+    DeciderCall,
+    Dispatch,
+    Events,
+    cas_atom,
+    decode_failures,
+    decrement_successors,
+    flow_meta,
+    load_results,
+    queue_atoms,
+    ready_after,
+    set_flow_meta,
+    set_flow_state,
+    settle,
+)
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+    from celeryflow.persistence.backends.base import Backend
+
+LOG = logging.getLogger(__name__)
+
+
+class Verdict(enum.Enum):
+    RUN = "run"  # claimed: run it
+    SKIP = "skip"  # duplicate, stale epoch or unknown flow: do nothing
+    REFUSE = "refuse"  # the flow no longer wants it (failing, suspending): un-queue it
+
+
+@dataclass
+class Begun:
+    verdict: Verdict
+    reason: str = ""
+    kwargs: dict[str, Any] | None = None
+    result: Any = None  # revert: the atom's result (or its Failure dict)
+    failure: dict[str, Any] | None = None
+    flow_failures: dict[str, Any] | None = None
+    flow_name: str = ""
+    attempts: int = 0
+
+
+def _inputs(
+    session: Session, flow_uuid: str, store_json: str | None, comp: Compilation, name: str, revert: bool
+) -> dict[str, Any]:
+    compiled = comp.atoms[name]
+    arg_map = compiled.revert_args if revert else compiled.exec_args
+    optional = compiled.revert_optional if revert else compiled.exec_optional
+    store = serialization.loads(store_json) or {}
+    needed = {compiled.providers[s] for s in arg_map.values() if s in compiled.providers}
+    results = load_results(session, flow_uuid, needed)
+    save_as = {p: comp.atoms[p].save_as for p in needed}
+    return resolve(name, arg_map, optional, compiled.inject, store, compiled.providers, results, save_as)
+
+
+def begin(
+    backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, mode: str, worker: str
+) -> Begun:
+    """Claim ``name`` for execution (mode ``execute``) or compensation (``revert``)."""
+
+    def txn(session: Session) -> Begun:
+        flow = backend.lock_flow(session, flow_uuid, shared=True)
+        if flow is None:
+            return Begun(Verdict.SKIP, f"flow {flow_uuid} is not in the logbook")
+        if flow.epoch != epoch:
+            return Begun(Verdict.SKIP, f"stale message: epoch {epoch}, flow is at {flow.epoch}")
+        events = Events(flow_uuid, epoch, worker)
+        now = utcnow()
+        if mode == EXECUTE:
+            if flow.state != states.RUNNING:
+                return Begun(Verdict.REFUSE, f"flow is {flow.state}")
+            olds: tuple[str, ...] = (states.PENDING,)
+            new, intention = states.RUNNING, states.EXECUTE
+        else:
+            if flow.state not in (states.REVERTING, states.RUNNING):
+                return Begun(Verdict.REFUSE, f"flow is {flow.state}")
+            olds = compensation.EXECUTED
+            new, intention = states.REVERTING, states.REVERT
+        claimed = cas_atom(
+            session, flow_uuid, name, olds, new, events,
+            extra_where=(AtomRow.intention == intention, AtomRow.queued.is_(True)),
+            queued=False, attempts=AtomRow.attempts + 1, worker=worker, started_at=now, heartbeat_at=now,
+        )
+        if not claimed:
+            return Begun(Verdict.SKIP, "already claimed or no longer queued (duplicate delivery)")
+        events.flush(session)
+        kwargs = _inputs(session, flow_uuid, flow.store, comp, name, revert=(mode != EXECUTE))
+        begun = Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow.name)
+        if mode != EXECUTE:
+            row = session.get(AtomRow, (flow_uuid, name))
+            assert row is not None
+            begun.result = serialization.loads(row.result)
+            begun.failure = serialization.loads(row.failure)
+            begun.flow_failures = decode_failures(flow)
+            begun.attempts = row.attempts
+        return begun
+
+    return backend.run(txn)
+
+
+def finish(
+    backend: Backend,
+    comp: Compilation,
+    flow_uuid: str,
+    name: str,
+    epoch: int,
+    mode: str,
+    worker: str,
+    *,
+    result: Any = None,
+    failure: dict[str, Any] | None = None,
+    decide: DeciderCall | None = None,
+) -> Dispatch | None:
+    """Record the outcome of ``name``; return what to publish (None: the message was stale)."""
+    result_json = serialization.dumps(result, f"result of atom {name!r}") if failure is None else None
+    failure_json = serialization.dumps(failure) if failure is not None else None
+
+    def txn(session: Session) -> Dispatch | None:
+        flow = backend.lock_flow(session, flow_uuid)
+        if flow is None or flow.epoch != epoch:
+            LOG.warning("discarding late %s result of %s/%s: epoch %s is fenced off", mode, flow_uuid, name, epoch)
+            return None
+        events = Events(flow_uuid, epoch, worker)
+        dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
+        now = utcnow()
+        if mode == EXECUTE:
+            new = states.SUCCESS if failure is None else states.FAILURE
+            if not cas_atom(
+                session, flow_uuid, name, (states.RUNNING,), new, events,
+                extra_where=(AtomRow.worker == worker,),
+                result=result_json, failure=failure_json, finished_at=now, progress=1.0 if failure is None else 0.0,
+            ):
+                LOG.warning("discarding %s result of %s/%s: the atom already moved on", mode, flow_uuid, name)
+                return None
+            flow.outstanding -= 1
+            flow.progress_at = now
+            if failure is None:
+                candidates = decrement_successors(session, flow, comp, [name])
+                if flow.state == states.RUNNING and candidates:
+                    ready = ready_after(session, flow, comp, candidates, events, decide)
+                    queue_atoms(session, flow, ready, states.EXECUTE, events)
+                    dispatch.execute.extend(ready)
+            else:
+                failures = decode_failures(flow)
+                failures[name] = failure
+                flow.failures = serialization.dumps(failures)
+                if flow.state in (states.RUNNING, states.SUSPENDING):
+                    set_flow_state(flow, states.REVERTING, events, failed_atom=name)
+        else:
+            new = states.REVERTED if failure is None else states.REVERT_FAILURE
+            if not cas_atom(
+                session, flow_uuid, name, (states.REVERTING,), new, events,
+                extra_where=(AtomRow.worker == worker,),
+                revert_result=result_json, revert_failure=failure_json, finished_at=now,
+            ):
+                LOG.warning("discarding %s result of %s/%s: the atom already moved on", mode, flow_uuid, name)
+                return None
+            flow.outstanding -= 1
+            flow.progress_at = now
+            if failure is None:
+                ready = compensation.after_reverted(session, flow, comp, name)
+                queue_atoms(session, flow, ready, states.REVERT, events)
+                dispatch.revert.extend(ready)
+            else:
+                meta = flow_meta(flow)
+                meta["revert_failed"] = True
+                meta.setdefault("revert_failures", {})[name] = failure
+                set_flow_meta(flow, meta)
+        settle(session, flow, comp, events, dispatch)
+        events.flush(session)
+        return dispatch
+
+    return backend.run(txn)
+
+
+def refuse(
+    backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str
+) -> Dispatch | None:
+    """Take a queued atom the flow no longer wants off the books, and settle the flow."""
+
+    def txn(session: Session) -> Dispatch | None:
+        flow = backend.lock_flow(session, flow_uuid)
+        if flow is None or flow.epoch != epoch:
+            return None
+        unqueued = session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.queued.is_(True))
+            .values(queued=False)
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if unqueued != 1:
+            return None
+        flow.outstanding -= 1
+        events = Events(flow_uuid, epoch, worker)
+        dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
+        settle(session, flow, comp, events, dispatch)
+        events.flush(session)
+        return dispatch
+
+    return backend.run(txn)
+
+
+def record_progress(backend: Backend, flow_uuid: str, name: str, epoch: int, progress: float,
+                    details: dict[str, Any] | None, worker: str) -> None:
+    """Store an atom's progress and add a progress event (one short transaction)."""
+
+    def txn(session: Session) -> None:
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state == states.RUNNING)
+            .values(progress=progress, heartbeat_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        events = Events(flow_uuid, epoch, worker)
+        events.add("progress", None, None, atom=name, details={"progress": progress, **(details or {})})
+        events.flush(session)
+
+    backend.run(txn)

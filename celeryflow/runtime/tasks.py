@@ -1,0 +1,171 @@
+"""The Celery tasks a worker runs: execute one atom, revert one atom.
+
+Messages carry ``(flow id, atom name, epoch, backend key)`` only. Inputs are
+read from the logbook and results written to it; the task's own return value
+is ignored (no result backend needed). A bad message (unknown flow, unknown
+logbook, an atom class this worker does not have) is logged and dropped or
+recorded as the atom's failure; it never kills the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import TYPE_CHECKING, Any
+
+from celeryflow import atom as atommod
+from celeryflow.exceptions import CeleryflowError, NotFound, NotRegistered, ResultTooLarge
+from celeryflow.runtime import backends, context, steps
+from celeryflow.runtime.dispatch import EXECUTE_TASK, REVERT_TASK, chained_next, publish
+from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
+from celeryflow.runtime.settings import Settings
+from celeryflow.types.failure import Failure
+
+if TYPE_CHECKING:
+    from celery import Celery, Task
+
+LOG = logging.getLogger("celeryflow.worker")
+
+WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_id() -> str:
+    # Re-read the pid: prefork children inherit the module from their parent.
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _call_atom(runtime: context.FlowRuntime, name: str, mode: str, begun: steps.Begun) -> tuple[Any, dict[str, Any] | None]:
+    kwargs = dict(begun.kwargs or {})
+    try:
+        atom = runtime.atom(name)
+        if mode == EXECUTE:
+            if runtime.comp.atoms[name].kind == "retry":
+                from celeryflow.runtime.retries import call_retry_execute
+
+                return call_retry_execute(atom, kwargs, runtime, name), None
+            return atom.execute(**kwargs), None
+        result = begun.result
+        if begun.failure is not None:
+            result = Failure.from_dict(begun.failure)
+        flow_failures = {k: Failure.from_dict(v) for k, v in (begun.flow_failures or {}).items()}
+        return atom.revert(result=result, flow_failures=flow_failures, **kwargs), None
+    except Exception as exc:
+        LOG.info("atom %s of flow %s failed in %s: %r", name, runtime.uuid, mode, exc)
+        return None, Failure.from_exception(exc).to_dict()
+
+
+def _check_result(result: Any, name: str, settings: Settings) -> dict[str, Any] | None:
+    from celeryflow import serialization
+
+    try:
+        text = serialization.dumps(result, f"result of atom {name!r}")
+    except CeleryflowError as exc:
+        return Failure.from_exception(exc).to_dict()
+    if len(text) > settings.max_result_bytes:
+        exc = ResultTooLarge(
+            f"Result of atom {name!r} is {len(text)} bytes, over the limit of {settings.max_result_bytes} "
+            "(CELERYFLOW_MAX_RESULT_BYTES); store large data elsewhere and return a reference"
+        )
+        return Failure.from_exception(exc).to_dict()
+    return None
+
+
+def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str, mode: str) -> None:
+    """Body of both Celery tasks."""
+    app = task.app
+    me = worker_id()
+    try:
+        backend = backends.resolve(backend_key, app)
+        runtime = context.runtime_for(backend, flow_uuid)
+    except (NotRegistered, NotFound) as exc:
+        LOG.error("rejected %s message for flow %s atom %r: %s", mode, flow_uuid, name, exc)
+        _stop_chain(task)
+        return
+    if name not in runtime.comp.atoms:
+        LOG.error("rejected %s message: flow %s has no atom %r (forged or corrupt message)", mode, flow_uuid, name)
+        _stop_chain(task)
+        return
+    settings = Settings.from_sources(app.conf)
+    begun = steps.begin(backend, runtime.comp, flow_uuid, name, epoch, mode, me)
+    if begun.verdict is steps.Verdict.SKIP:
+        LOG.info("skipped %s of %s/%s: %s", mode, flow_uuid, name, begun.reason)
+        _stop_chain(task)
+        return
+    if begun.verdict is steps.Verdict.REFUSE:
+        _stop_chain(task)
+        dispatch = steps.refuse(backend, runtime.comp, flow_uuid, name, epoch, me)
+        _send(app, runtime, dispatch, backend_key, settings, task)
+        return
+
+    def progress(atom: Any, value: float, details: dict[str, Any] | None) -> None:
+        steps.record_progress(backend, flow_uuid, name, epoch, value, details, me)
+
+    token = atommod.progress_sink.set(progress)
+    try:
+        result, failure = _call_atom(runtime, name, mode, begun)
+    finally:
+        atommod.progress_sink.reset(token)
+    if failure is None:
+        failure = _check_result(result, name, settings)
+        if failure is not None:
+            result = None
+    decide = None if mode == REVERT else _decider(runtime)
+    dispatch = steps.finish(
+        backend, runtime.comp, flow_uuid, name, epoch, mode, me, result=result, failure=failure, decide=decide
+    )
+    _send(app, runtime, dispatch, backend_key, settings, task)
+
+
+def _decider(runtime: context.FlowRuntime) -> Any:
+    return runtime.decide if any(a.deciders for a in runtime.comp.atoms.values()) else None
+
+
+def _stop_chain(task: Task) -> None:
+    try:
+        task.request.chain = None
+    except AttributeError:
+        pass
+
+
+def _send(app: Celery, runtime: context.FlowRuntime, dispatch: Dispatch | None, backend_key: str,
+          settings: Settings, task: Task | None) -> None:
+    nxt = chained_next(task.request) if task is not None else None
+    if dispatch is None:
+        _stop_chain(task) if task is not None else None
+        return
+    if nxt is not None:
+        if nxt in dispatch.execute:
+            # The Celery chain this message belongs to sends it next.
+            dispatch.execute.remove(nxt)
+        elif task is not None:
+            _stop_chain(task)
+    try:
+        publish(app, runtime.comp, dispatch, backend_key, settings.chain_max)
+    except Exception:
+        # Committed but not sent: the conductor's sweep finds queued atoms with no
+        # message and sends them again. Never let this kill the worker.
+        LOG.exception("could not publish the next atoms of flow %s; the sweep will re-dispatch them",
+                      dispatch.flow_uuid)
+
+
+def register_tasks(app: Celery) -> None:
+    """Register the worker tasks on ``app`` (idempotent)."""
+    if EXECUTE_TASK in app.tasks and REVERT_TASK in app.tasks:
+        return
+    common: dict[str, Any] = {
+        "bind": True,
+        "acks_late": True,
+        "reject_on_worker_lost": True,
+        "ignore_result": True,
+        "serializer": "json",
+        "shared": False,
+    }
+
+    @app.task(name=EXECUTE_TASK, **common)  # type: ignore[untyped-decorator]
+    def execute_atom(self: Task, flow_uuid: str, name: str, epoch: int, backend_key: str) -> None:
+        run_step(self, flow_uuid, name, epoch, backend_key, EXECUTE)
+
+    @app.task(name=REVERT_TASK, **common)  # type: ignore[untyped-decorator]
+    def revert_atom(self: Task, flow_uuid: str, name: str, epoch: int, backend_key: str) -> None:
+        run_step(self, flow_uuid, name, epoch, backend_key, REVERT)
