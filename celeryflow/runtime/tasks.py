@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeryflow import atom as atommod
 from celeryflow.exceptions import CeleryflowError, NotFound, NotRegistered, ResultTooLarge
-from celeryflow.runtime import backends, context, steps
+from celeryflow.runtime import backends, context, localbus, steps
 from celeryflow.runtime.dispatch import EXECUTE_TASK, REVERT_TASK, chained_next, publish
 from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
 from celeryflow.runtime.settings import Settings
@@ -88,6 +88,7 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         return
     settings = Settings.from_sources(app.conf)
     begun = steps.begin(backend, runtime.comp, flow_uuid, name, epoch, mode, me)
+    localbus.notify()
     if begun.verdict is steps.Verdict.SKIP:
         LOG.info("skipped %s of %s/%s: %s", mode, flow_uuid, name, begun.reason)
         _stop_chain(task)
@@ -95,11 +96,13 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
     if begun.verdict is steps.Verdict.REFUSE:
         _stop_chain(task)
         dispatch = steps.refuse(backend, runtime.comp, flow_uuid, name, epoch, me)
+        localbus.notify()
         _send(app, runtime, dispatch, backend_key, settings, task)
         return
 
     def progress(atom: Any, value: float, details: dict[str, Any] | None) -> None:
         steps.record_progress(backend, flow_uuid, name, epoch, value, details, me)
+        localbus.notify()
 
     token = atommod.progress_sink.set(progress)
     try:
@@ -114,6 +117,7 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
     dispatch = steps.finish(
         backend, runtime.comp, flow_uuid, name, epoch, mode, me, result=result, failure=failure, decide=decide
     )
+    localbus.notify()
     _send(app, runtime, dispatch, backend_key, settings, task)
 
 

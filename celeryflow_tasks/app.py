@@ -1,0 +1,28 @@
+"""Building the stock Celery app from ``CELERYFLOW_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+from celeryflow.install import install
+
+DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
+
+
+def make_app(name: str = "celeryflow", **settings: object) -> Celery:
+    """A Celery app configured from the environment, with celeryflow installed."""
+    app = Celery(name, set_as_current=False)
+    app.conf.broker_url = os.environ.get("CELERYFLOW_BROKER_URL", DEFAULT_BROKER)
+    app.conf.result_backend = os.environ.get("CELERYFLOW_RESULT_BACKEND") or None
+    app.conf.task_ignore_result = not app.conf.result_backend
+    app.conf.broker_connection_retry_on_startup = True
+    # Flower and `celery events` need task events.
+    app.conf.worker_send_task_events = True
+    app.conf.task_send_sent_event = True
+    install(app, backend=os.environ.get("CELERYFLOW_BACKEND") or None, **settings)
+    return app
+
+
+app = make_app()
