@@ -1,0 +1,3 @@
+from celeryflow.cli import main
+
+main()
