@@ -1,0 +1,132 @@
+"""Packaging for celeryflow.
+
+Metadata lives here; tool configuration (ruff, mypy, pytest) and the build-system
+table live in ``pyproject.toml``. ``config/``, ``compose/``, ``tests/``, ``bench/``
+and ``examples/`` are not installed: ``config/`` in particular must never become a
+top-level ``config`` package (it would shadow a Django project's ``config``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+README = HERE / "README.md"
+LONG_DESCRIPTION = README.read_text(encoding="utf-8") if README.exists() else ""
+
+INSTALL_REQUIRES = [
+    "celery>=5.7",
+    "kombu>=5.7",
+    "redis>=5.0",
+    "SQLAlchemy>=2.0",
+    "alembic>=1.13",
+    "click>=8.1",
+    "rich>=13",
+    "networkx>=3.0",
+]
+
+EXTRAS: dict[str, list[str]] = {
+    "redis": ["redis>=5"],
+    "postgres": ["psycopg[binary]>=3.1"],
+    "mysql": ["PyMySQL>=1.1"],
+    "flower": ["flower>=2.0"],
+    "django": ["Django>=4.2"],
+    "flask": ["Flask>=3.0"],
+    "graph": ["graphviz>=0.20"],
+}
+EXTRAS["test"] = sorted(
+    {
+        "pytest>=8",
+        "pytest-celery>=1.1",
+        "pytest-timeout>=2.3",
+        "PyYAML>=6.0",
+        *(req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph")
+          for req in EXTRAS[name]),
+    }
+)
+EXTRAS["dev"] = sorted(
+    {
+        *EXTRAS["test"],
+        "mypy>=1.10",
+        "ruff>=0.5",
+        "types-PyYAML",
+    }
+)
+EXTRAS["all"] = sorted(
+    {req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph")
+     for req in EXTRAS[name]}
+)
+
+PACKAGE_INCLUDE = [
+    "celeryflow",
+    "celeryflow.*",
+    "celeryflow_tasks",
+    "celeryflow_tasks.*",
+    "conductor",
+    "conductor.*",
+]
+PACKAGE_EXCLUDE = [
+    "tests",
+    "tests.*",
+    "bench",
+    "bench.*",
+    "examples",
+    "examples.*",
+    "config",
+    "config.*",
+    "compose",
+    "compose.*",
+]
+
+# Non-Python files shipped inside the ``celeryflow`` package (also listed in
+# MANIFEST.in for the sdist). tests/test_packaging.py checks each glob matches.
+PACKAGE_DATA = {
+    "celeryflow": [
+        "py.typed",
+        "persistence/migrations/*.py",
+        "persistence/migrations/*.mako",
+        "persistence/migrations/versions/*.py",
+    ],
+}
+
+setup(
+    name="celeryflow",
+    version="0.1.0",
+    description=(
+        "OpenStack TaskFlow's model (tasks, flows, engines, persistence, jobboards, "
+        "conductors, retries) on Celery: compensating, resumable workflows."
+    ),
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=PACKAGE_INCLUDE, exclude=PACKAGE_EXCLUDE),
+    package_data=PACKAGE_DATA,
+    include_package_data=True,
+    zip_safe=False,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={
+        "console_scripts": [
+            "celeryflow=celeryflow.cli:main",
+        ],
+    },
+    classifiers=[
+        "Development Status :: 3 - Alpha",
+        "Framework :: Celery",
+        "Framework :: Django",
+        "Framework :: Flask",
+        "Intended Audience :: Developers",
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: System :: Distributed Computing",
+        "Typing :: Typed",
+    ],
+)

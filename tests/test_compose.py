@@ -1,0 +1,153 @@
+"""The docker compose stack is well-formed (parsed with PyYAML; Docker is never run)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+REPO = Path(__file__).resolve().parents[1]
+COMPOSE_DIR = REPO / "compose"
+COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
+
+CELERYFLOW_SERVICES = ("migrate", "worker1", "worker2", "conductor", "flower", "web")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return compose["services"]
+
+
+def _env_files(service: dict[str, Any]) -> list[str]:
+    files = service.get("env_file", [])
+    return [files] if isinstance(files, str) else list(files)
+
+
+def _read_env(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        assert "=" in line, f"{path.name}: not KEY=VALUE: {line!r}"
+        key, _, value = line.partition("=")
+        assert re.fullmatch(r"[A-Z_][A-Z0-9_]*", key), f"{path.name}: bad variable name {key!r}"
+        env[key] = value
+    return env
+
+
+def test_expected_services(services: dict[str, dict[str, Any]]) -> None:
+    assert set(services) >= {"redis", "postgres", *CELERYFLOW_SERVICES}
+
+
+def test_images_and_builds(services: dict[str, dict[str, Any]]) -> None:
+    assert services["redis"]["image"].startswith("redis:")
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name in CELERYFLOW_SERVICES:
+        build = services[name]["build"]
+        context = (COMPOSE_DIR / build["context"]).resolve()
+        assert context == REPO, f"{name}: build context must be the repository root"
+        assert (context / build["dockerfile"]).is_file()
+
+
+def test_dockerfile_installs_the_project() -> None:
+    text = (COMPOSE_DIR / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r"^FROM python:3\.1\d", text, re.M)
+    assert re.search(r'pip install "?\.\[', text), "the image installs the project with its extras"
+    assert "USER " in text, "processes do not run as root"
+
+
+def test_commands(services: dict[str, dict[str, Any]]) -> None:
+    def cmd(name: str) -> list[str]:
+        command = services[name]["command"]
+        return command.split() if isinstance(command, str) else list(command)
+
+    for name in ("worker1", "worker2"):
+        argv = cmd(name)
+        assert argv[:4] == ["celery", "-A", "celeryflow_tasks", "worker"]
+        assert any(a.startswith(f"--hostname={name}@") for a in argv), "distinct worker node names"
+    assert cmd("conductor") in (["python", "-m", "conductor"], ["celery", "-A", "conductor", "beat"])
+    assert cmd("flower")[:4] == ["celery", "-A", "celeryflow_tasks", "flower"]
+    assert cmd("web") == ["python", "examples/webapp.py"]
+    assert cmd("migrate") == ["celeryflow", "db", "upgrade"]
+    assert services["migrate"]["restart"] == "no"
+
+
+def test_env_files_exist_and_parse(services: dict[str, dict[str, Any]]) -> None:
+    for name, service in services.items():
+        for rel in _env_files(service):
+            path = (COMPOSE_DIR / rel).resolve()
+            assert path.is_file(), f"{name}: env file {rel} is missing"
+            assert path.parent == REPO / "config", f"{name}: env files live in config/"
+            _read_env(path)
+
+
+def test_celeryflow_services_get_the_common_settings(services: dict[str, dict[str, Any]]) -> None:
+    common = _read_env(REPO / "config" / "common.env")
+    for key in ("CELERYFLOW_BROKER_URL", "CELERYFLOW_BACKEND", "CELERYFLOW_IMPORTS"):
+        assert common.get(key), f"common.env sets {key}"
+    assert common["CELERYFLOW_BROKER_URL"].startswith("redis://redis:")
+    assert "@postgres:" in common["CELERYFLOW_BACKEND"]
+    pg = _read_env(REPO / "config" / "postgres.env")
+    assert f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}" in (
+        common["CELERYFLOW_BACKEND"]
+    )
+    for name in CELERYFLOW_SERVICES:
+        assert "../config/common.env" in _env_files(services[name]), name
+
+
+def test_flower_api_is_protected(services: dict[str, dict[str, Any]]) -> None:
+    env: dict[str, str] = {}
+    for rel in _env_files(services["flower"]):
+        env.update(_read_env((COMPOSE_DIR / rel).resolve()))
+    assert env.get("FLOWER_BASIC_AUTH") or env.get("FLOWER_UNAUTHENTICATED_API") == "true"
+
+
+def test_ports(services: dict[str, dict[str, Any]]) -> None:
+    assert "5555:5555" in services["flower"]["ports"]
+    assert "8000:8000" in services["web"]["ports"]
+    web_env = _read_env(REPO / "config" / "web.env")
+    assert web_env["WEBAPP_PORT"] == "8000"
+
+
+def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
+    for name in ("redis", "postgres", "worker1", "worker2", "flower", "web"):
+        check = services[name].get("healthcheck")
+        assert check and check.get("test"), f"{name} has a healthcheck"
+
+
+def test_depends_on_conditions(services: dict[str, dict[str, Any]]) -> None:
+    valid = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, service in services.items():
+        for dep, spec in (service.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown service {dep}"
+            assert dep != name, f"{name} depends on itself"
+            assert spec["condition"] in valid
+            if spec["condition"] == "service_healthy":
+                assert services[dep].get("healthcheck"), f"{name} waits for {dep}'s health: it has no check"
+    for name in CELERYFLOW_SERVICES:
+        deps = services[name]["depends_on"]
+        assert deps["postgres"]["condition"] == "service_healthy", name
+        if name != "migrate":
+            assert deps["redis"]["condition"] == "service_healthy", name
+            assert deps["migrate"]["condition"] == "service_completed_successfully", name
+
+
+def test_volumes_declared(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    declared = set(compose.get("volumes") or {})
+    for name, service in services.items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if not source.startswith((".", "/")):
+                assert source in declared, f"{name}: named volume {source} is not declared"
