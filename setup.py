@@ -81,15 +81,19 @@ PACKAGE_EXCLUDE = [
     "compose.*",
 ]
 
-# Non-Python files shipped inside the ``celeryflow`` package (also listed in
-# MANIFEST.in for the sdist). tests/test_packaging.py checks each glob matches.
+# Alembic's directories hold modules but no __init__.py (alembic loads them by path):
+# they are listed as data-carrying packages so setuptools ships them whole.
+MIGRATION_PACKAGES = [
+    "celeryflow.persistence.migrations",
+    "celeryflow.persistence.migrations.versions",
+]
+
+# Non-Python files shipped inside the packages (also listed in MANIFEST.in for the
+# sdist). tests/test_packaging.py checks each glob matches an existing file.
 PACKAGE_DATA = {
-    "celeryflow": [
-        "py.typed",
-        "persistence/migrations/*.py",
-        "persistence/migrations/*.mako",
-        "persistence/migrations/versions/*.py",
-    ],
+    "celeryflow": ["py.typed"],
+    "celeryflow.persistence.migrations": ["*.py", "*.mako"],
+    "celeryflow.persistence.migrations.versions": ["*.py"],
 }
 
 setup(
@@ -103,7 +107,9 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=PACKAGE_INCLUDE, exclude=PACKAGE_EXCLUDE),
+    packages=find_packages(include=PACKAGE_INCLUDE, exclude=PACKAGE_EXCLUDE) + [
+        pkg for pkg in MIGRATION_PACKAGES if (HERE / pkg.replace(".", "/")).is_dir()
+    ],
     package_data=PACKAGE_DATA,
     include_package_data=True,
     zip_safe=False,
@@ -120,7 +126,6 @@ setup(
         "Framework :: Django",
         "Framework :: Flask",
         "Intended Audience :: Developers",
-        "License :: OSI Approved :: Apache Software License",
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3 :: Only",
         "Programming Language :: Python :: 3.10",
