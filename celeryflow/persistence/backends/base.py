@@ -1,0 +1,462 @@
+"""The persistence backend contract, and the TaskFlow-style logbook API built on it.
+
+A :class:`Backend` owns an engine and its pool for one database URL. Everything
+else in celeryflow reads and writes the logbook through :meth:`Backend.run`
+(a retried transaction) or :meth:`Backend.transaction`, with
+:meth:`Backend.lock_flow` to serialize work on one flow.
+
+The logbook methods (``save_logbook``, ``get_flow_details``, ``prune`` ...)
+are written once here against ``run()`` and the ORM tables: every backend is
+SQL underneath (``memory://`` is in-memory SQLite).
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, TypeVar, cast
+
+from sqlalchemy import ColumnElement, delete, exists, select, true
+from sqlalchemy.engine import Connection as SAConnection
+from sqlalchemy.engine import CursorResult, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import Session
+
+from celeryflow.exceptions import NotFound
+from celeryflow.persistence import migrate
+from celeryflow.persistence.models import AtomDetail, FlowDetail, LogBook
+from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, LogBookRow, utcnow
+from celeryflow.states import FLOW_TERMINAL
+
+T = TypeVar("T")
+#: rows per IN (...) list and per prune batch: well under every database's parameter limit.
+CHUNK = 500
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its password replaced by ``***`` (unparseable URLs are returned as is)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+class BackendURL(str):
+    """A database URL: the full text as a ``str``, masked in ``repr`` and in :attr:`masked`."""
+
+    @property
+    def masked(self) -> str:
+        """The URL with its password replaced by ``***``: safe for logs and messages."""
+        return mask_url(str(self))
+
+    def __repr__(self) -> str:
+        return repr(self.masked)
+
+
+class Backend(abc.ABC):
+    """A logbook database (one engine and pool per URL per process; see ``backends.fetch``).
+
+    Attributes:
+        url: the URL as configured (``repr`` masks the password).
+        auto_migrate: whether first use upgrades the schema (else it only checks it).
+    """
+
+    url: BackendURL
+    auto_migrate: bool
+
+    @property
+    @abc.abstractmethod
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine."""
+
+    @abc.abstractmethod
+    def connect(self, *, readonly: bool = False) -> AbstractContextManager[SAConnection]:
+        """A raw connection for administration (migrations); no schema check, no retries.
+
+        Args:
+            readonly: its transactions will not write (SQLite: no write lock).
+
+        Raises:
+            StorageFailure: the database failed (the driver error is chained).
+        """
+
+    @abc.abstractmethod
+    def transaction(self, *, readonly: bool = False) -> AbstractContextManager[Session]:
+        """A session in a transaction: committed on exit, rolled back on error.
+
+        Args:
+            readonly: the block will not write (SQLite then begins a deferred
+                transaction, which does not take the write lock).
+
+        Raises:
+            StorageFailure: the database failed (the driver error is chained).
+        """
+
+    @abc.abstractmethod
+    def run(self, fn: Callable[[Session], T], *, attempts: int = 5, readonly: bool = False) -> T:
+        """Run ``fn(session)`` in a transaction, retrying transient failures.
+
+        ``fn`` may run several times: it must be safe to re-run (no side effects
+        outside the session).
+
+        Raises:
+            StorageFailure: a non-transient failure, or ``attempts`` transient ones.
+        """
+
+    @abc.abstractmethod
+    def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> FlowRow | None:
+        """Select the flow row, locked until the transaction ends (``None`` if absent).
+
+        Args:
+            session: the session of the current transaction.
+            flow_uuid: the flow to lock.
+            shared: a shared (read) lock instead of an exclusive one.
+        """
+
+    @abc.abstractmethod
+    def upgrade(self) -> None:
+        """Create or upgrade the schema to the newest revision (safe from several processes)."""
+
+    @abc.abstractmethod
+    def dispose(self) -> None:
+        """Close pooled connections; the backend stays usable (it reconnects on demand)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Dispose and forget this backend; ``fetch`` of the same URL then builds a new one."""
+
+    def after_fork(self) -> None:
+        """Called in a forked child process (Celery prefork): drop inherited connections."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url.masked}>"
+
+    # -- TaskFlow-compatible logbook API -------------------------------------------------
+
+    def get_connection(self) -> Connection:
+        """A TaskFlow-style connection object (closing it leaves the shared pool alone)."""
+        return Connection(self)
+
+    def validate(self) -> None:
+        """Check the database is reachable and its schema is current (upgrading it if allowed)."""
+        self.run(lambda session: None, readonly=True)
+        migrate.check(self)
+
+    def save_logbook(self, book: LogBook) -> LogBook:
+        """Create or update ``book``, its flow details and their atom details; return it as stored."""
+
+        def save(session: Session) -> LogBook:
+            now = utcnow()
+            values = book.to_row_values()
+            row = session.get(LogBookRow, book.uuid)
+            if row is None:
+                session.add(LogBookRow(**values, created_at=now, updated_at=now))
+            else:
+                row.name, row.meta, row.updated_at = values["name"], values["meta"], now
+            session.flush()
+            for fd in book:
+                fd.logbook_uuid = book.uuid
+                _merge_flow(session, fd, now)
+            return _load_logbook(session, book.uuid, lazy=False)
+
+        return self.run(save)
+
+    def get_logbook(self, book_uuid: str, lazy: bool = False) -> LogBook:
+        """The logbook with that uuid (``lazy``: without its flow details).
+
+        Raises:
+            NotFound: no such logbook.
+        """
+        return self.run(lambda session: _load_logbook(session, book_uuid, lazy=lazy), readonly=True)
+
+    def get_logbooks(self, lazy: bool = False) -> list[LogBook]:
+        """Every logbook, oldest first."""
+
+        def load(session: Session) -> list[LogBook]:
+            rows = session.scalars(select(LogBookRow).order_by(LogBookRow.created_at)).all()
+            flows: dict[str | None, list[FlowDetail]] = defaultdict(list)
+            if not lazy:
+                for chunk in _chunks([r.uuid for r in rows]):
+                    for fd in _load_flows(session, FlowRow.logbook_uuid.in_(chunk), lazy=False):
+                        flows[fd.logbook_uuid].append(fd)
+            return [LogBook.from_row(row, flows[row.uuid]) for row in rows]
+
+        return self.run(load, readonly=True)
+
+    def destroy_logbook(self, book_uuid: str) -> None:
+        """Delete a logbook with its flows, atoms and events.
+
+        Raises:
+            NotFound: no such logbook.
+        """
+
+        def destroy(session: Session) -> None:
+            result = cast(
+                CursorResult[Any], session.execute(delete(LogBookRow).where(LogBookRow.uuid == book_uuid))
+            )
+            if result.rowcount == 0:
+                raise NotFound(f"No logbook {book_uuid!r} in {self.url.masked}")
+
+        self.run(destroy)
+
+    def get_flow_details(self, flow_uuid: str, lazy: bool = False) -> FlowDetail:
+        """The flow detail with that uuid (``lazy``: without atom details).
+
+        Raises:
+            NotFound: no such flow.
+        """
+
+        def load(session: Session) -> FlowDetail:
+            found = _load_flows(session, FlowRow.uuid == flow_uuid, lazy=lazy)
+            if not found:
+                raise NotFound(f"No flow {flow_uuid!r} in {self.url.masked}")
+            return found[0]
+
+        return self.run(load, readonly=True)
+
+    def get_atom_details(self, atom_uuid: str) -> AtomDetail:
+        """The atom detail with that uuid.
+
+        Raises:
+            NotFound: no such atom.
+        """
+        return self.run(lambda s: AtomDetail.from_row(self._atom_row(s, atom_uuid)), readonly=True)
+
+    def update_flow_details(self, fd: FlowDetail) -> FlowDetail:
+        """Write an existing flow detail and its atom details; return it as stored.
+
+        Raises:
+            NotFound: the flow is not in the logbook.
+        """
+
+        def update(session: Session) -> FlowDetail:
+            if session.get(FlowRow, fd.uuid) is None:
+                raise NotFound(f"No flow {fd.uuid!r} in {self.url.masked}: save its logbook first")
+            _merge_flow(session, fd, utcnow())
+            return _load_flows(session, FlowRow.uuid == fd.uuid, lazy=False)[0]
+
+        return self.run(update)
+
+    def update_atom_details(self, ad: AtomDetail) -> AtomDetail:
+        """Write an existing atom detail; return it as stored.
+
+        Raises:
+            NotFound: the atom is not in the logbook.
+        """
+
+        def update(session: Session) -> AtomDetail:
+            row = self._atom_row(session, ad.uuid)
+            _merge_atom(session, row.flow_uuid, ad, row)
+            return AtomDetail.from_row(row)
+
+        return self.run(update)
+
+    def clear_all(self) -> None:
+        """Delete every logbook, flow, atom and event."""
+
+        def clear(session: Session) -> None:
+            for table in (EventRow, AtomRow, FlowRow, LogBookRow):
+                session.execute(delete(table))
+
+        self.run(clear)
+
+    def list_flows(
+        self,
+        state: str | Iterable[str] | None = None,
+        older_than: dt.timedelta | None = None,
+        newer_than: dt.timedelta | None = None,
+        limit: int | None = 100,
+        lazy: bool = True,
+    ) -> list[FlowDetail]:
+        """Flow details, newest first.
+
+        Args:
+            state: only flows in this state (or any of these states).
+            older_than: only flows created longer ago than this.
+            newer_than: only flows created more recently than this.
+            limit: at most this many (``None``: all).
+            lazy: skip loading atom details.
+        """
+        now = utcnow()
+        where: list[ColumnElement[bool]] = [true()]
+        if state is not None:
+            where.append(FlowRow.state.in_([state] if isinstance(state, str) else list(state)))
+        if older_than is not None:
+            where.append(FlowRow.created_at < now - older_than)
+        if newer_than is not None:
+            where.append(FlowRow.created_at > now - newer_than)
+
+        def load(session: Session) -> list[FlowDetail]:
+            return _load_flows(session, *where, lazy=lazy, newest_first=True, limit=limit)
+
+        return self.run(load, readonly=True)
+
+    def prune(
+        self, older_than: dt.timedelta, states: Collection[str] = FLOW_TERMINAL, *, batch_size: int = CHUNK
+    ) -> int:
+        """Delete flows in ``states`` whose last progress is older than ``older_than``.
+
+        Their atoms and events go with them (foreign-key cascade), and so do
+        their logbooks once empty. Works in batches of ``batch_size`` flows, one
+        short transaction each, so a big backlog never holds locks for long.
+
+        Returns:
+            how many flows were deleted.
+        """
+        cutoff = utcnow() - older_than
+        wanted = sorted(states)
+        total = 0
+        while True:
+            deleted = self.run(lambda session: self._prune_batch(session, cutoff, wanted, batch_size))
+            total += deleted
+            if deleted < batch_size:
+                return total
+
+    def _prune_batch(self, session: Session, cutoff: dt.datetime, wanted: Sequence[str], limit: int) -> int:
+        query = (
+            select(FlowRow.uuid, FlowRow.logbook_uuid)
+            .where(FlowRow.state.in_(wanted), FlowRow.progress_at < cutoff)
+            .order_by(FlowRow.progress_at)
+            .limit(limit)
+        )
+        if self.engine.dialect.name != "sqlite":
+            # a flow being resumed right now is locked: leave it, it is no longer finished
+            query = query.with_for_update(skip_locked=True)
+        victims = session.execute(query).all()
+        if not victims:
+            return 0
+        session.execute(delete(FlowRow).where(FlowRow.uuid.in_([v.uuid for v in victims])))
+        books = {v.logbook_uuid for v in victims if v.logbook_uuid is not None}
+        if books:
+            has_flows = exists().where(FlowRow.logbook_uuid == LogBookRow.uuid)
+            session.execute(delete(LogBookRow).where(LogBookRow.uuid.in_(books), ~has_flows))
+        return len(victims)
+
+    def _atom_row(self, session: Session, atom_uuid: str) -> AtomRow:
+        row = session.scalars(select(AtomRow).where(AtomRow.uuid == atom_uuid)).one_or_none()
+        if row is None:
+            raise NotFound(f"No atom {atom_uuid!r} in {self.url.masked}")
+        return row
+
+
+class Connection:
+    """TaskFlow's backend connection: the logbook API of one :class:`Backend`.
+
+    celeryflow has no per-connection state (the backend's pool serves every
+    call), so :meth:`close` does nothing and the backend stays open.
+    """
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release: the backend's pool is shared."""
+
+    def upgrade(self) -> None:
+        self.backend.upgrade()
+
+    def validate(self) -> None:
+        self.backend.validate()
+
+    def save_logbook(self, book: LogBook) -> LogBook:
+        return self.backend.save_logbook(book)
+
+    def get_logbook(self, book_uuid: str, lazy: bool = False) -> LogBook:
+        return self.backend.get_logbook(book_uuid, lazy=lazy)
+
+    def get_logbooks(self, lazy: bool = False) -> Iterator[LogBook]:
+        return iter(self.backend.get_logbooks(lazy=lazy))
+
+    def destroy_logbook(self, book_uuid: str) -> None:
+        self.backend.destroy_logbook(book_uuid)
+
+    def get_flow_details(self, flow_uuid: str, lazy: bool = False) -> FlowDetail:
+        return self.backend.get_flow_details(flow_uuid, lazy=lazy)
+
+    def get_atom_details(self, atom_uuid: str) -> AtomDetail:
+        return self.backend.get_atom_details(atom_uuid)
+
+    def update_flow_details(self, fd: FlowDetail) -> FlowDetail:
+        return self.backend.update_flow_details(fd)
+
+    def update_atom_details(self, ad: AtomDetail) -> AtomDetail:
+        return self.backend.update_atom_details(ad)
+
+    def clear_all(self) -> None:
+        self.backend.clear_all()
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), CHUNK):
+        yield items[start : start + CHUNK]
+
+
+def _load_logbook(session: Session, book_uuid: str, *, lazy: bool) -> LogBook:
+    row = session.get(LogBookRow, book_uuid)
+    if row is None:
+        raise NotFound(f"No logbook {book_uuid!r}")
+    flows = [] if lazy else _load_flows(session, FlowRow.logbook_uuid == book_uuid, lazy=False)
+    return LogBook.from_row(row, flows)
+
+
+def _load_flows(
+    session: Session,
+    *where: ColumnElement[bool],
+    lazy: bool,
+    newest_first: bool = False,
+    limit: int | None = None,
+) -> list[FlowDetail]:
+    order = FlowRow.created_at.desc() if newest_first else FlowRow.created_at
+    rows = session.scalars(select(FlowRow).where(*where).order_by(order, FlowRow.uuid).limit(limit)).all()
+    atoms: dict[str, list[AtomRow]] = defaultdict(list)
+    if not lazy:
+        for chunk in _chunks([r.uuid for r in rows]):
+            query = select(AtomRow).where(AtomRow.flow_uuid.in_(chunk)).order_by(AtomRow.name)
+            for atom in session.scalars(query):
+                atoms[atom.flow_uuid].append(atom)
+    return [FlowDetail.from_row(row, atoms[row.uuid]) for row in rows]
+
+
+def _merge_flow(session: Session, fd: FlowDetail, now: dt.datetime) -> None:
+    values = fd.to_row_values()
+    finished = now if values["state"] in FLOW_TERMINAL else None
+    row = session.get(FlowRow, fd.uuid)
+    by_uuid: dict[str, AtomRow] = {}
+    by_name: dict[str, AtomRow] = {}
+    if row is None:
+        session.add(FlowRow(**values, created_at=now, updated_at=now, progress_at=now, finished_at=finished))
+        session.flush()  # the atoms' foreign key needs the flow row first
+    else:
+        if row.state != values["state"]:
+            # a state change is progress: it restarts the sweep's and prune's clocks
+            row.progress_at, row.finished_at = now, finished
+        for key, value in values.items():
+            setattr(row, key, value)
+        row.updated_at = now
+        for atom in session.scalars(select(AtomRow).where(AtomRow.flow_uuid == fd.uuid)):
+            by_uuid[atom.uuid] = by_name[atom.name] = atom
+    for ad in fd:
+        _merge_atom(session, fd.uuid, ad, by_uuid.get(ad.uuid) or by_name.get(ad.name))
+
+
+def _merge_atom(session: Session, flow_uuid: str, ad: AtomDetail, row: AtomRow | None) -> None:
+    values = ad.to_row_values()
+    ad.flow_uuid = flow_uuid
+    if row is None:
+        session.add(AtomRow(flow_uuid=flow_uuid, **values))
+        return
+    del values["name"]  # part of the primary key
+    for key, value in values.items():
+        setattr(row, key, value)
+
+
+__all__ = ["Backend", "BackendURL", "Connection", "mask_url"]

@@ -1,0 +1,365 @@
+"""The SQL logbook backend: SQLite, PostgreSQL (psycopg 3), MySQL/MariaDB (PyMySQL).
+
+Per database:
+
+* SQLite: WAL (readers never block the writer), ``busy_timeout``, foreign
+  keys on, ``synchronous=NORMAL``. Every write transaction starts with
+  ``BEGIN IMMEDIATE``: it takes the single write lock up front, so two worker
+  processes never both hold a read lock and then deadlock upgrading it to a
+  write lock ("database is locked" with no way out but a rollback). The
+  pysqlite driver's own BEGIN is switched off and SQLAlchemy's ``begin`` event
+  emits ours (the recipe from SQLAlchemy's SQLite dialect docs).
+* PostgreSQL and MySQL/MariaDB: READ COMMITTED (row locks on the flow row do
+  the serializing; no snapshot anomalies to retry), ``pool_pre_ping`` (survive
+  database restarts and idle-connection reapers), a connect timeout, and
+  utf8mb4 on MySQL.
+
+Driver errors are converted at this boundary into :class:`StorageFailure`
+with a message that names the (masked) URL and says what to check.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import create_engine, event, select
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import Connection as SAConnection
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm import Session, sessionmaker
+
+from celeryflow.exceptions import ConfigurationError, StorageFailure
+from celeryflow.persistence import migrate
+from celeryflow.persistence.backends.base import Backend, BackendURL
+from celeryflow.persistence.tables import FlowRow
+
+LOG = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: execution option marking a transaction that will not write (SQLite: plain deferred BEGIN).
+READONLY = "celeryflow_readonly"
+#: seconds SQLite waits for another process's write lock before "database is locked".
+DEFAULT_BUSY_TIMEOUT = 30.0
+#: seconds to wait for a TCP connection to PostgreSQL/MySQL.
+DEFAULT_CONNECT_TIMEOUT = 10
+#: backoff between retries of transient failures: base * 2**n seconds, capped, with jitter.
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 2.0
+#: errors raised by drivers and the pool; anything else from SQLAlchemy is a programming error.
+DRIVER_ERRORS = (DBAPIError, PoolTimeout)
+
+# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, server shutting down.
+_PG_TRANSIENT = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
+# MySQL/MariaDB: lock wait timeout, deadlock, server gone away, lost connection during query.
+_MYSQL_TRANSIENT = frozenset({1205, 1213, 2006, 2013})
+_SCHEMES = {
+    "postgres": "postgresql+psycopg",
+    "postgresql": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
+_DIALECTS = ("sqlite", "postgresql", "mysql", "mariadb")
+
+
+def normalize_url(url: str) -> URL:
+    """Parse a logbook URL, choosing celeryflow's drivers when the URL names none.
+
+    Raises:
+        StorageFailure: the URL is malformed or names an unsupported database.
+    """
+    scheme, sep, rest = url.partition("://")
+    if sep and scheme in _SCHEMES:
+        url = f"{_SCHEMES[scheme]}://{rest}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageFailure(
+            f"Cannot parse the logbook URL {url!r}: use e.g. sqlite:///path/to/logbook.db, "
+            "postgresql://user:password@host/db, mysql://user:password@host/db or memory://"
+        ) from exc
+    if parsed.get_backend_name() not in _DIALECTS:
+        raise StorageFailure(
+            f"Unsupported logbook database {parsed.get_backend_name()!r} in {parsed!r}: "
+            f"celeryflow supports {', '.join(_DIALECTS)} and memory://"
+        )
+    if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
+        parsed = parsed.update_query_dict({"charset": "utf8mb4"})  # 3-byte "utf8" mangles emoji
+    return parsed
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a failed transaction is worth running again (deadlock, lock timeout, dropped connection)."""
+    if not isinstance(exc, DBAPIError) or exc.statement is None:
+        # failing to connect at all is not transient enough to hide: fail fast, say why
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if getattr(orig, "sqlstate", None) in _PG_TRANSIENT:
+        return True
+    code = orig.args[0] if orig is not None and orig.args else None
+    if code in _MYSQL_TRANSIENT:
+        return True
+    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
+
+
+def describe(exc: BaseException, url: str, attempts: int = 1) -> str:
+    """A message for a driver error: what failed, where (``url``, masked) and what to check."""
+    orig = getattr(exc, "orig", None) or exc
+    detail = " ".join(str(orig).split())
+    code = orig.args[0] if orig.args else None
+    lowered = detail.lower()
+    if isinstance(exc, PoolTimeout):
+        return (
+            f"No free connection to the logbook {url} in time ({detail}): too many concurrent "
+            "transactions for the pool; raise pool_size/max_overflow or find transactions held open"
+        )
+    if isinstance(exc, DBAPIError) and exc.statement is None:
+        if "does not exist" in lowered or code == 1049:
+            what = "The logbook database does not exist: create it or fix the database name in the URL"
+        elif "authentication" in lowered or "password" in lowered or code == 1045:
+            what = "The logbook database refused the credentials: check the user and password in the URL"
+        elif "unable to open database file" in lowered:
+            what = "Cannot open the SQLite logbook file: check that its directory exists and is writable"
+        else:
+            what = (
+                "Cannot connect to the logbook database: check that the server is running and "
+                "reachable at the URL's host and port (CELERYFLOW_BACKEND)"
+            )
+        return f"{what}. URL: {url}. Driver said: {detail}"
+    if attempts > 1:
+        return (
+            f"The logbook {url} failed {attempts} times in a row with transient errors (last: {detail}); "
+            "the database is overloaded, restarting or unreachable: check it and retry"
+        )
+    if "locked" in lowered:
+        return (
+            f"The SQLite logbook {url} stayed locked by another process beyond busy_timeout ({detail}); "
+            "look for a process holding a long write transaction"
+        )
+    if "no such table" in lowered or code == 1146 or "undefinedtable" in type(orig).__name__.lower():
+        return f"The logbook {url} lacks celeryflow's tables ({detail}): run `celeryflow db upgrade`"
+    return f"The logbook {url} failed: {detail}"
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, jittered."""
+    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
+    # jitter spreads out workers that collided, so they do not collide again in lockstep
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+def install_sqlite_events(engine: Engine, busy_timeout: float, *, wal: bool) -> None:
+    """Set the SQLite pragmas on each new connection and take over BEGIN (see module docstring)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite must not emit BEGIN: we do
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if wal:
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: SAConnection) -> None:
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READONLY) else "BEGIN IMMEDIATE")
+
+
+def engine_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
+    """``create_engine`` keyword arguments from backend options (TaskFlow's names accepted)."""
+    kwargs: dict[str, Any] = {}
+    aliases = {
+        "pool_size": "pool_size",
+        "max_pool_size": "pool_size",
+        "max_overflow": "max_overflow",
+        "pool_timeout": "pool_timeout",
+        "pool_recycle": "pool_recycle",
+        "idle_timeout": "pool_recycle",
+        "echo": "echo",
+        "connection_debug": "echo",
+    }
+    for key, value in options.items():
+        if key in aliases:
+            kwargs[aliases[key]] = value
+        elif key not in ("busy_timeout", "connect_timeout"):
+            known = ", ".join(sorted([*aliases, "busy_timeout", "connect_timeout"]))
+            raise ConfigurationError(f"Unknown logbook backend option {key!r}; known: {known}")
+    if "echo" in kwargs:
+        kwargs["echo"] = bool(kwargs["echo"])
+    return kwargs
+
+
+class SQLAlchemyBackend(Backend):
+    """A logbook in SQLite, PostgreSQL or MySQL/MariaDB. Build it with ``backends.fetch``.
+
+    Args:
+        url: the database URL as configured.
+        auto_migrate: upgrade the schema on first use (else only check it).
+        options: engine options (``pool_size``, ``busy_timeout`` ...; see ``engine_kwargs``).
+        on_close: called by :meth:`close` (the ``fetch`` cache forgets the backend).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        auto_migrate: bool = True,
+        options: Mapping[str, Any] | None = None,
+        on_close: Callable[[Backend], None] | None = None,
+    ) -> None:
+        self.url = BackendURL(url)
+        self.auto_migrate = auto_migrate
+        self._on_close = on_close
+        try:
+            self._engine = self._create_engine(url, dict(options or {}))
+        except (NoSuchModuleError, ImportError) as exc:
+            raise StorageFailure(f"The driver for {self.url.masked} is not installed: {exc}") from exc
+        readonly_engine = self._engine.execution_options(**{READONLY: True})
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._readonly_sessions = sessionmaker(readonly_engine, expire_on_commit=False)
+        self._serial = self._new_serial_lock()
+        self._ready = False
+        self._ready_lock = threading.Lock()
+        self._closed = False
+
+    def _create_engine(self, raw_url: str, options: dict[str, Any]) -> Engine:
+        url = normalize_url(raw_url)
+        kwargs = engine_kwargs(options)
+        name = url.get_backend_name()
+        if name == "sqlite":
+            busy_timeout = float(options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT))
+            if url.database and not url.query.get("uri"):
+                try:
+                    Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+                except OSError:
+                    pass  # SQLite's own "unable to open" error says it better, at first use
+            engine = create_engine(url, connect_args={"timeout": busy_timeout}, **kwargs)
+            install_sqlite_events(engine, busy_timeout, wal=True)
+            return engine
+        connect_args = {"connect_timeout": int(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))}
+        kwargs.setdefault("pool_pre_ping", True)
+        if name in ("mysql", "mariadb"):
+            kwargs.setdefault("pool_recycle", 3600)  # under the server's default wait_timeout
+        return create_engine(url, isolation_level="READ COMMITTED", connect_args=connect_args, **kwargs)
+
+    def _new_serial_lock(self) -> AbstractContextManager[Any]:
+        """What every transaction holds: nothing here; the database serializes."""
+        return nullcontext()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @contextmanager
+    def connect(self, *, readonly: bool = False) -> Iterator[SAConnection]:
+        """A raw connection for administration (migrations); no schema check, no retries.
+
+        Args:
+            readonly: on SQLite, begin deferred (no write lock) transactions.
+        """
+        self._check_open()
+        engine = self._engine.execution_options(**{READONLY: True}) if readonly else self._engine
+        try:
+            with self._serial, engine.connect() as conn:
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise StorageFailure(describe(exc, self.url.masked)) from exc
+
+    @contextmanager
+    def transaction(self, *, readonly: bool = False) -> Iterator[Session]:
+        self._ensure_ready()
+        try:
+            with self._session(readonly) as session:
+                yield session
+        except DRIVER_ERRORS as exc:
+            raise StorageFailure(describe(exc, self.url.masked)) from exc
+
+    def run(self, fn: Callable[[Session], T], *, attempts: int = 5, readonly: bool = False) -> T:
+        self._ensure_ready()
+        attempt = 1
+        while True:
+            try:
+                with self._session(readonly) as session:
+                    return fn(session)
+            except DRIVER_ERRORS as exc:
+                if attempt >= attempts or not is_transient(exc):
+                    raise StorageFailure(describe(exc, self.url.masked, attempts=attempt)) from exc
+                delay = backoff(attempt)
+                LOG.warning(
+                    "celeryflow logbook %s: transient failure (attempt %d of %d), retrying in %.2fs: %s",
+                    self.url.masked,
+                    attempt,
+                    attempts,
+                    delay,
+                    getattr(exc, "orig", exc),
+                )
+                time.sleep(delay)
+                attempt += 1
+
+    def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> FlowRow | None:
+        # populate_existing: a row already in the session must be refreshed, not served stale
+        query = select(FlowRow).where(FlowRow.uuid == flow_uuid).execution_options(populate_existing=True)
+        if self._engine.dialect.name != "sqlite":
+            # SQLite has no row locks: BEGIN IMMEDIATE already made this transaction the only writer
+            query = query.with_for_update(read=shared)
+        return session.scalars(query).one_or_none()
+
+    def upgrade(self) -> None:
+        with self._ready_lock:
+            migrate.upgrade(self)
+            self._ready = True
+
+    def dispose(self) -> None:
+        self._engine.dispose()
+
+    def close(self) -> None:
+        self._closed = True
+        self._engine.dispose()
+        if self._on_close is not None:
+            self._on_close(self)
+
+    def after_fork(self) -> None:
+        """In a forked child: drop the parent's pooled connections without closing them.
+
+        Sockets shared with the parent must not be used (or closed: that would
+        disturb the parent's sessions); the child opens its own.
+        """
+        self._engine.dispose(close=False)
+        self._ready_lock = threading.Lock()
+
+    @contextmanager
+    def _session(self, readonly: bool) -> Iterator[Session]:
+        maker = self._readonly_sessions if readonly else self._sessions
+        with self._serial, maker.begin() as session:
+            yield session
+
+    def _ensure_ready(self) -> None:
+        self._check_open()
+        if self._ready:
+            return
+        with self._ready_lock:
+            if not self._ready:
+                if self.auto_migrate:
+                    migrate.upgrade(self)
+                else:
+                    migrate.check(self)
+                self._ready = True
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageFailure(f"The logbook backend {self.url.masked} was closed: fetch() a new one")
+
+
+__all__ = ["DRIVER_ERRORS", "SQLAlchemyBackend", "backoff", "describe", "is_transient", "normalize_url"]
