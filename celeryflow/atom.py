@@ -200,7 +200,8 @@ class Atom:
         rebind: rename parameters: a list (positional) or a ``{param: symbol}`` dict.
         inject: ``{symbol or param: value}`` given to this atom only (JSON values).
         ignore_list: parameters that are never requirements (e.g. ``history``).
-        revert_rebind: like ``rebind`` for ``revert`` (defaults to ``rebind``).
+        revert_rebind: like ``rebind`` for ``revert``; by default revert inherits execute's
+            renames (for the parameters it has); a dict is merged over them.
         revert_requires: like ``requires`` for ``revert`` (defaults to ``requires``).
 
     Attributes:
@@ -285,15 +286,21 @@ class Atom:
             revert_ignore = [*ignore, *_DEFAULT_REVERT_ARGS]
             names, _, var_kw = callable_params(revert)
             accepted = set(names) - set(revert_ignore)
-            if revert_rebind is None:
+            if revert_rebind is None or isinstance(revert_rebind, Mapping):
+                # execute's renames carry over; an explicit revert_rebind dict overrides them
                 renamed = {p: s for p, s in self.rebind.items() if p != s}
-                revert_rebind = renamed if var_kw else {p: s for p, s in renamed.items() if p in accepted}
+                inherited = renamed if var_kw else {p: s for p, s in renamed.items() if p in accepted}
+                revert_rebind = {**inherited, **(revert_rebind or {})}
             if revert_requires is None and requires:
                 extra = [requires] if isinstance(requires, str) else [str(r) for r in requires]
                 revert_requires = extra if var_kw else [r for r in extra if r in accepted]
             self.revert_rebind, self.revert_optional_params = build_arg_mapping(
                 self.name, revert, revert_requires, revert_rebind, auto_extract, revert_ignore
             )
+            # A parameter revert only takes through **kwargs keeps execute's optionality.
+            self.revert_optional_params |= {
+                p for p in self.revert_rebind if p not in accepted and p in self.optional_params
+            }
         injected = set(self.inject)
 
         def needed(mapping: dict[str, str], optional: set[str], want_optional: bool) -> OrderedSet:

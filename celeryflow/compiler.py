@@ -21,7 +21,10 @@ consumers, so a linear flow of n atoms compiles in O(n log n).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import heapq
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -50,6 +53,33 @@ _EMPTY_SET: frozenset[str] = frozenset()
 
 def _ro(mapping: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(mapping)) if mapping else _EMPTY_MAP
+
+
+_gc_lock = threading.Lock()
+_gc_state: dict[str, int] = {"depth": 0, "restore": 0}
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold off the cyclic GC while building many small acyclic objects.
+
+    Compiling 10,000 atoms allocates ~10^5 dicts and tuples, which triggers repeated
+    collections of everything alive (a third of the time). Nothing built here forms
+    cycles, so refcounting frees it all. Re-entrant and thread-safe: the GC is
+    re-enabled when the last user leaves, and only if it was enabled before.
+    """
+    with _gc_lock:
+        if _gc_state["depth"] == 0:
+            _gc_state["restore"] = int(gc.isenabled())
+            gc.disable()
+        _gc_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_state["depth"] -= 1
+            if _gc_state["depth"] == 0 and _gc_state["restore"]:
+                gc.enable()
 
 
 def _names(names: Iterable[str]) -> frozenset[str]:
@@ -108,24 +138,29 @@ class CompiledAtom:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; empty fields are left out (10,000-atom flows stay cheap)."""
         d: dict[str, Any] = {"name": self.name, "kind": self.kind, "index": self.index, "flow": self.flow}
-        fields: tuple[tuple[str, Any], ...] = (
-            ("preds", self.preds), ("succs", self.succs), ("retry", self.retry),
-            ("flow_index", self.flow_index), ("exec_args", self.exec_args),
-            ("exec_optional", self.exec_optional), ("revert_args", self.revert_args),
-            ("revert_optional", self.revert_optional), ("providers", self.providers),
-            ("save_as", self.save_as), ("inject", self.inject),
-        )  # fmt: skip
-        for key, value in fields:
-            if not value:
-                continue
-            if isinstance(value, frozenset):
-                d[key] = sorted(value)
-            elif isinstance(value, tuple):
-                d[key] = list(value)
-            elif isinstance(value, Mapping):
-                d[key] = dict(value)
-            else:
-                d[key] = value
+        # Spelled out field by field: this runs once per atom of 10,000-atom flows.
+        if self.preds:
+            d["preds"] = list(self.preds)
+        if self.succs:
+            d["succs"] = list(self.succs)
+        if self.retry is not None:
+            d["retry"] = self.retry
+        if self.flow_index:
+            d["flow_index"] = self.flow_index
+        if self.exec_args:
+            d["exec_args"] = dict(self.exec_args)
+        if self.exec_optional:
+            d["exec_optional"] = sorted(self.exec_optional)
+        if self.revert_args:
+            d["revert_args"] = dict(self.revert_args)
+        if self.revert_optional:
+            d["revert_optional"] = sorted(self.revert_optional)
+        if self.providers:
+            d["providers"] = dict(self.providers)
+        if self.save_as:
+            d["save_as"] = dict(self.save_as)
+        if self.inject:
+            d["inject"] = dict(self.inject)
         if self.deciders:
             d["deciders"] = [[x.pred, x.ref, x.depth, x.link_id] for x in self.deciders]
         return d
@@ -270,6 +305,10 @@ class Compilation:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able form (inject values may hold datetime/UUID/... for celeryflow's codec)."""
+        with _gc_paused():
+            return self._to_dict()
+
+    def _to_dict(self) -> dict[str, Any]:
         return {
             "version": 1,
             "flow_name": self.flow_name,
@@ -511,6 +550,16 @@ def _resolve_providers(
                 groups.setdefault(tuple(found), {}).setdefault(name, []).append(symbol)
     result: dict[str, dict[str, str]] = {}
     for providers, consumers in groups.items():
+        if len(providers) == 1:
+            # Fast path (pipelines): a lone provider feeding its direct successors.
+            (only,) = providers
+            direct = succs[only]
+            if all(c in direct for c in consumers) if len(direct) < 8 else consumers.keys() <= set(direct):
+                for consumer, symbols in consumers.items():
+                    target = result.setdefault(consumer, {})
+                    for symbol in symbols:
+                        target[symbol] = only
+                continue
         provider_set = set(providers)
         last = max(index[c] for c in consumers)
         label: dict[str, str] = {}
@@ -551,6 +600,11 @@ def compile(flow: Flow) -> Compilation:
     """
     if not isinstance(flow, Flow):
         raise TypeError(f"compile() needs a flow, not {type(flow).__name__}")
+    with _gc_paused():
+        return _compile(flow)
+
+
+def _compile(flow: Flow) -> Compilation:
     builder = _Builder(flow)
     builder.visit_flow(flow, None)
     order = builder.order()

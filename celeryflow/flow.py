@@ -171,6 +171,7 @@ class Flow:
         from celeryflow.retry import Retry
 
         new: list[Item] = []
+        new_ids: set[int] = set()
         names: dict[str, Atom] = {}
         for item in items:
             if isinstance(item, Retry):
@@ -180,7 +181,7 @@ class Flow:
                 )
             if not isinstance(item, (Atom, Flow)):
                 raise TypeError(f"Flow {self._name!r} can only contain tasks and flows, not {item!r}")
-            if id(item) in self._item_ids or any(item is n for n in new):
+            if id(item) in self._item_ids or id(item) in new_ids:
                 continue
             if isinstance(item, Flow) and any(f is self for f in item.iter_flows()):
                 raise Duplicate(f"Flow {self._name!r} cannot contain itself (through {item.name!r})")
@@ -195,6 +196,7 @@ class Flow:
                     )
                 names[atom.name] = atom
             new.append(item)
+            new_ids.add(id(item))
         return new, names
 
     def _commit_items(self, new: list[Item], names: dict[str, Atom]) -> None:
