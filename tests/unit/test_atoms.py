@@ -93,7 +93,7 @@ def test_rebind_unknown_param_rejected_without_kwargs() -> None:
 
 def test_rebind_bad_type() -> None:
     with pytest.raises(TypeError):
-        Add(rebind="x")  # type: ignore[arg-type]
+        Add(rebind="x")
 
 
 def test_extra_requires_need_kwargs() -> None:
@@ -258,7 +258,7 @@ def test_reduce_functor_task() -> None:
     with pytest.raises(ValueError):
         task.ReduceFunctorTask(lambda x, y: x, requires=["only"])
     with pytest.raises(ValueError):
-        task.ReduceFunctorTask(square, requires=["a", "b"])
+        task.ReduceFunctorTask(square, requires=["a", "b"])  # type: ignore[arg-type]
 
 
 # ----------------------------------------------------------------- retries

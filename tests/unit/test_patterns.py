@@ -74,7 +74,7 @@ def test_retry_must_be_a_retry_and_cannot_be_an_item() -> None:
     with pytest.raises(TypeError):
         linear_flow.Flow("x", retry=T("a"))  # type: ignore[arg-type]
     with pytest.raises(TypeError):
-        linear_flow.Flow("x").add(retry.Times(2, name="r"))  # type: ignore[arg-type]
+        linear_flow.Flow("x").add(retry.Times(2, name="r"))
     with pytest.raises(TypeError):
         linear_flow.Flow("x").add("not an atom")  # type: ignore[arg-type]
 
