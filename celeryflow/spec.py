@@ -110,7 +110,11 @@ def _atom_spec(atom: Atom, strict: bool) -> dict[str, Any]:
             node["kwargs"] = _encode(dict(getattr(atom, "_ctor_kwargs", {})), "kwargs")
         except _Unencodable as exc:
             node["args"] = node["kwargs"] = None
-            problem = f"its constructor arguments cannot be stored as JSON: {exc}"
+            problem = (
+                f"its constructor arguments cannot be stored as JSON: {exc}. Pass JSON values; functions "
+                "must be module-level in a module workers import (CELERYFLOW_IMPORTS) or registered with "
+                "@celeryflow.registry.register"
+            )
     if problem is not None:
         message = f"Atom {name!r} cannot be rebuilt by a worker: {problem}"
         if strict:
