@@ -20,9 +20,12 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from contextvars import ContextVar
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from celeryflow import registry
+
+if TYPE_CHECKING:
+    from typing import Self  # 3.11+; annotations only (python_requires >= 3.10)
 
 #: Set by the engine runtime while an atom runs: receives ``(atom, progress, details)``.
 progress_sink: ContextVar[Callable[[Atom, float, dict[str, Any] | None], None] | None] = ContextVar(
@@ -221,7 +224,7 @@ class Atom:
     _ctor_args: tuple[Any, ...]
     _ctor_kwargs: dict[str, Any]
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Atom:
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         # Record how the atom was built so a worker can build the same one (spec).
         self = super().__new__(cls)
         self._ctor_args = args

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any, ClassVar, Self, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from celeryflow.atom import Atom
 from celeryflow.exceptions import Duplicate
 
 if TYPE_CHECKING:
+    from typing import Self  # 3.11+; annotations only (python_requires >= 3.10)
+
     from celeryflow.retry import Retry
 
 # Link metadata keys (TaskFlow's names).

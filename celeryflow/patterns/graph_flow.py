@@ -8,11 +8,14 @@ time. The graph must stay acyclic.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 from celeryflow import flow
 from celeryflow.exceptions import AmbiguousDependency, DependencyFailure
 from celeryflow.flow import Depth, Item
+
+if TYPE_CHECKING:
+    from typing import Self  # 3.11+; annotations only (python_requires >= 3.10)
 
 __all__ = ["Depth", "Flow"]
 

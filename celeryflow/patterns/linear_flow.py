@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any
 
 from celeryflow import flow
 from celeryflow.flow import Item
+
+if TYPE_CHECKING:
+    from typing import Self  # 3.11+; annotations only (python_requires >= 3.10)
 
 
 class Flow(flow.Flow):

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from celeryflow import flow
 from celeryflow.exceptions import DependencyFailure
 from celeryflow.flow import Item
 
 if TYPE_CHECKING:
+    from typing import Self  # 3.11+; annotations only (python_requires >= 3.10)
+
     from celeryflow.retry import Retry
 
 
