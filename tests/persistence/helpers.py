@@ -48,15 +48,23 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 20.0, what: str =
 
 
 def lock_waiters(backend: Backend) -> int:
-    """How many sessions are waiting for a row lock (PostgreSQL, MySQL/MariaDB only)."""
-    dialect = backend.engine.dialect.name
-    if dialect == "postgresql":
+    """How many other sessions are inside a row-locking select of a flow (PostgreSQL, MySQL/MariaDB).
+
+    PostgreSQL reports the lock wait itself. MariaDB does not list a statement that
+    waits while planning a primary-key lookup (state "Statistics") in INNODB_TRX, so
+    there the evidence is the locking statement still running in the process list.
+    """
+    if backend.engine.dialect.name == "postgresql":
         query = (
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database() AND query LIKE '%celeryflow_flows%'"
+            "AND datname = current_database() AND query LIKE '%celeryflow_flows%FOR %'"
         )
     else:
-        query = "SELECT count(*) FROM information_schema.INNODB_TRX WHERE trx_state = 'LOCK WAIT'"
+        query = (
+            "SELECT count(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE() "
+            "AND ID <> CONNECTION_ID() AND COMMAND = 'Query' "
+            "AND (INFO LIKE '%celeryflow_flows%FOR UPDATE%' OR INFO LIKE '%celeryflow_flows%SHARE MODE%')"
+        )
     with backend.engine.connect() as conn:
         return int(conn.execute(text(query)).scalar() or 0)
 

@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -193,6 +193,44 @@ def test_shared_locks_do_not_block_each_other(db_url: str) -> None:
 
     errors = helpers.run_threads(2, lambda i: (first, second)[i]())
     assert errors == []
+
+
+def test_a_shared_lock_holds_off_writers_on_servers(db_url: str) -> None:
+    backend = backends.fetch(db_url)
+    if backend.engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has no row locks: readers never block the (single) writer in WAL mode")
+    fd = helpers.make_flow(backend)
+    statements: list[str] = []
+    a_locked, release_a, b_done = threading.Event(), threading.Event(), threading.Event()
+
+    def first() -> None:
+        with backend.transaction(readonly=True) as session:
+            assert backend.lock_flow(session, fd.uuid, shared=True) is not None
+            a_locked.set()
+            assert release_a.wait(60)
+
+    def second() -> None:
+        assert a_locked.wait(60)
+        with backend.transaction() as session:
+            assert backend.lock_flow(session, fd.uuid) is not None
+        b_done.set()
+
+    def capture(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(backend.engine, "before_cursor_execute", capture)
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    helpers.wait_until(lambda: helpers.lock_waiters(backend) >= 1, what="the writer to wait")
+    assert not b_done.is_set()
+    release_a.set()
+    for thread in threads:
+        thread.join(60)
+    event.remove(backend.engine, "before_cursor_execute", capture)
+    assert b_done.is_set()
+    shared = "FOR SHARE" if backend.engine.dialect.name == "postgresql" else "LOCK IN SHARE MODE"
+    assert any(shared in s for s in statements)
 
 
 def test_concurrent_read_modify_write_loses_nothing(any_db_url: str) -> None:
