@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 from sqlalchemy import create_engine, event, select
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.engine import Connection as SAConnection
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -97,9 +97,12 @@ def normalize_url(url: str) -> URL:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether a failed transaction is worth running again (deadlock, lock timeout, dropped connection)."""
-    if not isinstance(exc, DBAPIError) or exc.statement is None:
-        # failing to connect at all is not transient enough to hide: fail fast, say why
+    """Whether a failed transaction is worth running again (deadlock, lock timeout, dropped connection).
+
+    Failing to connect at all is not: the server is down or the URL is wrong, and
+    the caller should hear so at once rather than after a round of backoff.
+    """
+    if not isinstance(exc, DBAPIError):
         return False
     if exc.connection_invalidated:
         return True
@@ -110,6 +113,17 @@ def is_transient(exc: BaseException) -> bool:
     if code in _MYSQL_TRANSIENT:
         return True
     return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
+
+
+def _is_connect_failure(exc: BaseException) -> bool:
+    # SQLAlchemy wraps errors raised while connecting with no statement; a dropped
+    # connection (also statement-less at COMMIT) is marked invalidated instead.
+    return (
+        isinstance(exc, OperationalError)
+        and exc.statement is None
+        and not exc.connection_invalidated
+        and not is_transient(exc)
+    )
 
 
 def describe(exc: BaseException, url: str, attempts: int = 1) -> str:
@@ -123,7 +137,7 @@ def describe(exc: BaseException, url: str, attempts: int = 1) -> str:
             f"No free connection to the logbook {url} in time ({detail}): too many concurrent "
             "transactions for the pool; raise pool_size/max_overflow or find transactions held open"
         )
-    if isinstance(exc, DBAPIError) and exc.statement is None:
+    if _is_connect_failure(exc):
         if "does not exist" in lowered or code == 1049:
             what = "The logbook database does not exist: create it or fix the database name in the URL"
         elif "authentication" in lowered or "password" in lowered or code == 1045:
@@ -226,9 +240,9 @@ class SQLAlchemyBackend(Backend):
             self._engine = self._create_engine(url, dict(options or {}))
         except (NoSuchModuleError, ImportError) as exc:
             raise StorageFailure(f"The driver for {self.url.masked} is not installed: {exc}") from exc
-        readonly_engine = self._engine.execution_options(**{READONLY: True})
+        self._readonly_engine = self._engine.execution_options(**{READONLY: True})
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
-        self._readonly_sessions = sessionmaker(readonly_engine, expire_on_commit=False)
+        self._readonly_sessions = sessionmaker(self._readonly_engine, expire_on_commit=False)
         self._serial = self._new_serial_lock()
         self._ready = False
         self._ready_lock = threading.Lock()
@@ -270,7 +284,7 @@ class SQLAlchemyBackend(Backend):
             readonly: on SQLite, begin deferred (no write lock) transactions.
         """
         self._check_open()
-        engine = self._engine.execution_options(**{READONLY: True}) if readonly else self._engine
+        engine = self._readonly_engine if readonly else self._engine
         try:
             with self._serial, engine.connect() as conn:
                 yield conn
