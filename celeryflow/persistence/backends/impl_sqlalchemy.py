@@ -155,7 +155,7 @@ def describe(exc: BaseException, url: str, attempts: int = 1) -> str:
             f"The logbook {url} failed {attempts} times in a row with transient errors (last: {detail}); "
             "the database is overloaded, restarting or unreachable: check it and retry"
         )
-    if "locked" in lowered:
+    if isinstance(orig, sqlite3.OperationalError) and "locked" in lowered:
         return (
             f"The SQLite logbook {url} stayed locked by another process beyond busy_timeout ({detail}); "
             "look for a process holding a long write transaction"
@@ -308,8 +308,10 @@ class SQLAlchemyBackend(Backend):
                 with self._session(readonly) as session:
                     return fn(session)
             except DRIVER_ERRORS as exc:
-                if attempt >= attempts or not is_transient(exc):
-                    raise StorageFailure(describe(exc, self.url.masked, attempts=attempt)) from exc
+                transient = is_transient(exc)
+                if attempt >= attempts or not transient:
+                    tries = attempt if transient else 1
+                    raise StorageFailure(describe(exc, self.url.masked, attempts=tries)) from exc
                 delay = backoff(attempt)
                 LOG.warning(
                     "celeryflow logbook %s: transient failure (attempt %d of %d), retrying in %.2fs: %s",
