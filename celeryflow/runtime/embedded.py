@@ -71,7 +71,7 @@ def ensure_worker(app: Celery) -> None:
 
         worker = _Controller(
             app=app,
-            pool="threads",
+            pool_cls=_pool_class(app),
             concurrency=settings.embedded_concurrency,
             hostname=f"celeryflow-embedded@{os.getpid()}",
             loglevel=logging.WARNING,
@@ -86,6 +86,28 @@ def ensure_worker(app: Celery) -> None:
         if not started.wait(30):
             raise RuntimeError("the embedded celeryflow worker did not start within 30 s")
         _worker, _thread, _pid = worker, thread, os.getpid()
+
+
+def _pool_class(app: Celery) -> type:
+    """A thread pool whose threads see ``app`` as Celery's current app.
+
+    The worker traces tasks through ``current_app``, which is thread-local; the
+    embedded app is deliberately not made current process-wide (it would
+    displace the user's own app), only in its own pool threads.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from celery.concurrency.thread import TaskPool
+
+    class EmbeddedPool(TaskPool):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.executor.shutdown(wait=False)
+            self.executor = ThreadPoolExecutor(
+                max_workers=self.limit, thread_name_prefix="celeryflow-atom", initializer=app.set_current
+            )
+
+    return EmbeddedPool
 
 
 def stop_worker() -> None:
