@@ -151,3 +151,13 @@ def test_volumes_declared(compose: dict[str, Any], services: dict[str, dict[str,
             source = volume.split(":", 1)[0]
             if not source.startswith((".", "/")):
                 assert source in declared, f"{name}: named volume {source} is not declared"
+
+
+def test_env_variables_are_documented() -> None:
+    """Every CELERYFLOW_* variable the config files set is described in docs/configuration.md."""
+    docs = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    config = REPO / "config"
+    for path in sorted([*config.glob("*.env"), config / ".env.example"]):
+        for key in _read_env(path):
+            if key.startswith("CELERYFLOW_"):
+                assert f"`{key}`" in docs, f"{path.name}: {key} is not in docs/configuration.md"

@@ -172,7 +172,7 @@ class ManagedProcess:
     def tail(self, lines: int = 40) -> str:
         return "\n".join(self.output().splitlines()[-lines:])
 
-    def signal(self, sig: int, *, group: bool = False) -> None:
+    def send_signal(self, sig: int, *, group: bool = False) -> None:
         """Send ``sig`` to the process (or to its whole process group)."""
         try:
             if group:
@@ -191,16 +191,16 @@ class ManagedProcess:
         to ``timeout``, then SIGKILL the whole process group. Always kills leftover
         group members (e.g. orphaned prefork children). Returns the exit code."""
         if self.alive and sig is not None:
-            self.signal(sig)
+            self.send_signal(sig)
         if self.alive:
             try:
                 self.popen.wait(timeout)
             except subprocess.TimeoutExpired:
-                self.signal(signal.SIGKILL, group=True)
+                self.send_signal(signal.SIGKILL, group=True)
                 self.popen.wait(10)
         # Leftovers still in the group keep the pgid reserved, so this cannot hit an
         # unrelated process; with no members left it is a harmless ESRCH.
-        self.signal(signal.SIGKILL, group=True)
+        self.send_signal(signal.SIGKILL, group=True)
         self._close_log()
         rc = self.popen.returncode
         assert rc is not None
@@ -209,7 +209,7 @@ class ManagedProcess:
     def kill(self, *, group: bool = True) -> int:
         """Crash it: SIGKILL the whole process group (``group=False``: only the main
         process, leaving e.g. pool children orphaned until ``stop()``)."""
-        self.signal(signal.SIGKILL, group=group)
+        self.send_signal(signal.SIGKILL, group=group)
         return self.popen.wait(10)
 
     def _close_log(self) -> None:
@@ -352,7 +352,7 @@ class ProcessGroup:
         procs = list(self.procs.values())
         for proc in procs:
             if proc.alive:
-                proc.signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout
         for proc in procs:
             proc.stop(timeout=max(0.1, deadline - time.monotonic()), sig=None)
