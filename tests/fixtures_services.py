@@ -98,7 +98,7 @@ class RedisDbPool:
         if self._size is None:
             try:
                 value = self._admin.config_get("databases").get("databases", 16)
-                self._size = int(value)
+                self._size = int(str(value))
             except Exception:  # CONFIG may be renamed/disabled
                 self._size = 16
         return self._size

@@ -35,11 +35,11 @@ def setup_kwargs() -> dict[str, Any]:
 
     captured: dict[str, Any] = {}
     real = setuptools.setup
-    setuptools.setup = lambda **kw: captured.update(kw)  # type: ignore[assignment]
+    setattr(setuptools, "setup", lambda **kw: captured.update(kw))  # noqa: B010
     try:
         runpy.run_path(str(REPO / "setup.py"), run_name="__main__")
     finally:
-        setuptools.setup = real
+        setattr(setuptools, "setup", real)  # noqa: B010
     assert captured, "setup.py did not call setuptools.setup"
     return captured
 
@@ -150,6 +150,6 @@ def test_pytest_celery_docker_plugin_disabled(request: pytest.FixtureRequest) ->
 
 
 def test_classic_celery_worker_fixture_wins(request: pytest.FixtureRequest) -> None:
-    defs = request._fixturemanager.getfixturedefs("celery_worker", request.node)  # type: ignore[attr-defined]
+    defs = request._fixturemanager.getfixturedefs("celery_worker", request.node)
     assert defs, "celery_worker fixture missing"
     assert defs[-1].func.__module__ == "celery.contrib.pytest"

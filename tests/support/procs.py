@@ -48,7 +48,7 @@ __all__ = [
 
 
 def wait_for(
-    predicate: Callable[[], T],
+    predicate: Callable[[], T | None],
     timeout: float = 10.0,
     interval: float = 0.05,
     message: str | Callable[[], str] | None = None,
