@@ -20,6 +20,8 @@ Every backend the test fetched for its URL is closed before the database is drop
 
 from __future__ import annotations
 
+import contextlib
+
 import os
 import socket
 import uuid
@@ -89,8 +91,9 @@ def memory_url() -> Iterator[str]:
     backends.close_all(url)
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL schema (usable at any fixture scope)."""
     server = _server(POSTGRES_BASE, "PostgreSQL", 5432, "postgresql+psycopg")
     schema = unique_name()
     admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
@@ -108,7 +111,14 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def mariadb_url() -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
+    with postgres_database() as url:
+        yield url
+
+
+@contextlib.contextmanager
+def mariadb_database() -> Iterator[str]:
+    """A fresh MariaDB database (usable at any fixture scope)."""
     server = _server(MARIADB_BASE, "MariaDB", 3306, "mysql+pymysql")
     database = unique_name()
     admin = create_engine(server, poolclass=NullPool)
@@ -122,6 +132,12 @@ def mariadb_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
         admin.dispose()
+
+
+@pytest.fixture
+def mariadb_url() -> Iterator[str]:
+    with mariadb_database() as url:
+        yield url
 
 
 @pytest.fixture(params=SERVER_PARAMS)
