@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-import celeryflow.install as install_mod
+import sys
+
+import celeryflow.install  # noqa: F401  (the module; the package attribute is the function)
 from celeryflow import engines
 from tests.fixtures_db import postgres_database
 from tests.fixtures_services import _claim_redis_db
@@ -55,7 +57,7 @@ def remote_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowEnv]:
                 for name in ("worker1", "worker2"):
                     wait_for(lambda n=name: "ready." in group.procs[n].output(), timeout=60,
                              message=lambda n=name: f"{n} did not start:\n{group.procs[n].tail()}")
-                previous = install_mod._installed
+                previous = sys.modules["celeryflow.install"]._installed
                 saved = {k: os.environ.get(k) for k in env}
                 os.environ.update(env)
                 try:
@@ -63,7 +65,7 @@ def remote_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowEnv]:
 
                     app = make_app("celeryflow-tests")
                 finally:
-                    install_mod._installed = previous
+                    sys.modules["celeryflow.install"]._installed = previous
                     for k, v in saved.items():
                         if v is None:
                             os.environ.pop(k, None)
