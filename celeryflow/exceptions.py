@@ -146,7 +146,9 @@ class WrappedFailure(CeleryflowError):
                 self._causes.extend(cause)
             else:
                 self._causes.append(cause)
-        summary = "; ".join(f"{c.exception_type_names[0] if c.exception_type_names else '?'}: {c.exception_str}" for c in self._causes)
+        summary = "; ".join(
+            f"{c.exception_type_names[0] if c.exception_type_names else '?'}: {c.exception_str}" for c in self._causes
+        )
         super().__init__(f"WrappedFailure: [{summary}]")
 
     def __len__(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
 
@@ -11,7 +12,7 @@ from celeryflow.install import install
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
 
-def make_app(name: str = "celeryflow", **settings: object) -> Celery:
+def make_app(name: str = "celeryflow", **settings: Any) -> Celery:
     """A Celery app configured from the environment, with celeryflow installed."""
     app = Celery(name, set_as_current=False)
     app.conf.broker_url = os.environ.get("CELERYFLOW_BROKER_URL", DEFAULT_BROKER)

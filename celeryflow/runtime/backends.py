@@ -21,7 +21,8 @@ _known: dict[str, Backend] = {}
 
 
 def key_of(backend: Backend) -> str:
-    return hashlib.sha1(str(backend.url.render_as_string(hide_password=False) if hasattr(backend.url, "render_as_string") else backend.url).encode()).hexdigest()[:12]
+    """A short, stable key for a logbook: the same URL gives the same key in every process."""
+    return hashlib.sha1(str(backend.url).encode()).hexdigest()[:12]
 
 
 def remember(backend: Backend) -> str:

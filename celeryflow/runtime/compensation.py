@@ -10,7 +10,15 @@ from sqlalchemy.orm import Session
 
 from celeryflow import states
 from celeryflow.persistence.tables import AtomRow, FlowRow
-from celeryflow.runtime.logbook import Dispatch, Events, flow_meta, load_atoms, queue_atoms, set_flow_meta, set_flow_state
+from celeryflow.runtime.logbook import (
+    Dispatch,
+    Events,
+    flow_meta,
+    load_atoms,
+    queue_atoms,
+    set_flow_meta,
+    set_flow_state,
+)
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation

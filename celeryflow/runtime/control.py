@@ -197,7 +197,8 @@ def start(
             recount(session, flow, comp, rows)
             session.flush()
             candidates = [
-                n for n, r in rows.items() if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0
+                n for n, r in rows.items()
+                if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0
             ]
             ready = ready_after(session, flow, comp, candidates, events, decide)
             queue_atoms(session, flow, ready, states.EXECUTE, events)
@@ -252,7 +253,9 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
         for row in load_atoms(session, flow_uuid).values():
             if row.state == states.RUNNING:
                 row.state = states.FAILURE
-                events.add("atom", states.RUNNING, states.FAILURE, atom=row.name, details={"reason": "reverted on request"})
+                events.add(
+                    "atom", states.RUNNING, states.FAILURE, atom=row.name, details={"reason": "reverted on request"}
+                )
         if flow.state != states.REVERTING:
             set_flow_state(flow, states.REVERTING, events, requested=True)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)

@@ -65,7 +65,7 @@ def ensure_worker(app: Celery) -> None:
 
         started = threading.Event()
 
-        class _Controller(WorkController):  # type: ignore[misc]
+        class _Controller(WorkController):
             def on_consumer_ready(self, consumer: Any) -> None:
                 started.set()
 
@@ -99,11 +99,11 @@ def _pool_class(app: Celery) -> type:
 
     from celery.concurrency.thread import TaskPool
 
-    class EmbeddedPool(TaskPool):  # type: ignore[misc]
+    class EmbeddedPool(TaskPool):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self.executor.shutdown(wait=False)
-            self.executor = ThreadPoolExecutor(
+            self.executor: ThreadPoolExecutor = ThreadPoolExecutor(
                 max_workers=self.limit, thread_name_prefix="celeryflow-atom", initializer=app.set_current
             )
 

@@ -12,7 +12,6 @@ changes nothing.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -91,7 +90,7 @@ class Events:
 
 def set_flow_state(flow: FlowRow, new: str, events: Events, **details: Any) -> None:
     """Move a (locked) flow row to ``new`` through the state machine."""
-    old = flow.state
+    old: str = flow.state
     if old != new:
         states.check_flow_transition(old, new, f"flow {flow.name!r}")
     flow.state = new
@@ -127,8 +126,8 @@ def cas_atom(
     if session.execute(stmt).rowcount != 1:  # type: ignore[attr-defined]
         return False
     if events is not None:
-        old = olds[0] if len(olds) == 1 else None
-        events.add("atom", old, new_state, atom=name, details=details)
+        previous = olds[0] if len(olds) == 1 else None
+        events.add("atom", previous, new_state, atom=name, details=details)
     return True
 
 

@@ -35,7 +35,9 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _call_atom(runtime: context.FlowRuntime, name: str, mode: str, begun: steps.Begun) -> tuple[Any, dict[str, Any] | None]:
+def _call_atom(
+    runtime: context.FlowRuntime, name: str, mode: str, begun: steps.Begun
+) -> tuple[Any, dict[str, Any] | None]:
     kwargs = dict(begun.kwargs or {})
     try:
         atom = runtime.atom(name)
@@ -63,11 +65,11 @@ def _check_result(result: Any, name: str, settings: Settings) -> dict[str, Any] 
     except CeleryflowError as exc:
         return Failure.from_exception(exc).to_dict()
     if len(text) > settings.max_result_bytes:
-        exc = ResultTooLarge(
+        too_large = ResultTooLarge(
             f"Result of atom {name!r} is {len(text)} bytes, over the limit of {settings.max_result_bytes} "
             "(CELERYFLOW_MAX_RESULT_BYTES); store large data elsewhere and return a reference"
         )
-        return Failure.from_exception(exc).to_dict()
+        return Failure.from_exception(too_large).to_dict()
     return None
 
 
@@ -166,10 +168,10 @@ def register_tasks(app: Celery) -> None:
         "shared": False,
     }
 
-    @app.task(name=EXECUTE_TASK, **common)  # type: ignore[untyped-decorator]
+    @app.task(name=EXECUTE_TASK, **common)
     def execute_atom(self: Task, flow_uuid: str, name: str, epoch: int, backend_key: str) -> None:
         run_step(self, flow_uuid, name, epoch, backend_key, EXECUTE)
 
-    @app.task(name=REVERT_TASK, **common)  # type: ignore[untyped-decorator]
+    @app.task(name=REVERT_TASK, **common)
     def revert_atom(self: Task, flow_uuid: str, name: str, epoch: int, backend_key: str) -> None:
         run_step(self, flow_uuid, name, epoch, backend_key, REVERT)

@@ -4,6 +4,7 @@ separate ``celery worker`` processes on Redis, with the logbook in PostgreSQL.""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-import sys
 
 import celeryflow.install  # noqa: F401  (the module; the package attribute is the function)
 from celeryflow import engines

@@ -78,7 +78,8 @@ def test_unreachable_database_at_submit_writes_nothing():
 
 
 def _count_events(url: str, flow_uuid: str) -> int:
-    return fetch(url).run(lambda s: s.scalar(select(func.count()).select_from(EventRow).where(EventRow.flow_uuid == flow_uuid)))
+    query = select(func.count()).select_from(EventRow).where(EventRow.flow_uuid == flow_uuid)
+    return fetch(url).run(lambda s: s.scalar(query))
 
 
 def test_duplicate_and_stale_messages_change_nothing(flow_env):

@@ -55,7 +55,9 @@ def test_wide_graph_join(flow_env):
 
 def test_nested_flows_see_outputs_of_subflows(flow_env):
     trace = flow_env.trace()
-    inner = unordered_flow.Flow("inner").add(Step("i1", trace, provides="x", value=2), Step("i2", trace, provides="y", value=3))
+    inner = unordered_flow.Flow("inner").add(
+        Step("i1", trace, provides="x", value=2), Step("i2", trace, provides="y", value=3)
+    )
     flow = linear_flow.Flow("outer").add(Step("first", trace), inner, Adder("add", provides="sum"))
     results = flow_env.run(flow)
     assert results["sum"] == 5
