@@ -21,7 +21,6 @@ Every backend the test fetched for its URL is closed before the database is drop
 from __future__ import annotations
 
 import contextlib
-
 import os
 import socket
 import uuid
