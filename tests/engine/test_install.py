@@ -1,0 +1,70 @@
+"""An existing Celery app made celeryflow-capable with install(); submit/FlowHandle across processes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+
+import celeryflow
+from celeryflow import states
+from celeryflow.install import CELERY_SETTINGS
+from celeryflow.patterns import linear_flow
+from tests.engine.atoms import Step, StepError, chain_of, read_trace
+from tests.support.procs import REPO_ROOT
+
+
+@pytest.fixture
+def restore_default_app():
+    module = sys.modules["celeryflow.install"]
+    previous = module._installed
+    yield
+    module._installed = previous
+
+
+def test_install_on_an_existing_app_with_in_process_worker(redis_url, sqlite_url, tmp_path, restore_default_app):
+    app = Celery("myproject", broker=redis_url, set_as_current=False)
+    app.conf.task_ignore_result = True
+    celeryflow.install(app, backend=sqlite_url, heartbeat_timeout=30)
+    assert app.conf.celeryflow_heartbeat_timeout == 30
+    for key, value in CELERY_SETTINGS.items():
+        assert app.conf[key] == value
+    assert "celeryflow.execute" in app.tasks and "celeryflow.revert" in app.tasks
+    trace = str(tmp_path / "trace")
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
+        results = celeryflow.engines.run(linear_flow.Flow("mine").add(Step("a", trace, provides="x")), app=app)
+        assert results == {"x": "a"}
+        # app=None now means the installed app
+        handle = celeryflow.submit(linear_flow.Flow("default-app").add(Step("b", trace, fail=True)))
+        with pytest.raises(StepError):
+            handle.wait(timeout=60)
+        assert handle.state == states.REVERTED
+    assert read_trace(trace) == [("execute", "a"), ("execute", "b"), ("revert", "b")]
+
+
+def test_install_rejects_unknown_settings(restore_default_app):
+    with pytest.raises(celeryflow.exceptions.ConfigurationError, match="heartbeat_timout"):
+        celeryflow.install(Celery("x", set_as_current=False), heartbeat_timout=3)
+
+
+def test_flow_handle_reattaches_from_another_process(remote_env):
+    trace = remote_env.trace()
+    handle = celeryflow.submit(chain_of, factory_kwargs={"trace": trace, "n": 5}, app=remote_env.app,
+                               backend=remote_env.backend)
+    code = textwrap.dedent(f"""
+        import celeryflow
+        from celeryflow_tasks.app import make_app
+        handle = celeryflow.FlowHandle({handle.id!r}, app=make_app())
+        results = handle.wait(timeout=60)
+        print(handle.state, sorted(results))
+    """)
+    env = {"CELERYFLOW_BROKER_URL": remote_env.app.conf.broker_url, "CELERYFLOW_BACKEND": remote_env.backend,
+           "PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "SUCCESS []"
+    assert [n for w, n in read_trace(trace) if w == "execute"] == [f"s{i}" for i in range(5)]
