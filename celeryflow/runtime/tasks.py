@@ -169,9 +169,29 @@ def register_tasks(app: Celery) -> None:
     }
 
     @app.task(name=EXECUTE_TASK, **common)
-    def execute_atom(self: Task, flow_uuid: str, name: str, epoch: int, backend_key: str) -> None:
-        run_step(self, flow_uuid, name, epoch, backend_key, EXECUTE)
+    def execute_atom(self: Task, *args: Any, **kwargs: Any) -> None:
+        checked = check_message(args, kwargs)
+        if checked is not None:
+            run_step(self, *checked, EXECUTE)
 
     @app.task(name=REVERT_TASK, **common)
-    def revert_atom(self: Task, flow_uuid: str, name: str, epoch: int, backend_key: str) -> None:
-        run_step(self, flow_uuid, name, epoch, backend_key, REVERT)
+    def revert_atom(self: Task, *args: Any, **kwargs: Any) -> None:
+        checked = check_message(args, kwargs)
+        if checked is not None:
+            run_step(self, *checked, REVERT)
+
+
+def check_message(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str, int, str] | None:
+    """Validate a message's shape; a malformed or forged one is logged and dropped, never run."""
+    if (
+        len(args) == 4
+        and not kwargs
+        and isinstance(args[0], str)
+        and isinstance(args[1], str)
+        and isinstance(args[2], int)
+        and not isinstance(args[2], bool)
+        and isinstance(args[3], str)
+    ):
+        return args[0], args[1], args[2], args[3]
+    LOG.error("rejected a malformed celeryflow message: args=%.200r kwargs=%.200r", args, kwargs)
+    return None

@@ -98,3 +98,14 @@ def test_duplicate_and_stale_messages_change_nothing(flow_env):
     wait_for(lambda: _count_events(flow_env.backend, engine.flow_uuid) == before, timeout=5)
     assert [n for w, n in read_trace(trace) if w == "execute"].count("d1") == 1
     assert engine.storage.get_flow_state() == states.SUCCESS
+
+
+def test_malformed_and_forged_messages_are_dropped_and_the_worker_lives(remote_env):
+    app = remote_env.app
+    app.send_task("celeryflow.execute", args=["only-one-arg"])
+    app.send_task("celeryflow.execute", args=[1, 2, 3, 4])
+    app.send_task("celeryflow.revert", kwargs={"module": "os", "function": "system"})
+    app.send_task("celeryflow.execute", args=["no-such-flow", "atom", 1, "0123456789ab"])
+    # the workers keep serving flows afterwards
+    trace = remote_env.trace()
+    assert remote_env.run(linear_flow.Flow("after-junk").add(Step("ok", trace, provides="v"))) == {"v": "ok"}
