@@ -37,6 +37,10 @@ class StorageFailure(CeleryflowError):
     """The logbook could not be read or written (database unreachable, bad URL...)."""
 
 
+class BrokerUnavailable(CeleryflowError):
+    """The Celery broker cannot be reached (nothing was sent)."""
+
+
 class ConfigurationError(CeleryflowError):
     """A setting or argument is invalid."""
 
@@ -177,6 +181,7 @@ class WrappedFailure(CeleryflowError):
 __all__ = [
     "AlreadyExists",
     "AmbiguousDependency",
+    "BrokerUnavailable",
     "CeleryflowError",
     "ConfigurationError",
     "DependencyFailure",

@@ -7,13 +7,13 @@ import os
 import socket
 import time
 import uuid as uuidlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from celeryflow import compiler, serialization, states
 from celeryflow.engines.storage import Storage
 from celeryflow.engines.waiter import Follower, event_details, last_event_id
-from celeryflow.exceptions import ConfigurationError, MissingDependencies, StorageFailure
+from celeryflow.exceptions import BrokerUnavailable, ConfigurationError, MissingDependencies
 from celeryflow.runtime import backends as backend_keys
 from celeryflow.runtime import context, control, dispatch
 from celeryflow.runtime.settings import Settings
@@ -124,8 +124,13 @@ class CeleryEngine:
         if missing:
             raise MissingDependencies(comp.flow_name, missing)
 
-    def prepare(self) -> None:
-        """Persist the flow, its spec and store in one transaction (nothing is sent yet)."""
+    def prepare(self, also: Callable[[Any, str], None] | None = None) -> None:
+        """Persist the flow, its spec and store in one transaction (nothing is sent yet).
+
+        Args:
+            also: ``also(session, flow_uuid)`` runs inside that same transaction (the SQL
+                jobboard's ``post_flow`` posts its job this way: flow and job commit together).
+        """
         if self._flow_uuid is not None:
             return
         comp = self.compile()
@@ -157,6 +162,8 @@ class CeleryEngine:
                 store=self._store, meta={"options": _jsonable(self.options)}, logbook_uuid=book_uuid,
                 logbook_name=book_name, owner=self._owner,
             )
+            if also is not None:
+                also(session, flow_uuid)
 
         self.backend.run(txn)
         self._flow_uuid = flow_uuid
@@ -192,16 +199,16 @@ class CeleryEngine:
     def start(self, store: Mapping[str, Any] | None = None) -> str:
         """Persist (if needed), queue what is ready and publish it; do not wait. Returns the flow id."""
         started = time.monotonic()
+        # The broker is checked before anything is written: a submit against a dead
+        # broker fails at the caller and leaves nothing half-done in the logbook.
+        self._check_broker()
         if self._flow_uuid is None:
             self.validate()
             self.prepare()
-        elif store:
-            pass
         if self.is_embedded:
             from celeryflow.runtime.embedded import ensure_worker
 
             ensure_worker(self.app)
-        self._check_broker()
         assert self._runtime is not None
         decide = self._runtime.decide if any(a.deciders for a in self.compile().atoms.values()) else None
         what = control.start(self.backend, self.compile(), self.flow_uuid, store_updates=store,
@@ -217,9 +224,9 @@ class CeleryEngine:
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, timeout=5)
         except Exception as exc:
-            raise StorageFailure(
-                f"The broker {self.app.conf.broker_url!r} is unreachable; nothing was sent. Start it or fix "
-                "CELERYFLOW_BROKER_URL; the flow is in the logbook and `celeryflow flows resume` sends it later",
+            raise BrokerUnavailable(
+                f"The broker {_masked(self.app.conf.broker_url)} is unreachable; nothing was written or sent. "
+                "Start it or fix CELERYFLOW_BROKER_URL",
                 exc,
             ) from exc
 
@@ -289,6 +296,12 @@ def _lazy_result(engine: CeleryEngine, atom_name: str | None) -> Any:
         return engine.storage.get(atom_name)
     except Exception:
         return None
+
+
+def _masked(url: Any) -> str:
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(str(url)))
 
 
 def _book_identity(book: Any, flow_name: str) -> tuple[str | None, str | None]:

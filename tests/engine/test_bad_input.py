@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from sqlalchemy import func, select
 
@@ -109,3 +111,21 @@ def test_malformed_and_forged_messages_are_dropped_and_the_worker_lives(remote_e
     # the workers keep serving flows afterwards
     trace = remote_env.trace()
     assert remote_env.run(linear_flow.Flow("after-junk").add(Step("ok", trace, provides="v"))) == {"v": "ok"}
+
+
+def test_unreachable_broker_at_submit_writes_nothing(sqlite_url):
+    from celery import Celery
+
+    app = Celery("nowhere", broker="redis://127.0.0.1:1/0", set_as_current=False)
+    app.conf.broker_connection_timeout = 1
+    import celeryflow
+
+    module = sys.modules["celeryflow.install"]
+    previous = module._installed
+    try:
+        celeryflow.install(app, backend=sqlite_url)
+        with pytest.raises(exceptions.BrokerUnavailable, match="127.0.0.1:1"):
+            celeryflow.submit(linear_flow.Flow("x").add(Step("a", "/dev/null")), app=app)
+    finally:
+        module._installed = previous
+    assert fetch(sqlite_url).run(lambda s: s.scalar(select(func.count()).select_from(FlowRow))) == 0
