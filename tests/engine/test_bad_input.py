@@ -124,7 +124,7 @@ def test_unreachable_broker_at_submit_writes_nothing(sqlite_url):
     previous = module._installed
     try:
         celeryflow.install(app, backend=sqlite_url)
-        with pytest.raises(exceptions.BrokerUnavailable, match="127.0.0.1:1"):
+        with pytest.raises(exceptions.BrokerUnavailable, match=r"127\.0\.0\.1:1"):
             celeryflow.submit(linear_flow.Flow("x").add(Step("a", "/dev/null")), app=app)
     finally:
         module._installed = previous
