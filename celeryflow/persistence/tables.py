@@ -71,7 +71,8 @@ class FlowRow(Base):
     state: Mapped[str] = mapped_column(String(32))
     epoch: Mapped[int] = mapped_column(Integer, default=0)
     #: JSON: how to rebuild the flow (structure, atom classes, ctor args) and its compilation.
-    spec: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: Deferred: it grows with the flow, and the per-atom transactions must not read it.
+    spec: Mapped[str | None] = mapped_column(LongText, nullable=True, deferred=True)
     #: JSON: the flow store (inputs).
     store: Mapped[str | None] = mapped_column(LongText, nullable=True)
     #: JSON: {atom name: failure dict} that started the current compensation.
