@@ -55,6 +55,12 @@ def install(app: Celery, backend: Any = None, *, beat: bool = True, **settings: 
         app.conf.celeryflow_backend = resolved.backend or default_logbook_url()
     app.conf.update(CELERY_SETTINGS)
     tasks.register_tasks(app)
+    from celeryflow.contrib.flower import name_sent_events_by_shadow
+
+    name_sent_events_by_shadow(app)  # Flower shows "<flow> / <atom>" even when task-sent arrives late
+    from celeryflow import sweep
+
+    sweep.register_task(app)  # the conductor's sweep, run by a worker when beat sends it
     from celeryflow import registry
 
     for module in resolved.imports:
@@ -64,14 +70,9 @@ def install(app: Celery, backend: Any = None, *, beat: bool = True, **settings: 
     for module in app.conf.get("include") or ():
         registry.allow_module(module)
     if beat:
-        try:
-            from celeryflow.sweep import beat_entry
-        except ImportError:  # the sweep arrives with the recovery work
-            pass
-        else:
-            schedule = dict(app.conf.get("beat_schedule") or {})
-            schedule.setdefault("celeryflow-sweep", beat_entry(resolved))
-            app.conf.beat_schedule = schedule
+        schedule = dict(app.conf.get("beat_schedule") or {})
+        schedule.setdefault("celeryflow-sweep", sweep.beat_entry(resolved))
+        app.conf.beat_schedule = schedule
     with _lock:
         from celeryflow.runtime.embedded import is_embedded
 

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.persistence.tables import AtomRow, utcnow
-from celeryflow.runtime import compensation
+from celeryflow.runtime import compensation, scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import (
     EXECUTE,
@@ -59,6 +59,7 @@ class Begun:
     flow_failures: dict[str, Any] | None = None
     flow_name: str = ""
     attempts: int = 0
+    history: list[Any] | None = None  # retry controllers: their persisted history
 
 
 def _inputs(
@@ -90,7 +91,10 @@ def begin(
         if mode == EXECUTE:
             if flow.state != states.RUNNING:
                 return Begun(Verdict.REFUSE, f"flow is {flow.state}")
-            olds: tuple[str, ...] = (states.PENDING,)
+            if scopes.blocked(comp, flow, name):
+                return Begun(Verdict.REFUSE, "its retry scope is being reverted for another attempt")
+            # A retry controller runs again from RETRYING once its scope is reverted.
+            olds: tuple[str, ...] = (states.PENDING, states.RETRYING)
             new, intention = states.RUNNING, states.EXECUTE
         else:
             if flow.state not in (states.REVERTING, states.RUNNING):
@@ -107,6 +111,8 @@ def begin(
         events.flush(session)
         kwargs = _inputs(session, flow_uuid, flow.store, comp, name, revert=(mode != EXECUTE))
         begun = Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow.name)
+        if comp.atoms[name].kind == "retry":
+            begun.history = scopes.load_history(session, flow_uuid, name)
         if mode != EXECUTE:
             row = session.get(AtomRow, (flow_uuid, name))
             assert row is not None
@@ -131,16 +137,25 @@ def finish(
     result: Any = None,
     failure: dict[str, Any] | None = None,
     decide: DeciderCall | None = None,
+    controller: scopes.ControllerLookup | None = None,
 ) -> Dispatch | None:
-    """Record the outcome of ``name``; return what to publish (None: the message was stale)."""
+    """Record the outcome of ``name``; return what to publish (None: the message was stale).
+
+    ``controller`` looks up live retry controllers by name (consulted when an atom
+    inside a retry scope fails); by default the flow is rebuilt from the logbook.
+    """
     result_json = serialization.dumps(result, f"result of atom {name!r}") if failure is None else None
     failure_json = serialization.dumps(failure) if failure is not None else None
 
     def txn(session: Session) -> Dispatch | None:
         flow = backend.lock_flow(session, flow_uuid)
-        if flow is None or flow.epoch != epoch:
-            LOG.warning("discarding late %s result of %s/%s: epoch %s is fenced off", mode, flow_uuid, name, epoch)
+        if flow is None:
+            LOG.warning("discarding %s result of %s/%s: the flow is not in the logbook", mode, flow_uuid, name)
             return None
+        # A message of an older epoch still records its result if this worker's claim on the atom
+        # survived the epoch bump (the CAS below: still RUNNING/REVERTING *by this worker*). A reclaim
+        # or resume resets exactly the atoms it fences off, so their late results are discarded there.
+        fenced = f" (fenced off: message epoch {epoch}, flow epoch {flow.epoch})" if flow.epoch != epoch else ""
         events = Events(flow_uuid, epoch, worker)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
         now = utcnow()
@@ -151,22 +166,24 @@ def finish(
                 extra_where=(AtomRow.worker == worker,),
                 result=result_json, failure=failure_json, finished_at=now, progress=1.0 if failure is None else 0.0,
             ):
-                LOG.warning("discarding %s result of %s/%s: the atom already moved on", mode, flow_uuid, name)
+                LOG.warning("discarding late %s result of %s/%s from %s: the atom already moved on%s",
+                            mode, flow_uuid, name, worker, fenced)
                 return None
             flow.outstanding -= 1
             flow.progress_at = now
             if failure is None:
+                if comp.atoms[name].kind == "retry":
+                    scopes.record_value(session, flow_uuid, name, result)
                 candidates = decrement_successors(session, flow, comp, [name])
                 if flow.state == states.RUNNING and candidates:
                     ready = ready_after(session, flow, comp, candidates, events, decide)
                     queue_atoms(session, flow, ready, states.EXECUTE, events)
                     dispatch.execute.extend(ready)
             else:
-                failures = decode_failures(flow)
-                failures[name] = failure
-                flow.failures = serialization.dumps(failures)
-                if flow.state in (states.RUNNING, states.SUSPENDING):
-                    set_flow_state(flow, states.REVERTING, events, failed_atom=name)
+                scopes.on_execute_failure(
+                    session, flow, comp, name, failure, events, controller or _lookup(backend, flow_uuid)
+                )
+            scopes.after_change(session, flow, comp, name, events, dispatch)
         else:
             new = states.REVERTED if failure is None else states.REVERT_FAILURE
             if not cas_atom(
@@ -174,11 +191,17 @@ def finish(
                 extra_where=(AtomRow.worker == worker,),
                 revert_result=result_json, revert_failure=failure_json, finished_at=now,
             ):
-                LOG.warning("discarding %s result of %s/%s: the atom already moved on", mode, flow_uuid, name)
+                LOG.warning("discarding late %s result of %s/%s from %s: the atom already moved on%s",
+                            mode, flow_uuid, name, worker, fenced)
                 return None
             flow.outstanding -= 1
             flow.progress_at = now
-            if failure is None:
+            scope = None
+            if flow.state in (states.RUNNING, states.SUSPENDING) and scopes.might_be_handled(flow):
+                scope = scopes.handled_scope(comp, flow_meta(flow), name)
+            if scope is not None:
+                scopes.after_revert(session, flow, comp, scope, name, failure, events, dispatch)
+            elif failure is None:
                 ready = compensation.after_reverted(session, flow, comp, name)
                 queue_atoms(session, flow, ready, states.REVERT, events)
                 dispatch.revert.extend(ready)
@@ -195,17 +218,25 @@ def finish(
 
 
 def refuse(
-    backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str
+    backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
+    mode: str | None = None,
 ) -> Dispatch | None:
-    """Take a queued atom the flow no longer wants off the books, and settle the flow."""
+    """Take a queued atom the flow no longer wants off the books, and settle the flow.
+
+    With ``mode``, only an atom queued for that (execute: intention EXECUTE, revert:
+    REVERT) is taken off: a stray execute message never un-queues a pending revert.
+    """
 
     def txn(session: Session) -> Dispatch | None:
         flow = backend.lock_flow(session, flow_uuid)
         if flow is None or flow.epoch != epoch:
             return None
+        where: list[Any] = []
+        if mode is not None:
+            where.append(AtomRow.intention == (states.EXECUTE if mode == EXECUTE else states.REVERT))
         unqueued = session.execute(
             update(AtomRow)
-            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.queued.is_(True))
+            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.queued.is_(True), *where)
             .values(queued=False)
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
@@ -214,11 +245,21 @@ def refuse(
         flow.outstanding -= 1
         events = Events(flow_uuid, epoch, worker)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
+        scopes.after_change(session, flow, comp, name, events, dispatch)
         settle(session, flow, comp, events, dispatch)
         events.flush(session)
         return dispatch
 
     return backend.run(txn)
+
+
+def _lookup(backend: Backend, flow_uuid: str) -> scopes.ControllerLookup:
+    def find(name: str) -> Any:
+        from celeryflow.runtime import context
+
+        return context.runtime_for(backend, flow_uuid).atom(name)
+
+    return find
 
 
 def record_progress(backend: Backend, flow_uuid: str, name: str, epoch: int, progress: float,

@@ -15,8 +15,8 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from celeryflow import atom as atommod
-from celeryflow.exceptions import CeleryflowError, NotFound, NotRegistered, ResultTooLarge
-from celeryflow.runtime import backends, context, localbus, steps
+from celeryflow.exceptions import CeleryflowError, NotFound, NotRegistered, ResultTooLarge, StorageFailure
+from celeryflow.runtime import backends, context, heartbeat, localbus, outage, steps
 from celeryflow.runtime.dispatch import EXECUTE_TASK, REVERT_TASK, chained_next, publish
 from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
 from celeryflow.runtime.settings import Settings
@@ -41,16 +41,22 @@ def _call_atom(
     kwargs = dict(begun.kwargs or {})
     try:
         atom = runtime.atom(name)
+        is_retry = runtime.comp.atoms[name].kind == "retry"
         if mode == EXECUTE:
-            if runtime.comp.atoms[name].kind == "retry":
+            if is_retry:
                 from celeryflow.runtime.retries import call_retry_execute
 
-                return call_retry_execute(atom, kwargs, runtime, name), None
+                return call_retry_execute(atom, kwargs, begun.history), None
             return atom.execute(**kwargs), None
+        flow_failures = {k: Failure.from_dict(v) for k, v in (begun.flow_failures or {}).items()}
+        if is_retry:
+            # A retry controller reverts with its history (TaskFlow's Retry.revert(history, ...)).
+            from celeryflow.runtime.retries import call_retry_revert
+
+            return call_retry_revert(atom, kwargs, begun.history, flow_failures), None
         result = begun.result
         if begun.failure is not None:
             result = Failure.from_dict(begun.failure)
-        flow_failures = {k: Failure.from_dict(v) for k, v in (begun.flow_failures or {}).items()}
         return atom.revert(result=result, flow_failures=flow_failures, **kwargs), None
     except Exception as exc:
         LOG.info("atom %s of flow %s failed in %s: %r", name, runtime.uuid, mode, exc)
@@ -80,6 +86,10 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
     try:
         backend = backends.resolve(backend_key, app)
         runtime = context.runtime_for(backend, flow_uuid)
+    except StorageFailure as exc:
+        outage.retry_later(task, exc, f"the {mode} message of {flow_uuid}/{name}")
+        _stop_chain(task)
+        return
     except (NotRegistered, NotFound) as exc:
         LOG.error("rejected %s message for flow %s atom %r: %s", mode, flow_uuid, name, exc)
         _stop_chain(task)
@@ -89,7 +99,12 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         _stop_chain(task)
         return
     settings = Settings.from_sources(app.conf)
-    begun = steps.begin(backend, runtime.comp, flow_uuid, name, epoch, mode, me)
+    try:
+        begun = steps.begin(backend, runtime.comp, flow_uuid, name, epoch, mode, me)
+    except StorageFailure as exc:  # nothing ran yet: deliver the message again later
+        outage.retry_later(task, exc, f"the {mode} message of {flow_uuid}/{name}")
+        _stop_chain(task)
+        return
     localbus.notify()
     if begun.verdict is steps.Verdict.SKIP:
         LOG.info("skipped %s of %s/%s: %s", mode, flow_uuid, name, begun.reason)
@@ -97,30 +112,38 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         return
     if begun.verdict is steps.Verdict.REFUSE:
         _stop_chain(task)
-        dispatch = steps.refuse(backend, runtime.comp, flow_uuid, name, epoch, me)
+        dispatch = outage.persist(lambda: steps.refuse(backend, runtime.comp, flow_uuid, name, epoch, me, mode),
+                                  f"the refusal of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0))
         localbus.notify()
-        _send(app, runtime, dispatch, backend_key, settings, task)
+        _send(app, runtime, dispatch, backend_key, settings, task, epoch)
         return
 
     def progress(atom: Any, value: float, details: dict[str, Any] | None) -> None:
-        steps.record_progress(backend, flow_uuid, name, epoch, value, details, me)
+        try:
+            steps.record_progress(backend, flow_uuid, name, epoch, value, details, me)
+        except StorageFailure as exc:  # progress is best effort: never fail the atom for it
+            LOG.warning("progress of %s/%s not recorded: %s", flow_uuid, name, exc)
+            return
         localbus.notify()
 
-    token = atommod.progress_sink.set(progress)
-    try:
-        result, failure = _call_atom(runtime, name, mode, begun)
-    finally:
-        atommod.progress_sink.reset(token)
-    if failure is None:
-        failure = _check_result(result, name, settings)
-        if failure is not None:
-            result = None
-    decide = None if mode == REVERT else _decider(runtime)
-    dispatch = steps.finish(
-        backend, runtime.comp, flow_uuid, name, epoch, mode, me, result=result, failure=failure, decide=decide
-    )
+    with heartbeat.beating(backend, flow_uuid, name, me, settings.heartbeat_interval):
+        token = atommod.progress_sink.set(progress)
+        try:
+            result, failure = _call_atom(runtime, name, mode, begun)
+        finally:
+            atommod.progress_sink.reset(token)
+        if failure is None:
+            failure = _check_result(result, name, settings)
+            if failure is not None:
+                result = None
+        decide = None if mode == REVERT else _decider(runtime)
+        dispatch = outage.persist(
+            lambda: steps.finish(backend, runtime.comp, flow_uuid, name, epoch, mode, me, result=result,
+                                 failure=failure, decide=decide, controller=runtime.atom),
+            f"the {mode} outcome of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0),
+        )
     localbus.notify()
-    _send(app, runtime, dispatch, backend_key, settings, task)
+    _send(app, runtime, dispatch, backend_key, settings, task, epoch)
 
 
 def _decider(runtime: context.FlowRuntime) -> Any:
@@ -135,13 +158,14 @@ def _stop_chain(task: Task) -> None:
 
 
 def _send(app: Celery, runtime: context.FlowRuntime, dispatch: Dispatch | None, backend_key: str,
-          settings: Settings, task: Task | None) -> None:
+          settings: Settings, task: Task | None, epoch: int | None = None) -> None:
     nxt = chained_next(task.request) if task is not None else None
     if dispatch is None:
         _stop_chain(task) if task is not None else None
         return
     if nxt is not None:
-        if nxt in dispatch.execute:
+        # The rest of the chain carries this message's epoch: useless if a reclaim bumped it.
+        if nxt in dispatch.execute and (epoch is None or epoch == dispatch.epoch):
             # The Celery chain this message belongs to sends it next.
             dispatch.execute.remove(nxt)
         elif task is not None:

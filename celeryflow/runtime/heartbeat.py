@@ -1,0 +1,187 @@
+"""Per-process heartbeats for the atoms this process is running.
+
+Each worker process (a prefork pool child, or a thread-pool worker) has at most
+one heartbeat thread. :func:`beating` registers an atom for the duration of its
+execute or revert; every ``heartbeat_interval`` seconds the thread refreshes
+``atoms.heartbeat_at`` of *all* atoms the process is running with **one**
+``UPDATE`` per logbook (not one write per atom per tick)::
+
+    UPDATE celeryflow_atoms SET heartbeat_at = :now
+     WHERE worker = :me AND state IN ('RUNNING', 'REVERTING')
+       AND flow_uuid IN (...) AND name IN (...)
+
+``worker = :me`` and the state guard mean a heartbeat never revives an atom
+that the conductor's sweep has reset and handed to someone else. The conductor
+treats an atom whose heartbeat is older than ``heartbeat_timeout`` as orphaned
+(its worker died) and runs it again (see :mod:`celeryflow.sweep`).
+
+The thread is a daemon, started lazily in the process that runs atoms (after a
+prefork fork, the child starts its own) and idles without writing when nothing
+runs. A failing database is logged (at most once per minute) and retried at the
+next tick; it never raises into the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from celeryflow import states
+from celeryflow.persistence.tables import AtomRow, utcnow
+
+if TYPE_CHECKING:
+    from celeryflow.persistence.backends.base import Backend
+
+LOG = logging.getLogger(__name__)
+
+#: seconds between two warnings about a failing heartbeat write
+WARN_EVERY = 60.0
+
+
+class Heartbeat:
+    """The heartbeat thread of one process."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = max(0.05, float(interval))
+        self._lock = threading.Lock()
+        #: backend id -> (backend, {(flow_uuid, atom name, worker): registrations})
+        self._running: dict[int, tuple[Backend, dict[tuple[str, str, str], int]]] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_warning = 0.0
+        self.beats = 0  # statements issued (for tests and statistics)
+
+    # -- registration ------------------------------------------------------------------
+    def register(self, backend: Backend, flow_uuid: str, name: str, worker: str) -> None:
+        with self._lock:
+            _, atoms = self._running.setdefault(id(backend), (backend, {}))
+            key = (flow_uuid, name, worker)
+            atoms[key] = atoms.get(key, 0) + 1
+            self._ensure_thread()
+
+    def unregister(self, backend: Backend, flow_uuid: str, name: str, worker: str) -> None:
+        with self._lock:
+            entry = self._running.get(id(backend))
+            if entry is None:
+                return
+            atoms = entry[1]
+            key = (flow_uuid, name, worker)
+            count = atoms.get(key, 0) - 1
+            if count > 0:
+                atoms[key] = count
+            else:
+                atoms.pop(key, None)
+            if not atoms:
+                self._running.pop(id(backend), None)
+
+    def running(self) -> list[tuple[str, str, str]]:
+        with self._lock:
+            return [key for _, atoms in self._running.values() for key in atoms]
+
+    # -- the thread ----------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="celeryflow-heartbeat", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self.beat()
+
+    def beat(self) -> int:
+        """Refresh the heartbeat of every atom this process runs; return the rows touched."""
+        with self._lock:
+            snapshot = [(backend, list(atoms)) for backend, atoms in self._running.values()]
+        touched = 0
+        for backend, keys in snapshot:
+            if not keys:
+                continue
+            try:
+                touched += backend.run(partial(_touch, keys=keys), attempts=2)
+                self.beats += 1
+            except Exception as exc:  # never kill the thread: the next tick retries
+                now = time.monotonic()
+                if now - self._last_warning >= WARN_EVERY:
+                    self._last_warning = now
+                    LOG.warning("celeryflow heartbeat of %d running atom(s) failed (retrying every %.1fs): %s",
+                                len(keys), self.interval, exc)
+        return touched
+
+
+def _touch(session: Session, keys: list[tuple[str, str, str]]) -> int:
+    flows = sorted({k[0] for k in keys})
+    names = sorted({k[1] for k in keys})
+    workers = sorted({k[2] for k in keys})
+    result = session.execute(
+        update(AtomRow)
+        .where(
+            AtomRow.worker.in_(workers),
+            AtomRow.state.in_((states.RUNNING, states.REVERTING)),
+            AtomRow.flow_uuid.in_(flows),
+            AtomRow.name.in_(names),
+        )
+        .values(heartbeat_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+_lock = threading.Lock()
+_instance: Heartbeat | None = None
+_pid: int | None = None
+
+
+def get(interval: float = 10.0) -> Heartbeat:
+    """This process's heartbeat (created on first use; a forked child gets its own)."""
+    global _instance, _pid
+    with _lock:
+        if _instance is None or _pid != os.getpid():
+            _instance = Heartbeat(interval)
+            _pid = os.getpid()
+        elif interval and abs(_instance.interval - max(0.05, interval)) > 1e-9:
+            _instance.interval = max(0.05, float(interval))
+        return _instance
+
+
+def _after_fork_in_child() -> None:
+    global _instance, _pid
+    _instance = None
+    _pid = None
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@contextmanager
+def beating(backend: Backend, flow_uuid: str, name: str, worker: str, interval: float) -> Iterator[Heartbeat]:
+    """Heartbeat the atom ``name`` of ``flow_uuid`` (run by ``worker``) while the block runs."""
+    hb = get(interval)
+    hb.register(backend, flow_uuid, name, worker)
+    try:
+        yield hb
+    finally:
+        hb.unregister(backend, flow_uuid, name, worker)

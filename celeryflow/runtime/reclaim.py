@@ -1,0 +1,371 @@
+"""Granular reclaim of one stalled flow: the transaction the conductor's sweep runs.
+
+:func:`reclaim` locks the flow row, looks at its atoms *under the lock* and,
+only if the flow is still stalled, acts. Two conductors racing for the same
+flow serialize on that row lock; the second one finds the flow already
+re-driven (fresh heartbeats, fresh ``queued_at``, a new epoch) and leaves it:
+each stalled flow is re-dispatched once.
+
+What it does, by case (``T`` = ``heartbeat_timeout``):
+
+* **Orphaned atoms** (RUNNING/REVERTING, not queued, heartbeat older than
+  ``T``: the worker died, or is partitioned away). The flow's epoch is bumped
+  (the fencing token: every message still on the broker for this flow is
+  refused from now on), and *only those atoms* are reset: an execution goes
+  back to PENDING and is queued again (at-least-once), a revert is queued
+  again, an execution caught in a compensating flow becomes FAILURE (it may
+  have had effects: it is compensated). Atoms running healthily elsewhere are
+  left alone; their results are still accepted because their claim on the
+  atom row survives (see :func:`celeryflow.runtime.steps.finish`). Everything
+  still queued is published again under the new epoch.
+* **Poison atoms**: an orphaned atom whose worker has now died
+  ``max_deliveries`` times (counted in the atom's ``meta["worker_lost"]``) is
+  not run again; after the commit the caller records its failure
+  (:class:`~celeryflow.exceptions.WorkerLost`) through the ordinary
+  :func:`~celeryflow.runtime.steps.finish` path, so the flow is compensated.
+* **Lost messages** (queued atoms whose message never reached a worker: the
+  broker lost its queues, a publish failed after the commit, the submitter
+  died between commit and publish), recognized as: the flow made no progress
+  for ``T`` and atoms have been queued for longer than ``T``. Their messages
+  are sent again with the *same* epoch, no reset: if the original was only
+  slow (a backlog), the duplicate is absorbed by the compare-and-set in
+  ``begin`` (the first delivery claims the atom, the second finds it no
+  longer queued). Resends of a flow that still makes no progress back off
+  exponentially (T, 2T, 4T ... 64T).
+* **Stuck flows**: RUNNING/REVERTING/SUSPENDING with nothing queued and
+  nothing running for ``T`` (e.g. a compensation that was never started). The
+  flow is re-driven: join counters recounted, ready atoms (or ready reverts)
+  queued, or the flow settled (finished, SUSPENDED, REVERTED).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.orm import Session
+
+from celeryflow import serialization, states
+from celeryflow.exceptions import WorkerLost
+from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.runtime import compensation
+from celeryflow.runtime.logbook import (
+    EXECUTE,
+    REVERT,
+    DeciderCall,
+    Dispatch,
+    Events,
+    flow_meta,
+    load_atoms,
+    queue_atoms,
+    ready_after,
+    recount,
+    set_flow_meta,
+    settle,
+)
+from celeryflow.types.failure import Failure
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+    from celeryflow.persistence.backends.base import Backend
+
+LOG = logging.getLogger(__name__)
+
+#: flow states the sweep looks after
+ACTIVE = (states.RUNNING, states.REVERTING, states.SUSPENDING)
+#: atom states of an atom in a worker's hands
+IN_HAND = (states.RUNNING, states.REVERTING)
+#: flow meta key with the resend back-off of the lost-message case
+RESEND_KEY = "sweep_resends"
+#: atom meta key counting the worker deaths seen by the sweep, per phase
+LOST_KEY = "worker_lost"
+MAX_BACKOFF_EXP = 6
+
+
+@dataclass
+class Poison:
+    """An atom to fail with WorkerLost (through ``steps.finish``) once the reclaim committed."""
+
+    name: str
+    mode: str  # EXECUTE or REVERT
+    worker: str
+    deaths: int
+
+    def failure(self, flow_uuid: str, max_deliveries: int) -> dict[str, Any]:
+        what = "execution" if self.mode == EXECUTE else "revert"
+        exc = WorkerLost(
+            f"The worker running the {what} of atom {self.name!r} (flow {flow_uuid}) died {self.deaths} "
+            f"time(s), the last one {self.worker}; it reached max_deliveries={max_deliveries} "
+            "(CELERYFLOW_MAX_DELIVERIES) and is not run again. Find out why it kills its worker "
+            "(memory, a native crash, a time limit) before running the flow again"
+        )
+        return Failure.from_exception(exc).to_dict()
+
+
+@dataclass
+class Outcome:
+    """What :func:`reclaim` did to one flow."""
+
+    flow_uuid: str
+    action: str = "none"  # none | reclaimed | resent | redriven
+    reason: str = ""
+    epoch: int = 0
+    dispatch: Dispatch | None = None
+    reset: list[str] = field(default_factory=list)
+    resent: list[str] = field(default_factory=list)
+    poison: list[Poison] = field(default_factory=list)
+
+
+def _older(when: dt.datetime | None, cutoff: dt.datetime) -> bool:
+    return when is None or when < cutoff
+
+
+def _resend_wait(flow: FlowRow, timeout: float) -> tuple[float, int]:
+    """Seconds a flow's queued atoms must have waited before a resend, and the resend count."""
+    record = flow_meta(flow).get(RESEND_KEY) or {}
+    count = int(record.get("count", 0))
+    if record.get("progress_at") != _iso(flow.progress_at):
+        count = 0  # the flow progressed since the last resend: start over
+    return timeout * 2 ** min(count, MAX_BACKOFF_EXP), count
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return when.isoformat() if when is not None else None
+
+
+def _bump_lost(row: AtomRow, mode: str) -> int:
+    meta = dict(serialization.loads(row.meta) or {})
+    lost = dict(meta.get(LOST_KEY) or {})
+    lost[mode] = int(lost.get(mode, 0)) + 1
+    meta[LOST_KEY] = lost
+    row.meta = serialization.dumps(meta)
+    return int(lost[mode])
+
+
+def reclaim(
+    backend: Backend,
+    comp: Compilation,
+    flow_uuid: str,
+    *,
+    now: dt.datetime,
+    heartbeat_timeout: float,
+    max_deliveries: int,
+    owner: str,
+    decide: DeciderCall | None = None,
+    stale_atoms: bool = True,
+) -> Outcome:
+    """Look at one flow under its row lock and re-drive it if it is stalled (one transaction).
+
+    Args:
+        now: the sweep's clock (naive UTC, like the logbook's timestamps).
+        heartbeat_timeout: seconds without a heartbeat (or progress) before something counts as lost.
+        max_deliveries: worker deaths after which an atom is failed instead of run again.
+        owner: who reclaims (recorded as the flow's owner and in the events).
+        decide: the flow's decider callable, when it has deciders.
+        stale_atoms: look at heartbeats (False right after a logbook outage, when every
+            heartbeat is old because nobody could write).
+
+    Returns:
+        What was done; ``outcome.dispatch`` must be published after this returns, and
+        each ``outcome.poison`` atom's failure recorded with ``steps.finish``.
+    """
+    cutoff = now - dt.timedelta(seconds=heartbeat_timeout)
+
+    def txn(session: Session) -> Outcome:
+        out = Outcome(flow_uuid)
+        flow = backend.lock_flow(session, flow_uuid)
+        if flow is None or flow.state not in ACTIVE:
+            out.reason = "not active"
+            return out
+        out.epoch = flow.epoch
+        rows = load_atoms(session, flow_uuid)
+        in_hand = [r for r in rows.values() if r.state in IN_HAND and not r.queued]
+        stale = [r for r in in_hand if _older(r.heartbeat_at, cutoff)] if stale_atoms else []
+        running = [r for r in in_hand if r not in stale]
+        queued = [r for r in rows.values() if r.queued]
+        quiet = _older(flow.progress_at, cutoff)
+        wait, resends = _resend_wait(flow, heartbeat_timeout)
+        resend_cutoff = now - dt.timedelta(seconds=wait)
+        lost = [r for r in queued if _older(r.queued_at, resend_cutoff)]
+
+        if stale:
+            _reclaim_stale(session, flow, comp, rows, stale, running, owner, now, max_deliveries, decide, out)
+        elif lost and _older(flow.progress_at, resend_cutoff):
+            _resend(flow, lost, resends, now, owner, out)
+        elif quiet and not running and not queued:
+            _redrive(session, flow, comp, rows, owner, decide, out)
+        else:
+            out.reason = "healthy"
+        return out
+
+    return backend.run(txn)
+
+
+def _claim(flow: FlowRow, owner: str) -> Events:
+    """Bump the flow's epoch (the fencing token): messages of older epochs are refused from now on."""
+    flow.epoch += 1
+    flow.owner = owner
+    return Events(flow.uuid, flow.epoch, owner)
+
+
+def _reclaim_stale(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    rows: dict[str, AtomRow],
+    stale: list[AtomRow],
+    running: list[AtomRow],
+    owner: str,
+    now: dt.datetime,
+    max_deliveries: int,
+    decide: DeciderCall | None,
+    out: Outcome,
+) -> None:
+    old_epoch = flow.epoch
+    events = _claim(flow, owner)
+    dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
+    compensating = flow.state == states.REVERTING
+    requeue_exec: list[str] = []
+    requeue_revert: list[str] = []
+    for row in stale:
+        mode = EXECUTE if row.state == states.RUNNING else REVERT
+        deaths = _bump_lost(row, mode)
+        details = {
+            "reason": "worker lost", "worker": row.worker, "heartbeat_at": _iso(row.heartbeat_at),
+            "deaths": deaths, "fenced_epoch": old_epoch,
+        }
+        if deaths >= max_deliveries and row.worker:
+            # Leave it in the worker's hands for now (fresh heartbeat: no other sweep takes it);
+            # the caller records its failure through steps.finish once this commits.
+            row.heartbeat_at = now
+            out.poison.append(Poison(row.name, mode, row.worker, deaths))
+            events.add("atom", row.state, row.state, atom=row.name, details={**details, "poison": True})
+            continue
+        if mode == EXECUTE and compensating:
+            # Executed (partly?) in a flow that is being compensated: it must be reverted.
+            failure = Poison(row.name, mode, row.worker or "?", deaths).failure(flow.uuid, max_deliveries)
+            states.check_atom_transition(row.state, states.FAILURE, f"atom {row.name!r}")
+            row.state = states.FAILURE
+            row.failure = serialization.dumps(failure)
+            row.finished_at = now
+            events.add("atom", states.RUNNING, states.FAILURE, atom=row.name, details=details)
+        elif mode == EXECUTE:
+            states.check_atom_transition(row.state, states.PENDING, f"atom {row.name!r}")
+            row.state = states.PENDING
+            events.add("atom", states.RUNNING, states.PENDING, atom=row.name, details=details)
+            if row.intention == states.EXECUTE:
+                requeue_exec.append(row.name)
+        else:
+            # REVERTING stays REVERTING: begin() claims REVERTING -> REVERTING again.
+            events.add("atom", states.REVERTING, states.REVERTING, atom=row.name, details=details)
+            if flow.state in (states.REVERTING, states.RUNNING):
+                requeue_revert.append(row.name)
+        row.worker = None
+        out.reset.append(row.name)
+    session.flush()
+    # Every message of the old epoch is fenced off: what was queued goes out again.
+    republish = [r for r in rows.values() if r.queued]
+    dispatch.execute.extend(r.name for r in republish if r.intention == states.EXECUTE)
+    dispatch.revert.extend(r.name for r in republish if r.intention == states.REVERT)
+    flow.outstanding = len(republish) + len(running) + len(out.poison)
+    if flow.state == states.RUNNING:
+        recount(session, flow, comp, rows)
+        session.flush()
+        fresh = [n for n in requeue_exec if rows[n].waiting == 0]
+        queue_atoms(session, flow, fresh, states.EXECUTE, events)
+        dispatch.execute.extend(fresh)
+        _queue_ready(session, flow, comp, rows, events, dispatch, decide)
+    elif flow.state == states.REVERTING and requeue_revert:
+        queue_atoms(session, flow, requeue_revert, states.REVERT, events)
+        dispatch.revert.extend(requeue_revert)
+    flow.progress_at = now
+    settle(session, flow, comp, events, dispatch)
+    events.flush(session)
+    out.action, out.reason, out.epoch, out.dispatch = "reclaimed", "orphaned atoms", flow.epoch, dispatch
+
+
+def _queue_ready(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    rows: dict[str, AtomRow],
+    events: Events,
+    dispatch: Dispatch,
+    decide: DeciderCall | None,
+) -> None:
+    """Queue PENDING atoms whose predecessors are all done and that nobody queued (a RUNNING flow)."""
+    candidates = [
+        n for n, r in rows.items()
+        if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0 and not r.queued
+        and n not in dispatch.execute
+    ]
+    if not candidates:
+        return
+    # queue_atoms() writes with bulk UPDATEs: reload the rows before looking at them again
+    session.flush()
+    session.expire_all()
+    ready = ready_after(session, flow, comp, candidates, events, decide)
+    queue_atoms(session, flow, ready, states.EXECUTE, events)
+    dispatch.execute.extend(ready)
+
+
+def _resend(flow: FlowRow, lost: list[AtomRow], resends: int, now: dt.datetime, owner: str, out: Outcome) -> None:
+    for row in lost:
+        row.queued_at = now
+    meta = flow_meta(flow)
+    meta[RESEND_KEY] = {"count": resends + 1, "progress_at": _iso(flow.progress_at), "by": owner}
+    set_flow_meta(flow, meta)
+    dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
+    dispatch.execute.extend(r.name for r in lost if r.intention == states.EXECUTE)
+    dispatch.revert.extend(r.name for r in lost if r.intention == states.REVERT)
+    out.action, out.reason, out.dispatch = "resent", "lost messages", dispatch
+    out.resent = [r.name for r in lost]
+
+
+def _redrive(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    rows: dict[str, AtomRow],
+    owner: str,
+    decide: DeciderCall | None,
+    out: Outcome,
+) -> None:
+    events = _claim(flow, owner)
+    dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
+    flow.outstanding = 0
+    if flow.state == states.RUNNING:
+        recount(session, flow, comp, rows)
+        session.flush()
+        _queue_ready(session, flow, comp, rows, events, dispatch, decide)
+    elif flow.state == states.REVERTING:
+        plan = flow_meta(flow).get("revert_plan")
+        if plan is not None:
+            blocked = _under_failed_reverts(plan, rows)
+            pending = {
+                n for n, r in rows.items() if n in plan and r.state in compensation.EXECUTED and n not in blocked
+            }
+            counts = {n: sum(1 for m in pending if n in plan[m]) for n in pending}
+            compensation.set_counters(session, flow.uuid, "rwaiting", counts)
+            ready = sorted((n for n in pending if counts[n] == 0), key=lambda n: -comp.atoms[n].index)
+            queue_atoms(session, flow, ready, states.REVERT, events)
+            dispatch.revert.extend(ready)
+        # without a plan, settle() plans the compensation now that nothing is outstanding
+    events.add("flow", flow.state, flow.state, details={"reason": "re-driven by the sweep", "by": owner})
+    settle(session, flow, comp, events, dispatch)
+    events.flush(session)
+    out.action, out.reason, out.epoch, out.dispatch = "redriven", "nothing in flight", flow.epoch, dispatch
+
+
+def _under_failed_reverts(plan: dict[str, list[str]], rows: dict[str, AtomRow]) -> set[str]:
+    """Atoms that must stay unreverted: those a failed revert depends on (transitively)."""
+    blocked: set[str] = set()
+    stack = [n for n, r in rows.items() if r.state == states.REVERT_FAILURE and n in plan]
+    while stack:
+        for pred in plan.get(stack.pop(), []):
+            if pred not in blocked:
+                blocked.add(pred)
+                stack.append(pred)
+    return blocked
