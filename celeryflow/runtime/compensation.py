@@ -23,8 +23,9 @@ from celeryflow.runtime.logbook import (
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
 
-#: States of atoms that executed and therefore must be compensated.
-EXECUTED = (states.SUCCESS, states.FAILURE, states.REVERTING)
+#: States of atoms that executed and therefore must be compensated (RETRYING: a retry
+#: controller whose subflow was being retried when the flow gave up).
+EXECUTED = (states.SUCCESS, states.FAILURE, states.REVERTING, states.RETRYING)
 
 
 def revert_plan(comp: Compilation, to_revert: set[str]) -> dict[str, list[str]]:
@@ -82,6 +83,14 @@ def start_revert(
     rows = load_atoms(session, flow.uuid)
     members = set(scope) if scope is not None else set(comp.atoms)
     to_revert = {name for name in members if rows[name].state in EXECUTED}
+    meta = flow_meta(flow)
+    failed_before = bool(meta.get("revert_failed"))
+    if failed_before:
+        # A revert already failed in this compensation (inside a retry scope): what it
+        # depends on stays as it is; compensating under a failed compensation is unsafe.
+        for name, row in rows.items():
+            if row.state == states.REVERT_FAILURE:
+                to_revert -= comp.ancestors(name)
     plan = revert_plan(comp, to_revert)
     rwaiting = {name: 0 for name in to_revert}
     for preds in plan.values():
@@ -95,15 +104,14 @@ def start_revert(
         .execution_options(synchronize_session=False)
     )
     set_counters(session, flow.uuid, "rwaiting", rwaiting)
-    meta = flow_meta(flow)
     meta["revert_plan"] = plan
-    meta["revert_failed"] = False
+    meta["revert_failed"] = failed_before
     set_flow_meta(flow, meta)
     ready = sorted((n for n, c in rwaiting.items() if c == 0), key=lambda n: -comp.atoms[n].index)
     queue_atoms(session, flow, ready, states.REVERT, events)
     dispatch.revert.extend(ready)
     if not ready:
-        set_flow_state(flow, states.REVERTED, events)
+        set_flow_state(flow, states.FAILURE if failed_before else states.REVERTED, events)
 
 
 def after_reverted(session: Session, flow: FlowRow, comp: Compilation, name: str) -> list[str]:

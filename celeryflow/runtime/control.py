@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.exceptions import InvalidState, NotFound
 from celeryflow.persistence.tables import AtomRow, FlowRow, LogBookRow, utcnow
-from celeryflow.runtime import compensation
+from celeryflow.runtime import compensation, scopes
 from celeryflow.runtime.logbook import (
     DeciderCall,
     Dispatch,
@@ -151,6 +151,7 @@ def start(
             meta = flow_meta(flow)
             for key in ("revert_plan", "revert_failed", "revert_failures"):
                 meta.pop(key, None)
+            scopes.forget(meta)
             set_flow_meta(flow, meta)
             flow.failures = None
         # Everything queued under the old epoch is fenced off: forget it and requeue.
@@ -167,11 +168,13 @@ def start(
         reverting = flow.state == states.REVERTING or (
             flow.state == states.SUSPENDED and flow_meta(flow).get("suspended_from") == states.REVERTING
         )
+        scoped = flow_meta(flow) if scopes.might_be_handled(flow) else {}
         for row in rows.values():
             if row.state == states.RUNNING:
                 # The worker that ran it is gone (or fenced off): at-least-once, run it again,
-                # or, when the flow is compensating, treat it as executed and revert it.
-                if reverting:
+                # or, when the flow (or its retry scope) is compensating, treat it as executed
+                # and revert it.
+                if reverting or scopes.handled_scope(comp, scoped, row.name) is not None:
                     row.state = states.FAILURE
                     events.add("atom", states.RUNNING, states.FAILURE, atom=row.name, details={"reason": "worker lost"})
                 else:
@@ -183,7 +186,7 @@ def start(
             meta = flow_meta(flow)
             plan = meta.get("revert_plan")
             if plan is None:
-                compensation.start_revert(session, flow, comp, events, dispatch)
+                compensation.start_revert(session, flow, comp, events, dispatch, scope=meta.get(scopes.REVERT_SCOPE))
             else:
                 pending = {n for n, r in rows.items() if n in plan and r.state in compensation.EXECUTED}
                 counts = {n: sum(1 for m in pending if n in plan[m]) for n in pending}
@@ -196,6 +199,8 @@ def start(
                 set_flow_state(flow, states.RUNNING, events)
             recount(session, flow, comp, rows)
             session.flush()
+            # Retry scopes that were being reverted when the flow stopped go on from where they were.
+            scopes.resume(session, flow, comp, events, dispatch)
             candidates = [
                 n for n, r in rows.items()
                 if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0
@@ -242,6 +247,7 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
         meta = flow_meta(flow)
         for key in ("revert_plan", "revert_failed", "revert_failures"):
             meta.pop(key, None)
+        scopes.forget(meta)
         set_flow_meta(flow, meta)
         session.execute(
             update(AtomRow)
@@ -281,6 +287,7 @@ def reset(backend: Backend, flow_uuid: str) -> None:
         meta = flow_meta(flow)
         for key in ("revert_plan", "revert_failed", "revert_failures", "suspended_from"):
             meta.pop(key, None)
+        scopes.forget(meta)
         set_flow_meta(flow, meta)
         _reset_atoms(session, flow_uuid)
         if flow.state != states.PENDING:

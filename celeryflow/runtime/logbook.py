@@ -200,6 +200,8 @@ def ready_after(
     rejects (and what its depth covers) ends IGNORE, which counts as done for
     its successors, so this cascades.
     """
+    from celeryflow.runtime import scopes
+
     ready: list[str] = []
     pending = list(dict.fromkeys(candidates))
     while pending:
@@ -208,6 +210,8 @@ def ready_after(
         for name, row in rows.items():
             if row.waiting > 0 or row.state != states.PENDING or row.intention != states.EXECUTE or row.queued:
                 continue
+            if scopes.blocked(comp, flow, name):
+                continue  # its retry scope is being reverted: it runs in the next attempt
             compiled = comp.atoms[name]
             ignored: set[str] = set()
             if compiled.deciders:
@@ -215,13 +219,36 @@ def ready_after(
                 for decider in compiled.deciders:
                     if decide is None:
                         raise InvalidState(f"Atom {name!r} has a decider but no decider callable is available")
-                    if not decide(decider.link_id, {decider.pred: history.get(decider.pred)}):
+                    try:
+                        keep = decide(decider.link_id, {decider.pred: history.get(decider.pred)})
+                    except Exception as exc:
+                        # The decider's own bug fails the flow (compensated); the transaction commits.
+                        _decider_failed(session, flow, comp, events, name, decider.pred, decider.ref, exc)
+                        return []
+                    if not keep:
                         ignored |= set(comp.ignore_set(name, decider.depth))
             if ignored:
                 pending.extend(ignore_atoms(session, flow, comp, ignored, events))
             else:
                 ready.append(name)
     return ready
+
+
+def _decider_failed(
+    session: Session, flow: FlowRow, comp: Compilation, events: Events, name: str, pred: str,
+    ref: str | None, exc: Exception,
+) -> None:
+    from celeryflow.exceptions import ExecutionFailure
+    from celeryflow.runtime import scopes
+    from celeryflow.types.failure import Failure
+
+    LOG.warning("decider on %s -> %s of flow %s raised %r", pred, name, flow.uuid, exc)
+    err = ExecutionFailure(
+        f"The decider {ref or '(unregistered callable)'} on the link {pred!r} -> {name!r} raised "
+        f"{type(exc).__name__}: {exc}. A decider must return True or False; the flow is reverted",
+        exc,
+    )
+    scopes.doom(session, flow, comp, events, None, {name: Failure.from_exception(err).to_dict()}, failed_atom=name)
 
 
 def ignore_atoms(session: Session, flow: FlowRow, comp: Compilation, names: Iterable[str], events: Events) -> list[str]:
@@ -294,7 +321,7 @@ def settle(
         if "revert_plan" not in meta:
             from celeryflow.runtime.compensation import start_revert
 
-            start_revert(session, flow, comp, events, dispatch)
+            start_revert(session, flow, comp, events, dispatch, scope=meta.get("revert_scope"))
         else:
             finish = states.FAILURE if meta.get("revert_failed") else states.REVERTED
             set_flow_state(flow, finish, events)

@@ -32,7 +32,6 @@ from celeryflow.runtime.logbook import (
     queue_atoms,
     ready_after,
     set_flow_meta,
-    set_flow_state,
     settle,
 )
 
