@@ -209,6 +209,10 @@ class CeleryEngine:
             from celeryflow.runtime.embedded import ensure_worker
 
             ensure_worker(self.app)
+            if self._runtime is not None and self._runtime.comp.order:
+                # The atoms run in this process: a flow whose spec names something no longer
+                # registered fails here (NotRegistered), before anything is sent, untouched.
+                self._runtime.atom(self._runtime.comp.order[0])
         assert self._runtime is not None
         decide = self._runtime.decide if any(a.deciders for a in self.compile().atoms.values()) else None
         what = control.start(self.backend, self.compile(), self.flow_uuid, store_updates=store,
