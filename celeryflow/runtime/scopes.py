@@ -384,9 +384,19 @@ def blocked(comp: Compilation, flow: FlowRow, name: str) -> bool:
 
 
 def advance(
-    session: Session, flow: FlowRow, comp: Compilation, controller: str, events: Events, dispatch: Dispatch
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    controller: str,
+    events: Events,
+    dispatch: Dispatch,
+    lost: frozenset[str] | None = frozenset(),
 ) -> None:
-    """Drive a retrying scope: wait until quiet, plan and queue its reverts, then re-run it."""
+    """Drive a retrying scope: wait until quiet, plan and queue its reverts, then re-run it.
+
+    ``lost``: atoms whose RUNNING/REVERTING state no worker holds any more (None: all
+    of them, as on resume after the epoch bump); they do not count as in flight.
+    """
     meta = flow_meta(flow)
     active = retrying(meta)
     entry = active.get(controller)
@@ -394,7 +404,10 @@ def advance(
         return
     scope = members(comp, controller)
     rows = fresh_rows(session, flow.uuid, scope)
-    inflight = any(r.queued or r.state in (states.RUNNING, states.REVERTING) for r in rows.values())
+    inflight = any(
+        r.queued or (r.state in (states.RUNNING, states.REVERTING) and lost is not None and n not in lost)
+        for n, r in rows.items()
+    )
     if inflight:
         return
     remaining = {n for n, r in rows.items() if r.state in EXECUTED}
@@ -527,8 +540,20 @@ def complete(
     dispatch.execute.append(controller)
 
 
-def resume(session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch) -> None:
-    """On start/resume (flow RUNNING, nothing queued): re-drive every retrying scope."""
+def resume(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    events: Events,
+    dispatch: Dispatch,
+    lost: frozenset[str] | None = None,
+) -> None:
+    """Re-drive every retrying scope of a RUNNING flow (start/resume, or a reclaim).
+
+    ``lost``: the atoms whose worker is gone (their RUNNING/REVERTING state is void; a
+    RUNNING one should have been made FAILURE: it may have had effects). None (start or
+    resume after an epoch bump): every atom in hand is lost and nothing is queued.
+    """
     if not might_be_handled(flow):
         return
     meta = flow_meta(flow)
@@ -538,7 +563,7 @@ def resume(session: Session, flow: FlowRow, comp: Compilation, events: Events, d
     meta[RETRYING] = active
     set_flow_meta(flow, meta)
     for controller in list(active):
-        advance(session, flow, comp, controller, events, dispatch)
+        advance(session, flow, comp, controller, events, dispatch, lost)
 
 
 def forget(meta: dict[str, Any]) -> None:
