@@ -8,8 +8,8 @@ its own IOLoop thread) and ``/api/tasks`` is read over HTTP.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -84,7 +84,8 @@ def stack(
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("FLOWER_UNAUTHENTICATED_API", "true")
-    previous = sys.modules["celeryflow.install"]._installed
+    install_module: Any = importlib.import_module("celeryflow.install")
+    previous = install_module._installed
     from celeryflow_tasks.app import make_app
 
     app = make_app("flower-test")
@@ -93,7 +94,7 @@ def stack(
         yield app, flower
     finally:
         flower.stop()
-        sys.modules["celeryflow.install"]._installed = previous
+        install_module._installed = previous
 
 
 def test_flower_names_atoms_and_masks_store_values(stack: Any, process_group: ProcessGroup) -> None:
