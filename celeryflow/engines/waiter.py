@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select
 
 from celeryflow import serialization, states
-from celeryflow.exceptions import NotFound, Timeout
+from celeryflow.exceptions import NotFound, StorageFailure, Timeout
 from celeryflow.persistence.tables import EventRow, FlowRow
 from celeryflow.runtime import localbus
 
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 LOOKBACK = 256
 MIN_INTERVAL = 0.005
 MAX_INTERVAL = 0.2
+#: how long a follower keeps retrying while the logbook is unreachable
+OUTAGE_TOLERANCE = 120.0
+
+LOG = logging.getLogger(__name__)
 
 
 def last_event_id(backend: Backend, flow_uuid: str) -> int:
@@ -82,9 +87,23 @@ class Follower:
         """Deliver events until the flow reaches one of ``stop_states``; return that state."""
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = MIN_INTERVAL
+        outage_started: float | None = None
         while True:
             generation = localbus.generation()
-            state, _ = self.poll(on_event)
+            try:
+                state, _ = self.poll(on_event)
+            except StorageFailure:
+                # The logbook is briefly unreachable (a database restart, a failover): the
+                # flow goes on without us, so keep following for a while before giving up.
+                now = time.monotonic()
+                outage_started = outage_started or now
+                if now - outage_started > OUTAGE_TOLERANCE or (deadline is not None and now >= deadline):
+                    raise
+                LOG.warning("logbook unreachable while following flow %s; retrying", self.flow_uuid)
+                time.sleep(min(1.0, interval * 4))
+                interval = min(MAX_INTERVAL, interval * 2)
+                continue
+            outage_started = None
             if state in stop_states:
                 # One more read so events committed with the final transition are delivered.
                 self.poll(on_event)
