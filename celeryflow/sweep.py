@@ -178,9 +178,11 @@ class Sweeper:
         try:
             candidates = self.backend.run(lambda s: self._candidates(s, cutoff), readonly=True, attempts=2)
         except StorageFailure as exc:
-            self._db_failed = True
             report.errors.append(("*", str(exc)))
-            LOG.warning("sweep: the logbook is unreachable; retrying at the next sweep: %s", exc)
+            # once per outage at WARNING (the loop keeps its interval: no tight retry loop)
+            LOG.log(logging.DEBUG if self._db_failed else logging.WARNING,
+                    "sweep: the logbook is unreachable; retrying every sweep until it is back: %s", exc)
+            self._db_failed = True
             report.seconds = time.monotonic() - started
             return report
         if self._db_failed:
