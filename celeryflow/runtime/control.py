@@ -162,6 +162,7 @@ def start(
             .execution_options(synchronize_session=False)
         )
         flow.outstanding = 0
+        session.flush()  # expire_all() below would drop the unflushed outstanding = 0
         session.expire_all()
         flow = _locked(backend, session, flow_uuid)
         rows = load_atoms(session, flow_uuid)
