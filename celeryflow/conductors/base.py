@@ -36,7 +36,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from celeryflow import states
-from celeryflow.exceptions import ConfigurationError, JobFailure, NotFound, Timeout, UnclaimableJob
+from celeryflow.exceptions import ConfigurationError, JobFailure, NotFound, NotRegistered, Timeout, UnclaimableJob
 from celeryflow.types.notifier import Notifier
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ JOB_TRASHED = "job_trashed"
 DEFAULT_WAIT_TIMEOUT = 0.5
 #: seconds between checks of a running flow for stop requests and lost claims
 FOLLOW_SLICE = 0.25
+#: longest pause after failed dispatches in a row
+MAX_ERROR_BACKOFF = 30.0
 
 CONSUMED, ABANDONED, TRASHED, LOST = "consumed", "abandoned", "trashed", "lost"
 
@@ -70,6 +72,8 @@ class _Running:
         self.engines: list[CeleryEngine] = []
         self.lost = threading.Event()
         self.lost_reason = ""
+        #: the job was abandoned because something failed (database, broker): back off before the next
+        self.errored = False
 
 
 class Conductor(abc.ABC):
@@ -119,6 +123,7 @@ class Conductor(abc.ABC):
         self._running: dict[str, _Running] = {}
         self._keeper: threading.Thread | None = None
         self._keeper_stop = threading.Event()
+        self._errors = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -258,11 +263,23 @@ class Conductor(abc.ABC):
             return self._dispatch_claimed(item)
         except Exception as exc:  # pragma: no cover - _dispatch_claimed handles its errors
             LOG.exception("conductor %s: dispatching job %s failed", self.name, job.uuid)
+            item.errored = True
             self._abandon(item, f"dispatch failed: {type(exc).__name__}: {exc}", [], None)
             return ABANDONED
         finally:
             with self._lock:
                 self._running.pop(job.uuid, None)
+            self._after(item)
+
+    def _after(self, item: _Running) -> None:
+        """Back off after a failed dispatch (the database or broker is down): no hot claim/abandon loop."""
+        with self._lock:
+            self._errors = self._errors + 1 if item.errored else 0
+            errors = self._errors
+        if errors:
+            delay = min(MAX_ERROR_BACKOFF, self.wait_timeout * 2 ** min(errors, 10))
+            LOG.warning("conductor %s: %d failed dispatch(es) in a row; pausing %.1fs", self.name, errors, delay)
+            self._stop.wait(delay)
 
     def _dispatch_claimed(self, item: _Running) -> str:
         job = item.job
@@ -273,6 +290,7 @@ class Conductor(abc.ABC):
         except _Unloadable as exc:
             return self._trash(item, str(exc), [], None)
         except Exception as exc:  # database down, ...: retry later
+            item.errored = True
             return self._abandon(item, f"loading failed: {type(exc).__name__}: {exc}", [], None)
         flow_uuids = [e.flow_uuid for e in engines]
         with self._lock:
@@ -290,6 +308,7 @@ class Conductor(abc.ABC):
             return self._trash(item, str(exc), flow_uuids, None)
         except Exception as exc:
             LOG.warning("conductor %s: job %s failed while running", self.name, job.uuid, exc_info=True)
+            item.errored = True
             return self._abandon(item, f"running failed: {type(exc).__name__}: {exc}", flow_uuids, None)
         last = final[-1]
         if last in (states.SUCCESS, states.REVERTED):
@@ -302,7 +321,6 @@ class Conductor(abc.ABC):
     def _load(self, job: Job) -> list[CeleryEngine]:
         """Engines for the job's flows, each checked to be rebuildable here."""
         from celeryflow import engines as engines_mod
-        from celeryflow.exceptions import NotRegistered
         from celeryflow.runtime import context
 
         details = job.details
@@ -358,7 +376,10 @@ class Conductor(abc.ABC):
         if state in (states.SUCCESS, states.REVERTED, states.FAILURE):
             return state  # finished by an earlier owner that died before settling the job
         after = last_event_id(engine.backend, flow_uuid)
-        engine.start()
+        try:
+            engine.start()
+        except NotRegistered as exc:
+            raise _Unloadable(f"its flow cannot be run here: {exc}") from None
         follower = Follower(engine.backend, flow_uuid, after)
         suspended = False
         while True:
@@ -408,6 +429,7 @@ class Conductor(abc.ABC):
         except Exception as exc:
             # the flow is finished in the logbook; whoever claims the job next settles it at once
             LOG.warning("conductor %s: consuming job %s failed", self.name, item.job.uuid, exc_info=True)
+            item.errored = True
             return self._abandon(item, f"consume failed: {type(exc).__name__}: {exc}", flow_uuids, state)
         LOG.info("conductor %s consumed job %s (flow %s)", self.name, item.job.uuid, state)
         self.notifier.notify(JOB_CONSUMED, self._details(item, flow_uuids, state))
@@ -434,6 +456,7 @@ class Conductor(abc.ABC):
             return self._lost(item, flow_uuids)
         except Exception as exc:
             LOG.warning("conductor %s: trashing job %s failed", self.name, item.job.uuid, exc_info=True)
+            item.errored = True
             return self._abandon(item, f"trash failed ({exc}); it was to be trashed: {reason}", flow_uuids, state)
         LOG.warning("conductor %s trashed job %s: %s", self.name, item.job.uuid, reason)
         self.notifier.notify(JOB_TRASHED, self._details(item, flow_uuids, state, reason=reason))

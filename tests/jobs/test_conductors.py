@@ -253,3 +253,66 @@ def wait_until(predicate: Any, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def test_a_job_posted_with_a_book_runs_every_flow_of_the_book(
+    board: JobBoard, conductors: list[Conductor], tmp_path: Path
+) -> None:
+    import uuid
+
+    from celeryflow import engines
+
+    book_uuid = str(uuid.uuid4())
+    traces = [str(tmp_path / f"trace{i}") for i in range(2)]
+    flow_ids = []
+    for trace in traces:
+        engine = engines.load_from_factory(flows.three_steps, factory_args=[trace], backend=board.persistence,
+                                           book=book_uuid)
+        engine.prepare()
+        flow_ids.append(engine.flow_uuid)
+    job = board.post("a-book", book=book_uuid)
+    assert job.book_uuid == book_uuid
+    assert job.book is not None and {str(fd.uuid) for fd in job.book} == set(flow_ids)
+    conductor = make_conductor(conductors, board)
+    events = Events(conductor)
+    assert conductor.run(max_dispatches=1) == 1
+    (kind, details), = events.items
+    assert kind == "job_consumed" and sorted(details["flow_uuids"]) == sorted(flow_ids)
+    for trace in traces:
+        assert [line.split()[1] for line in flows.read_trace(trace) if line.startswith("done")] == [
+            "step1", "step2", "step3"]
+
+
+def test_job_wait_returns_when_the_job_is_complete(board: JobBoard, conductors: list[Conductor],
+                                                   trace: str) -> None:
+    job = board.post_flow(flows.three_steps, factory_args=[trace])
+    assert not job.wait(0.1)
+    thread = in_thread(make_conductor(conductors, board), max_dispatches=1)
+    assert job.wait(30)
+    assert job.state == states.COMPLETE
+    thread.join(10)
+
+
+def test_failed_dispatches_back_off_and_the_job_is_retried(
+    board: JobBoard, conductors: list[Conductor], trace: str
+) -> None:
+    from celeryflow.exceptions import StorageFailure
+
+    job = board.post_flow(flows.three_steps, factory_args=[trace])
+    conductor = make_conductor(conductors, board, wait_timeout=0.05)
+    events = Events(conductor)
+    calls: list[float] = []
+    original = conductor._load
+
+    def flaky(claimed: Any) -> Any:
+        calls.append(time.monotonic())
+        if len(calls) <= 2:
+            raise StorageFailure("the logbook is down")
+        return original(claimed)
+
+    conductor._load = flaky  # type: ignore[method-assign,assignment]
+    assert conductor.run(max_dispatches=3) == 3
+    assert events.kinds() == ["job_abandoned", "job_abandoned", "job_consumed"]
+    assert "logbook is down" in events.items[0][1]["reason"]
+    assert calls[1] - calls[0] >= 0.1 and calls[2] - calls[1] >= 0.2  # backing off, not a hot loop
+    assert job.state == states.COMPLETE

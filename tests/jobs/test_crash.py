@@ -41,11 +41,6 @@ def finished(trace: str) -> list[str]:
     return [line.split()[1] for line in flows.read_trace(trace) if line.startswith("done ")]
 
 
-# Re-driving a RUNNING flow whose atoms were in flight (what the second conductor does here) leaves
-# flows.outstanding one too high in control.start() (expire_all() drops the unflushed reset to 0), so the
-# flow never settles. One-line fix (session.flush() before session.expire_all()) reported to the runtime owner.
-@pytest.mark.xfail(raises=AssertionError, strict=False,
-                   reason="control.start() re-drive keeps a stale outstanding count (fix pending in runtime)")
 def test_killed_embedded_conductor_is_taken_over_after_expiry(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     trace, gate = str(tmp_path / "trace"), str(tmp_path / "gate")
