@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import click
 
+from celeryflow.cli.conductor_cmd import conductor
+from celeryflow.cli.db import db
 from celeryflow.cli.demo import demo
+from celeryflow.cli.flows import flows
+from celeryflow.cli.graph import graph
+from celeryflow.cli.top import top
+from celeryflow.cli.worker import worker
 
 
 @click.group()
@@ -14,6 +20,8 @@ def cli() -> None:
 
 
 cli.add_command(demo)
+for _command in (worker, conductor, db, flows, top, graph):
+    cli.add_command(_command)
 
 
 def main() -> None:

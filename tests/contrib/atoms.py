@@ -31,7 +31,7 @@ class ReserveStock(task.Task):
 class ChargeCard(task.Task):
     default_provides = "charge"
 
-    def execute(self, order_id: str, amount: int, decline: bool = False) -> str:
+    def execute(self, order_id: str, amount: int, reservation: str, decline: bool = False) -> str:
         if decline:
             raise PaymentDeclined(f"card declined for order {order_id}")
         return f"ch-{order_id}-{amount}"
@@ -49,7 +49,7 @@ class Notify(task.Task):
 
 @registry.register
 def order_flow() -> linear_flow.Flow:
-    """reserve ∥ charge, then notify (a graph inside a linear flow)."""
+    """reserve, then charge (it needs the reservation), then notify: a graph flow inside a linear flow."""
     prepare = graph_flow.Flow("prepare").add(ReserveStock("reserve_stock"), ChargeCard("charge_card"))
     return linear_flow.Flow("place-order").add(prepare, Notify("notify"))
 
@@ -60,3 +60,19 @@ def order_store(order_id: str, *, decline: bool = False, amount: int = 42) -> di
 
 #: a store value that must never appear in a Celery message (Flower, logs).
 SECRET = "tok-s3cr3t-9f8e7d"
+
+
+class Nap(task.Task):
+    """Sleeps ``seconds`` (for tests that need a flow caught running)."""
+
+    def execute(self, seconds: float = 0.0) -> float:
+        import time
+
+        time.sleep(seconds)
+        return seconds
+
+
+@registry.register
+def nap_flow(count: int = 2) -> linear_flow.Flow:
+    """``count`` naps in a row: provides nap_0 … nap_{count-1}."""
+    return linear_flow.Flow("naps").add(*(Nap(f"nap_{i}", provides=f"nap_{i}") for i in range(count)))

@@ -1,0 +1,420 @@
+"""``celeryflow flows``: list, inspect, resume, suspend, revert and prune flows in the logbook."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import click
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from celeryflow import states
+from celeryflow.cli.common import (
+    DURATION,
+    EXIT_FAILED,
+    EXIT_INVALID_STATE,
+    app_option,
+    backend_option,
+    fail,
+    guarded,
+    human_seconds,
+    import_modules,
+    imports_option,
+    load_app,
+    open_backend,
+    styled,
+)
+from celeryflow.contrib import snapshot
+from celeryflow.exceptions import ConfigurationError, NotFound
+from celeryflow.persistence.tables import FlowRow, utcnow
+
+if TYPE_CHECKING:
+    from celeryflow.persistence.backends.base import Backend
+
+FLOW_STATE = click.Choice(sorted(states.FLOW_STATES), case_sensitive=False)
+
+
+def console() -> Console:
+    """A console that does not squeeze tables to 80 columns when output is not a terminal."""
+    return Console(width=None if sys.stdout.isatty() else 200, highlight=False)
+
+
+def resolve_id(backend: Backend, text: str) -> str:
+    """A full flow id from an id or a unique prefix (at least 4 characters).
+
+    Raises:
+        NotFound: no flow, or several, match.
+    """
+    from sqlalchemy import select
+
+    text = text.strip()
+
+    def read(session: Any) -> list[str]:
+        exact = session.scalars(select(FlowRow.uuid).where(FlowRow.uuid == text)).all()
+        if exact or len(text) < 4:
+            return list(exact)
+        return list(session.scalars(select(FlowRow.uuid).where(FlowRow.uuid.startswith(text)).limit(5)).all())
+
+    found = backend.run(read, readonly=True)
+    if not found:
+        raise NotFound(f"No flow {text!r} in the logbook {backend.url.masked}; check the id and --backend")
+    if len(found) > 1:
+        raise NotFound(f"{text!r} matches several flows ({', '.join(found)}); give more of the id")
+    return found[0]
+
+
+@click.group()
+def flows() -> None:
+    """Flows in the logbook: list, show, resume, suspend, revert, prune."""
+
+
+# ---------------------------------------------------------------------------------- list
+
+
+def _ago(value: Any) -> str:
+    return "-" if value is None else human_seconds((utcnow() - value).total_seconds()) + " ago"
+
+
+@flows.command("list")
+@backend_option
+@click.option("--state", "-s", "state_filter", multiple=True, type=FLOW_STATE,
+              help="Only flows in this state (repeat).")
+@click.option("--older-than", type=DURATION, default=None, help="Only flows created longer ago, e.g. 7d, 12h.")
+@click.option("--newer-than", type=DURATION, default=None, help="Only flows created more recently, e.g. 1h.")
+@click.option("--name", default=None, help="Only flows with this name.")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@guarded
+def list_(
+    backend_url: str | None,
+    state_filter: Sequence[str],
+    older_than: timedelta | None,
+    newer_than: timedelta | None,
+    name: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List flows, newest first."""
+    backend = open_backend(backend_url)
+    wanted = [s.upper() for s in state_filter] or None
+    rows = snapshot.list_flows(backend, state=wanted, older_than=older_than, newer_than=newer_than,
+                               limit=limit, name=name)
+    if as_json:
+        click.echo(json.dumps([
+            {"id": r.uuid, "name": r.name, "state": r.state, "atoms_done": r.done, "atoms": r.total,
+             "running": r.running, "failed": r.failed,
+             "created_at": r.created_at.isoformat() if r.created_at else None,
+             "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+             "seconds": r.seconds}
+            for r in rows
+        ], indent=2))
+        return
+    out = console()
+    if not rows:
+        out.print(f"No flows in {backend.url.masked} match.")
+        return
+    table = Table(title=f"flows in {backend.url.masked}", title_justify="left")
+    table.add_column("id", no_wrap=True)
+    table.add_column("name")
+    table.add_column("state")
+    table.add_column("atoms", justify="right")
+    table.add_column("running / failed")
+    table.add_column("created", justify="right")
+    table.add_column("took", justify="right")
+    for r in rows:
+        busy = ", ".join(r.running) + (" ✗ " + ", ".join(r.failed) if r.failed else "")
+        table.add_row(r.uuid, r.name, styled(r.state), f"{r.done}/{r.total}", busy, _ago(r.created_at),
+                      human_seconds(r.seconds))
+    out.print(table)
+
+
+# ---------------------------------------------------------------------------------- show
+
+
+def _brief(value: Any, width: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _view_json(view: snapshot.FlowView) -> dict[str, Any]:
+    def ts(value: Any) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": view.uuid,
+        "name": view.name,
+        "state": view.state,
+        "epoch": view.epoch,
+        "created_at": ts(view.created_at),
+        "finished_at": ts(view.finished_at),
+        "seconds": view.seconds,
+        "owner": view.owner,
+        "store": snapshot.plain(view.masked_store()),
+        "failures": {n: f.pformat() for n, f in view.failures.items()},
+        "reverted_order": view.reverted_order,
+        "atoms": [
+            {
+                "name": a.name, "kind": a.kind, "state": a.state, "intention": a.intention,
+                "attempts": a.attempts, "worker": a.worker, "started_at": ts(a.started_at),
+                "finished_at": ts(a.finished_at), "seconds": a.seconds,
+                "failure": a.failure.pformat() if a.failure else None,
+                "revert_failure": a.revert_failure.pformat() if a.revert_failure else None,
+                "history": [
+                    {"value": snapshot.plain(value), "failures": {n: f.pformat() for n, f in fails.items()}}
+                    for value, fails in a.history
+                ],
+            }
+            for a in view.atoms.values()
+        ],
+    }
+
+
+@flows.command()
+@click.argument("flow_id")
+@backend_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--traceback", "-t", "tracebacks", is_flag=True, help="Show the tracebacks of failures.")
+@click.option("--events", "events", type=click.IntRange(min=0), default=0, help="Also show the last N events.")
+@guarded
+def show(backend_url: str | None, flow_id: str, as_json: bool, tracebacks: bool, events: int) -> None:
+    """One flow: its atoms with states, timings, workers, failures and retry history."""
+    backend = open_backend(backend_url)
+    view = snapshot.load_flow(backend, resolve_id(backend, flow_id))
+    if as_json:
+        click.echo(json.dumps(_view_json(view), indent=2))
+        return
+    out = console()
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("flow", f"{view.name}  [dim]{view.uuid}[/]")
+    head.add_row("state", f"{styled(view.state)}  (epoch {view.epoch}, {view.done}/{view.total} atoms done)")
+    head.add_row("created", f"{view.created_at:%Y-%m-%d %H:%M:%S} UTC ({_ago(view.created_at)})"
+                 if view.created_at else "-")
+    head.add_row("took", human_seconds(view.seconds) + ("" if view.finished_at else " so far"))
+    if view.owner:
+        head.add_row("driven by", view.owner)
+    if view.store:
+        head.add_row("store", ", ".join(f"{k}={_brief(v, 30)}" for k, v in view.masked_store().items()))
+    out.print(Panel(head, title="celeryflow", title_align="left", expand=False))
+
+    table = Table(title="atoms (execution order)", title_justify="left")
+    for col, kw in (("#", {"justify": "right"}), ("atom", {}), ("kind", {}), ("state", {}),
+                    ("starts", {"justify": "right"}), ("worker", {}), ("started", {}),
+                    ("took", {"justify": "right"}), ("result / failure", {})):
+        table.add_column(col, **kw)  # type: ignore[arg-type]
+    for i, a in enumerate(view.atoms.values(), 1):
+        if a.failure is not None:
+            outcome = f"[red]{_brief(a.failure.pformat(), 70)}[/]"
+        elif a.revert_failure is not None:
+            outcome = f"[red]revert: {_brief(a.revert_failure.pformat(), 62)}[/]"
+        elif a.state == states.SUCCESS:
+            outcome = _brief(a.result)
+        else:
+            outcome = ""
+        table.add_row(str(i), a.name, a.kind, styled(a.state), str(a.attempts), a.worker or "",
+                      f"{a.started_at:%H:%M:%S}" if a.started_at else "", human_seconds(a.seconds),
+                      Text.from_markup(outcome) if outcome.startswith("[red]") else Text(outcome))
+    out.print(table)
+
+    if view.reverted_order:
+        out.print("compensation order: " + " → ".join(view.reverted_order))
+    failed = [(a.name, "execute", a.failure) for a in view.atoms.values() if a.failure is not None]
+    failed += [(a.name, "revert", a.revert_failure) for a in view.atoms.values() if a.revert_failure is not None]
+    if failed:
+        out.print("[bold]failures[/]")
+        for name, phase, failure in failed:
+            out.print(f"  {name} ({phase}): [red]{failure.pformat()}[/]", markup=True)
+            if tracebacks and failure.traceback_str:
+                out.print(Text(failure.traceback_str.rstrip()), style="dim")
+    for a in view.atoms.values():
+        if a.kind != "retry" or not a.history:
+            continue
+        hist = Table(title=f"retry history of {a.name}", title_justify="left")
+        hist.add_column("attempt", justify="right")
+        hist.add_column("value")
+        hist.add_column("failures")
+        for n, (value, fails) in enumerate(a.history, 1):
+            hist.add_row(str(n), _brief(value), "; ".join(f"{k}: {f.pformat()}" for k, f in fails.items()) or "-")
+        out.print(hist)
+    if events:
+        _print_events(out, backend, view.uuid, events)
+
+
+def _print_events(out: Console, backend: Backend, flow_uuid: str, limit: int) -> None:
+    from sqlalchemy import select
+
+    from celeryflow.persistence.tables import EventRow
+
+    def read(session: Any) -> list[Any]:
+        query = select(EventRow).where(EventRow.flow_uuid == flow_uuid).order_by(EventRow.id.desc()).limit(limit)
+        rows = list(session.scalars(query))
+        for row in rows:
+            session.expunge(row)
+        return rows[::-1]
+
+    table = Table(title=f"last {limit} events", title_justify="left")
+    for col in ("at", "epoch", "what", "transition", "by"):
+        table.add_column(col)
+    for e in backend.run(read, readonly=True):
+        what = e.atom_name or "(flow)"
+        table.add_row(f"{e.at:%H:%M:%S.%f}"[:-3], str(e.epoch), f"{e.kind} {what}",
+                      f"{e.old_state or ''} → {e.new_state or ''}", e.worker or "")
+    out.print(table)
+
+
+# -------------------------------------------------------------------- resume / suspend / revert
+
+
+def _handle(backend_url: str | None, app_ref: str | None, imports: str | None, flow_id: str) -> tuple[Any, bool]:
+    from celeryflow.handle import FlowHandle
+
+    app, embedded = load_app(app_ref, backend_url)
+    import_modules(imports)
+    backend = open_backend(backend_url, app)
+    return FlowHandle(resolve_id(backend, flow_id), app=app, backend=backend), embedded
+
+
+def _wait(handle: Any, timeout: float | None) -> None:
+    out = console()
+    with out.status(f"waiting for flow {handle.id} …"):
+        try:
+            handle.wait(timeout=timeout)
+        except Exception as exc:
+            state = handle.state
+            if state in (states.REVERTED, states.FAILURE):
+                out.print(f"flow {handle.id}: {styled(state)} ({type(exc).__name__}: {exc})")
+                sys.exit(EXIT_FAILED)
+            raise
+    out.print(f"flow {handle.id}: {styled(handle.state)}")
+
+
+def _wait_option(fn: Any) -> Any:
+    fn = click.option("--timeout", type=float, default=None, help="Seconds to wait at most (with --wait).")(fn)
+    return click.option("--wait/--no-wait", default=None,
+                        help="Wait until the flow ends (default: only with the embedded worker).")(fn)
+
+
+@flows.command()
+@click.argument("flow_id")
+@backend_option
+@app_option
+@imports_option
+@_wait_option
+@guarded
+def resume(backend_url: str | None, app_ref: str | None, imports: str | None, flow_id: str,
+           wait: bool | None, timeout: float | None) -> None:
+    """Run a suspended, stalled or reverted flow again from where it stopped."""
+    handle, embedded = _handle(backend_url, app_ref, imports, flow_id)
+    before = handle.state
+    if before in (states.SUCCESS, states.FAILURE):
+        fail(f"flow {handle.id} is {before}: nothing to resume"
+             + (" (`celeryflow flows revert` compensates it)" if before == states.SUCCESS else ""), EXIT_INVALID_STATE)
+    handle.resume()
+    console().print(f"flow {handle.id}: {before} → {styled(handle.state)}")
+    if wait or (wait is None and embedded):
+        _wait(handle, timeout)
+
+
+@flows.command()
+@click.argument("flow_id")
+@backend_option
+@app_option
+@imports_option
+@guarded
+def suspend(backend_url: str | None, app_ref: str | None, imports: str | None, flow_id: str) -> None:
+    """Stop starting atoms of a flow; running atoms finish, then it is SUSPENDED."""
+    handle, _ = _handle(backend_url, app_ref, imports, flow_id)
+    before = handle.state
+    if before not in (states.PENDING, states.RUNNING, states.SUSPENDING):
+        fail(f"flow {handle.id} is {before}: only PENDING or RUNNING flows can be suspended", EXIT_INVALID_STATE)
+    handle.suspend()
+    console().print(f"flow {handle.id}: {before} → {styled(handle.state)}")
+
+
+@flows.command()
+@click.argument("flow_id")
+@backend_option
+@app_option
+@imports_option
+@_wait_option
+@guarded
+def revert(backend_url: str | None, app_ref: str | None, imports: str | None, flow_id: str,
+           wait: bool | None, timeout: float | None) -> None:
+    """Compensate a flow: revert every atom that executed, in reverse order."""
+    handle, embedded = _handle(backend_url, app_ref, imports, flow_id)
+    before = handle.state
+    if before in (states.PENDING, states.REVERTED):
+        fail(f"flow {handle.id} is {before}: nothing executed, nothing to revert", EXIT_INVALID_STATE)
+    handle.revert()
+    console().print(f"flow {handle.id}: {before} → {styled(handle.state)}")
+    if wait or (wait is None and embedded):
+        _wait(handle, timeout)
+
+
+# ---------------------------------------------------------------------------------- prune
+
+
+@flows.command()
+@backend_option
+@click.option("--older-than", type=DURATION, required=True,
+              help="Delete finished flows whose last progress is older than this, e.g. 7d, 12h.")
+@click.option("--state", "-s", "state_filter", multiple=True, type=FLOW_STATE,
+              help="Only flows in this state (repeat; default: SUCCESS, FAILURE, REVERTED, SUSPENDED).")
+@click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
+@guarded
+def prune(backend_url: str | None, older_than: timedelta, state_filter: Sequence[str], dry_run: bool, yes: bool,
+          batch_size: int) -> None:
+    """Delete old finished flows with their atoms and events (logbook retention)."""
+    from sqlalchemy import select
+
+    wanted = sorted({s.upper() for s in state_filter} or states.FLOW_TERMINAL)
+    active = [s for s in wanted if s not in states.FLOW_TERMINAL]
+    if active:
+        raise ConfigurationError(f"Refusing to prune flows that may still run ({', '.join(active)}); "
+                                 "revert or suspend them first")
+    backend = open_backend(backend_url)
+    cutoff = utcnow() - older_than
+
+    def read(session: Any) -> list[Any]:
+        query = (select(FlowRow.progress_at).where(FlowRow.state.in_(wanted), FlowRow.progress_at < cutoff)
+                 .order_by(FlowRow.progress_at))
+        return list(session.scalars(query))
+
+    stamps = backend.run(read, readonly=True)
+    out = console()
+    what = f"{len(stamps)} flow(s) in {', '.join(wanted)} older than {human_seconds(older_than.total_seconds())}"
+    if dry_run:
+        out.print(f"would delete {what} from {backend.url.masked}")
+        return
+    if not stamps:
+        out.print(f"nothing to prune in {backend.url.masked}")
+        return
+    if not yes and not click.confirm(f"Delete {what} from {backend.url.masked}?", default=False):
+        sys.exit(EXIT_FAILED)
+    deleted = 0
+    progress = Progress(TextColumn("pruning"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=out, transient=True, disable=not sys.stdout.isatty())
+    with progress:
+        task = progress.add_task("prune", total=len(stamps))
+        # Oldest first, a batch at a time: each step moves the cutoff forward to the next
+        # batch boundary, so the bar moves and no transaction is long.
+        # (A boundary prune's cutoff lands a hair after the boundary: stay a second clear of the
+        # user's cutoff so nothing newer than --older-than is ever touched.)
+        for boundary in stamps[batch_size - 1 :: batch_size]:
+            if boundary >= cutoff - timedelta(seconds=1):
+                break
+            deleted += backend.prune(utcnow() - boundary, wanted, batch_size=batch_size)
+            progress.update(task, completed=deleted)
+        deleted += backend.prune(older_than, wanted, batch_size=batch_size)
+        progress.update(task, completed=deleted)
+    out.print(f"deleted {deleted} flow(s) from {backend.url.masked}")
