@@ -31,7 +31,7 @@ What it does, by case (``T`` = ``heartbeat_timeout``):
   slow (a backlog), the duplicate is absorbed by the compare-and-set in
   ``begin`` (the first delivery claims the atom, the second finds it no
   longer queued). Resends of a flow that still makes no progress back off
-  exponentially (T, 2T, 4T ... 64T).
+  exponentially (T, 2T, 4T, then every 8T).
 * **Stuck flows**: RUNNING/REVERTING/SUSPENDING with nothing queued and
   nothing running for ``T`` (e.g. a compensation that was never started). The
   flow is re-driven: join counters recounted, ready atoms (or ready reverts)
@@ -81,7 +81,7 @@ IN_HAND = (states.RUNNING, states.REVERTING)
 RESEND_KEY = "sweep_resends"
 #: atom meta key counting the worker deaths seen by the sweep, per phase
 LOST_KEY = "worker_lost"
-MAX_BACKOFF_EXP = 6
+MAX_BACKOFF_EXP = 3
 
 
 @dataclass
