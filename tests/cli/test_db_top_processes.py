@@ -102,3 +102,15 @@ def test_unreachable_broker_exits_3(sqlite_url: str) -> None:
     assert result.exit_code == 3, result.output
     assert "unreachable" in result.stderr
     assert engine.storage.get_flow_state() == states.PENDING  # nothing half-done
+
+
+def test_celeryflow_conductor_execs_the_conductor(redis_url: str, sqlite_url: str) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, "CELERYFLOW_BROKER_URL": redis_url, "CELERYFLOW_BACKEND": sqlite_url}
+    result = subprocess.run([sys.executable, "-m", "celeryflow", "conductor", "--heartbeat-timeout", "5", "--once"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["errors"] == [] and "examined" in report
