@@ -263,6 +263,12 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
                 events.add(
                     "atom", states.RUNNING, states.FAILURE, atom=row.name, details={"reason": "reverted on request"}
                 )
+            elif row.state == states.REVERT_FAILURE:
+                # an operator retries a failed compensation: that revert runs again first,
+                # and what it depends on is only reverted after it succeeds
+                row.state = states.REVERTING
+                events.add("atom", states.REVERT_FAILURE, states.REVERTING, atom=row.name,
+                           details={"reason": "compensation retried on request"})
         if flow.state != states.REVERTING:
             set_flow_state(flow, states.REVERTING, events, requested=True)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)

@@ -298,3 +298,28 @@ def test_retry_later_asks_celery_then_hands_over_to_the_sweep():
     assert 0 < task.kw["countdown"] <= outage.MAX_COUNTDOWN and task.kw["max_retries"] == outage.MAX_MESSAGE_RETRIES
     task.request.retries = outage.MAX_MESSAGE_RETRIES
     outage.retry_later(task, StorageFailure("down"), "m")  # type: ignore[arg-type,unused-ignore]  # no raise
+
+
+def test_operator_retries_a_failed_compensation(backend, app, tmp_path):
+    """docs/recovery.md: after fixing a failed revert, `flows revert` retries it before its dependencies."""
+    from celeryflow.runtime.logbook import REVERT
+
+    f = Flow(backend, app, chain(str(tmp_path / "t")))
+    for name in ("s0", "s1"):
+        f.begin(name, "w:1")
+        f.finish(name, "w:1", f.epoch)
+    f.begin("s2", "w:1")
+    f.finish("s2", "w:1", f.epoch, failure={"exc_type_names": ["RuntimeError"], "exception_str": "boom"})
+    for name, failure in (("s2", None), ("s1", {"exc_type_names": ["RuntimeError"], "exception_str": "revert"})):
+        assert f.begin(name, "w:1", mode=REVERT).verdict is steps.Verdict.RUN
+        steps.finish(backend, f.comp, f.id, name, f.epoch, REVERT, "w:1", failure=failure)
+    assert f.row().state == states.FAILURE
+    assert {n: r.state for n, r in f.atoms().items()} == {
+        "s0": states.SUCCESS, "s1": states.REVERT_FAILURE, "s2": states.REVERTED}
+    dispatch = control.request_revert(backend, f.comp, f.id)
+    assert dispatch.revert == ["s1"]  # the failed revert first; s0 waits for it
+    for name in ("s1", "s0"):
+        assert f.begin(name, "w:2", mode=REVERT).verdict is steps.Verdict.RUN
+        steps.finish(backend, f.comp, f.id, name, f.epoch, REVERT, "w:2")
+    assert f.row().state == states.REVERTED
+    assert {r.state for r in f.atoms().values()} == {states.REVERTED}
