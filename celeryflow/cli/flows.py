@@ -364,19 +364,27 @@ def revert(backend_url: str | None, app_ref: str | None, imports: str | None, fl
 
 @flows.command()
 @backend_option
-@click.option("--older-than", type=DURATION, required=True,
-              help="Delete finished flows whose last progress is older than this, e.g. 7d, 12h.")
+@click.option("--older-than", type=DURATION, default=None,
+              help="Delete finished flows whose last progress is older than this, e.g. 7d, 12h "
+                   "(default: CELERYFLOW_RETENTION_DAYS).")
 @click.option("--state", "-s", "state_filter", multiple=True, type=FLOW_STATE,
               help="Only flows in this state (repeat; default: SUCCESS, FAILURE, REVERTED, SUSPENDED).")
 @click.option("--dry-run", is_flag=True, help="Only count what would be deleted.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @guarded
-def prune(backend_url: str | None, older_than: timedelta, state_filter: Sequence[str], dry_run: bool, yes: bool,
+def prune(backend_url: str | None, older_than: timedelta | None, state_filter: Sequence[str], dry_run: bool, yes: bool,
           batch_size: int) -> None:
     """Delete old finished flows with their atoms and events (logbook retention)."""
     from sqlalchemy import select
 
+    if older_than is None:
+        from celeryflow.runtime.settings import Settings
+
+        days = Settings.from_sources().retention_days
+        if days is None:
+            raise click.UsageError("give --older-than (e.g. 7d) or set CELERYFLOW_RETENTION_DAYS")
+        older_than = timedelta(days=days)
     wanted = sorted({s.upper() for s in state_filter} or states.FLOW_TERMINAL)
     active = [s for s in wanted if s not in states.FLOW_TERMINAL]
     if active:

@@ -153,6 +153,9 @@ def test_prune_deletes_old_finished_flows_only(populated: Populated) -> None:
     assert dry.exit_code == 0 and "would delete 2 flow(s)" in dry.stdout
     assert invoke("flows", "prune", "--older-than", "7d", "-b", url, input="n\n").exit_code == 1
     assert invoke("flows", "prune", "--older-than", "7d", "-s", "RUNNING", "--yes", "-b", url).exit_code == 2
+    assert invoke("flows", "prune", "--dry-run", "-b", url).exit_code == 2  # no age, no retention setting
+    retention = invoke("flows", "prune", "--dry-run", "-b", url, env={"CELERYFLOW_RETENTION_DAYS": "9"})
+    assert "would delete 2 flow(s)" in retention.stdout
 
     result = invoke("flows", "prune", "--older-than", "7d", "--yes", "--batch-size", "1", "-b", url)
     assert result.exit_code == 0, result.output
