@@ -115,7 +115,7 @@ class TopView:
 @guarded
 def top(backend_url: str | None, app_ref: str | None, interval: float, window: dt.timedelta, limit: int, once: bool,
         use_inspect: bool | None) -> None:
-    """Live view of running flows and workers (q or Ctrl-C to quit)."""
+    """Live view of running flows and workers (Ctrl-C to quit)."""
     from celeryflow.cli.common import load_app
     from celeryflow.cli.flows import console
 
