@@ -12,8 +12,12 @@ with SIGKILL (the whole worker, or one pool child) and starts a new one. When ev
 flow has finished (or ``--deadline`` passed) it stops everything and reports, from
 the logbook's event log:
 
-* lost transitions: flows that did not end SUCCESS, atoms of SUCCESS flows not SUCCESS;
-* duplicated transitions: an atom recorded SUCCESS more than once, a flow finishing twice;
+* lost transitions: flows that did not end as expected (SUCCESS, or REVERTED for the
+  every ``--fail-every``-th flow whose last atom fails), atoms of such flows not
+  SUCCESS (resp. not REVERTED: every atom of those flows executed, so each must be
+  compensated);
+* duplicated transitions: an atom recorded SUCCESS (or REVERTED) more than once, a flow
+  finishing twice;
 * re-executions (at-least-once: expected after kills), reclaims, resends, timings.
 
 Exit status 0 only when nothing was lost or duplicated. Every loop is bounded in
@@ -51,6 +55,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--width", type=int, default=3, help="parallel chains per flow")
     p.add_argument("--depth", type=int, default=3, help="atoms per chain")
     p.add_argument("--delay", type=float, default=0.15, help="seconds each atom sleeps")
+    p.add_argument("--fail-every", type=int, default=5,
+                   help="every Nth flow's last atom fails: it must end REVERTED, each atom reverted once (0: none)")
     p.add_argument("--workers", type=int, default=3)
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--conductors", type=int, default=2)
@@ -163,10 +169,13 @@ def _soak(args: argparse.Namespace, rng: random.Random, group: ProcessGroup, bac
     app = make_app("soak-submitter")
     started = time.monotonic()
     ids = []
-    for _ in range(args.flows):
+    expected: dict[str, str] = {}
+    for i in range(args.flows):
+        fail = bool(args.fail_every) and i % args.fail_every == args.fail_every - 1
         handle = submit(atoms.soak_flow, app=app, factory_kwargs={
-            "trace": trace, "width": args.width, "depth": args.depth, "delay": args.delay})
+            "trace": trace, "width": args.width, "depth": args.depth, "delay": args.delay, "fail": fail})
         ids.append(handle.id)
+        expected[handle.id] = "REVERTED" if fail else "SUCCESS"
     submitted = time.monotonic() - started
 
     def unfinished() -> int:
@@ -210,20 +219,25 @@ def _soak(args: argparse.Namespace, rng: random.Random, group: ProcessGroup, bac
     data = backend.run(collect, readonly=True)
     flows: dict[str, str] = data["flows"]
     successes = Counter[tuple[str, str]]()
+    reverts = Counter[tuple[str, str]]()
     flow_ends = Counter[str]()
     reclaims = 0
     for flow_uuid, atom, kind, old, new, details in data["events"]:
         if kind == "atom" and new == "SUCCESS" and old != "SUCCESS":
             successes[(flow_uuid, atom)] += 1
+        if kind == "atom" and new == "REVERTED" and old != "REVERTED":
+            reverts[(flow_uuid, atom)] += 1
         if kind == "flow" and new in ("SUCCESS", "FAILURE", "REVERTED") and old != new:
             flow_ends[flow_uuid] += 1
         if details and "worker lost" in details:
             reclaims += 1
     resends = len(backend.run(lambda s: s.execute(
         select(FlowRow.uuid).where(FlowRow.uuid.in_(ids), FlowRow.meta.contains("sweep_resends"))).all()))
-    lost_flows = [u for u, s in flows.items() if s != "SUCCESS"]
-    lost_atoms = [(f, n, s) for f, n, s in data["atoms"] if flows.get(f) == "SUCCESS" and s != "SUCCESS"]
+    lost_flows = [u for u, s in flows.items() if s != expected[u]]
+    # a successful flow: every atom SUCCESS; a compensated one: every atom (all executed) REVERTED
+    lost_atoms = [(f, n, s) for f, n, s in data["atoms"] if flows.get(f) == expected[f] and s != expected[f]]
     dup_atoms = {f"{f}/{a}": c for (f, a), c in successes.items() if c > 1}
+    dup_atoms.update({f"{f}/{a} reverted": c for (f, a), c in reverts.items() if c > 1})
     dup_flows = {f: c for f, c in flow_ends.items() if c > 1}
     executions = atoms.counts(trace)  # by atom name across flows
     n_atoms = len(data["atoms"])
@@ -238,7 +252,9 @@ def _soak(args: argparse.Namespace, rng: random.Random, group: ProcessGroup, bac
         "lost_atoms": lost_atoms[:20],
         "duplicated_transitions": len(dup_atoms) + len(dup_flows),
         "duplicated": {"atoms": dict(list(dup_atoms.items())[:20]), "flows": dup_flows},
+        "expected_states": dict(Counter(expected.values())),
         "success_transitions": sum(successes.values()),
+        "reverted_transitions": sum(reverts.values()),
         "executions": total_exec,
         "re_executions": total_exec - n_atoms,
         "reclaimed_atoms": reclaims,

@@ -153,6 +153,10 @@ class Sweeper:
         self.backend: Backend = fetch(url) if isinstance(url, str) else url
         self.backend_key = backend_keys.remember(self.backend)
         self.name = name or f"conductor:{socket.gethostname()}:{os.getpid()}"
+        if self.settings.heartbeat_timeout < 3 * self.settings.heartbeat_interval:
+            LOG.warning("heartbeat_timeout (%gs) is less than 3 x heartbeat_interval (%gs): live workers may be "
+                        "taken for dead and their atoms run twice", self.settings.heartbeat_timeout,
+                        self.settings.heartbeat_interval)
         self.batch = batch
         self._lock = threading.Lock()
         self._db_failed = False

@@ -97,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         conf = board_conf(args, app)
         jobs_thread = threading.Thread(
-            target=run_job_conductor, args=(conf, name, args.concurrency, stop), name="job-conductor", daemon=True
+            target=run_job_conductor, args=(conf, name, args.concurrency, stop), kwargs={"app": app},
+            name="job-conductor", daemon=True,
         )
         jobs_thread.start()
         log.info("conductor %s: job conductor on the %s board %s (concurrency %d)",

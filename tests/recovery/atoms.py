@@ -120,11 +120,11 @@ def diamond(trace: str, hold_at: str | None = None, hold: str | None = None, del
 
 
 @registry.register
-def soak_flow(trace: str, width: int = 3, depth: int = 3, delay: float = 0.2) -> linear_flow.Flow:
-    """head -> (width parallel chains of depth) -> tail: chains, a group and a join."""
+def soak_flow(trace: str, width: int = 3, depth: int = 3, delay: float = 0.2, fail: bool = False) -> linear_flow.Flow:
+    """head -> (width parallel chains of depth) -> tail: chains, a group and a join (``fail``: tail fails)."""
     head = Work("head", trace, delay=delay)
     branches = unordered_flow.Flow("branches").add(*(
         linear_flow.Flow(f"b{b}").add(*(Work(f"b{b}_{i}", trace, delay=delay) for i in range(depth)))
         for b in range(width)
     ))
-    return linear_flow.Flow("soak").add(head, branches, Work("tail", trace, delay=delay))
+    return linear_flow.Flow("soak").add(head, branches, Work("tail", trace, delay=delay, fail=fail))

@@ -154,3 +154,13 @@ def test_beat_schedules_the_sweep(cluster: Cluster) -> None:
     cluster.assert_succeeded_once(flow_id)
     assert atoms.counts(trace) == {"s0": 1, "s1": 2, "s2": 1}
     assert "celeryflow.sweep" in cluster.group.output("beat")
+
+
+def test_conductor_runs_a_job_conductor_with_board_options(cluster: Cluster) -> None:
+    import signal
+
+    proc = cluster.conductor("c1", True, "--board", "sql")
+    cluster.group.wait_for_log("c1", r"job conductor on the sql board", timeout=30)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(60) == 0, proc.tail()
+    assert "Traceback" not in proc.output()
