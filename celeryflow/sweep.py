@@ -240,6 +240,8 @@ class Sweeper:
             (outcome.dispatch.execute + outcome.dispatch.revert) if outcome.dispatch else [],
         )
         self._publish(comp, outcome.dispatch, report)
+        if outcome.start:
+            self._publish(comp, reclaim.redrive(self.backend, comp, flow_uuid, self.name, decide), report)
         for poison in outcome.poison:
             report.poisoned.append((flow_uuid, poison.name))
             LOG.error("sweep: atom %s of flow %s killed its worker %d time(s): failing it with WorkerLost",

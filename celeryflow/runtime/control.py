@@ -189,7 +189,11 @@ def start(
             if plan is None:
                 compensation.start_revert(session, flow, comp, events, dispatch, scope=meta.get(scopes.REVERT_SCOPE))
             else:
-                pending = {n for n, r in rows.items() if n in plan and r.state in compensation.EXECUTED}
+                # what a failed revert depends on stays unreverted (unsafe under a failed compensation)
+                blocked = _under_failed_reverts(plan, rows)
+                pending = {
+                    n for n, r in rows.items() if n in plan and r.state in compensation.EXECUTED and n not in blocked
+                }
                 counts = {n: sum(1 for m in pending if n in plan[m]) for n in pending}
                 compensation.set_counters(session, flow_uuid, "rwaiting", counts)
                 ready = [n for n in pending if counts[n] == 0]
@@ -214,6 +218,18 @@ def start(
         return dispatch
 
     return backend.run(txn)
+
+
+def _under_failed_reverts(plan: Mapping[str, list[str]], rows: Mapping[str, AtomRow]) -> set[str]:
+    """Atoms a REVERT_FAILURE atom depends on, transitively through the compensation plan."""
+    blocked: set[str] = set()
+    stack = [n for n, r in rows.items() if r.state == states.REVERT_FAILURE and n in plan]
+    while stack:
+        for pred in plan.get(stack.pop(), []):
+            if pred not in blocked:
+                blocked.add(pred)
+                stack.append(pred)
+    return blocked
 
 
 def suspend(backend: Backend, comp: Compilation, flow_uuid: str) -> str:

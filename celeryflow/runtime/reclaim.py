@@ -33,9 +33,12 @@ What it does, by case (``T`` = ``heartbeat_timeout``):
   longer queued). Resends of a flow that still makes no progress back off
   exponentially (T, 2T, 4T, then every 8T).
 * **Stuck flows**: RUNNING/REVERTING/SUSPENDING with nothing queued and
-  nothing running for ``T`` (e.g. a compensation that was never started). The
-  flow is re-driven: join counters recounted, ready atoms (or ready reverts)
-  queued, or the flow settled (finished, SUSPENDED, REVERTED).
+  nothing running for ``T`` (e.g. a compensation that was never started). A
+  SUSPENDING flow is settled (SUSPENDED). Otherwise the flow is claimed (its
+  progress clock restarted, so no other sweep takes it) and the caller
+  re-drives it with :func:`redrive`, i.e. ``control.start()``: new epoch, join
+  counters recounted, ready atoms or ready reverts (retry scopes included)
+  queued, or the flow settled.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.exceptions import WorkerLost
 from celeryflow.persistence.tables import AtomRow, FlowRow
-from celeryflow.runtime import compensation
+from celeryflow.runtime import control, scopes
 from celeryflow.runtime.logbook import (
     EXECUTE,
     REVERT,
@@ -60,8 +63,6 @@ from celeryflow.runtime.logbook import (
     flow_meta,
     load_atoms,
     queue_atoms,
-    ready_after,
-    recount,
     set_flow_meta,
     settle,
 )
@@ -116,6 +117,8 @@ class Outcome:
     reset: list[str] = field(default_factory=list)
     resent: list[str] = field(default_factory=list)
     poison: list[Poison] = field(default_factory=list)
+    #: claimed as stuck: the caller must call :func:`redrive` (a separate transaction)
+    start: bool = False
 
 
 def _older(when: dt.datetime | None, cutoff: dt.datetime) -> bool:
@@ -124,11 +127,14 @@ def _older(when: dt.datetime | None, cutoff: dt.datetime) -> bool:
 
 def _resend_wait(flow: FlowRow, timeout: float) -> tuple[float, int]:
     """Seconds a flow's queued atoms must have waited before a resend, and the resend count."""
-    record = flow_meta(flow).get(RESEND_KEY) or {}
+    meta = flow_meta(flow)
+    record = meta.get(RESEND_KEY) or {}
     count = int(record.get("count", 0))
     if record.get("progress_at") != _iso(flow.progress_at):
         count = 0  # the flow progressed since the last resend: start over
-    return timeout * 2 ** min(count, MAX_BACKOFF_EXP), count
+    # a retry controller re-dispatched with a countdown is not late before its countdown is over
+    delayed = max((float(v.get("countdown") or 0.0) for v in scopes.retrying(meta).values()), default=0.0)
+    return timeout * 2 ** min(count, MAX_BACKOFF_EXP) + delayed, count
 
 
 def _iso(when: dt.datetime | None) -> str | None:
@@ -163,7 +169,7 @@ def reclaim(
         heartbeat_timeout: seconds without a heartbeat (or progress) before something counts as lost.
         max_deliveries: worker deaths after which an atom is failed instead of run again.
         owner: who reclaims (recorded as the flow's owner and in the events).
-        decide: the flow's decider callable, when it has deciders.
+        decide: unused (kept for callers); :func:`redrive` takes it.
         stale_atoms: look at heartbeats (False right after a logbook outage, when every
             heartbeat is old because nobody could write).
 
@@ -191,11 +197,11 @@ def reclaim(
         lost = [r for r in queued if _older(r.queued_at, resend_cutoff)]
 
         if stale:
-            _reclaim_stale(session, flow, comp, rows, stale, running, owner, now, max_deliveries, decide, out)
+            _reclaim_stale(session, flow, comp, rows, stale, running, owner, now, max_deliveries, out)
         elif lost and _older(flow.progress_at, resend_cutoff):
             _resend(flow, lost, resends, now, owner, out)
         elif quiet and not running and not queued:
-            _redrive(session, flow, comp, rows, owner, decide, out)
+            _redrive(session, flow, comp, rows, owner, now, out)
         else:
             out.reason = "healthy"
         return out
@@ -220,13 +226,12 @@ def _reclaim_stale(
     owner: str,
     now: dt.datetime,
     max_deliveries: int,
-    decide: DeciderCall | None,
     out: Outcome,
 ) -> None:
     old_epoch = flow.epoch
     events = _claim(flow, owner)
     dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
-    compensating = flow.state == states.REVERTING
+    scoped = flow_meta(flow) if scopes.might_be_handled(flow) else {}
     requeue_exec: list[str] = []
     requeue_revert: list[str] = []
     for row in stale:
@@ -243,8 +248,9 @@ def _reclaim_stale(
             out.poison.append(Poison(row.name, mode, row.worker, deaths))
             events.add("atom", row.state, row.state, atom=row.name, details={**details, "poison": True})
             continue
+        compensating = flow.state == states.REVERTING or scopes.handled_scope(comp, scoped, row.name) is not None
         if mode == EXECUTE and compensating:
-            # Executed (partly?) in a flow that is being compensated: it must be reverted.
+            # Executed (partly?) in a flow (or retry scope) being compensated: it must be reverted.
             failure = Poison(row.name, mode, row.worker or "?", deaths).failure(flow.uuid, max_deliveries)
             states.check_atom_transition(row.state, states.FAILURE, f"atom {row.name!r}")
             row.state = states.FAILURE
@@ -271,44 +277,16 @@ def _reclaim_stale(
     dispatch.revert.extend(r.name for r in republish if r.intention == states.REVERT)
     flow.outstanding = len(republish) + len(running) + len(out.poison)
     if flow.state == states.RUNNING:
-        recount(session, flow, comp, rows)
-        session.flush()
-        fresh = [n for n in requeue_exec if rows[n].waiting == 0]
-        queue_atoms(session, flow, fresh, states.EXECUTE, events)
-        dispatch.execute.extend(fresh)
-        _queue_ready(session, flow, comp, rows, events, dispatch, decide)
-    elif flow.state == states.REVERTING and requeue_revert:
+        # its predecessors were done when it started, so it is ready again at once
+        queue_atoms(session, flow, requeue_exec, states.EXECUTE, events)
+        dispatch.execute.extend(requeue_exec)
+    if requeue_revert:  # a flow, or a retry scope of a RUNNING flow, being compensated
         queue_atoms(session, flow, requeue_revert, states.REVERT, events)
         dispatch.revert.extend(requeue_revert)
     flow.progress_at = now
     settle(session, flow, comp, events, dispatch)
     events.flush(session)
     out.action, out.reason, out.epoch, out.dispatch = "reclaimed", "orphaned atoms", flow.epoch, dispatch
-
-
-def _queue_ready(
-    session: Session,
-    flow: FlowRow,
-    comp: Compilation,
-    rows: dict[str, AtomRow],
-    events: Events,
-    dispatch: Dispatch,
-    decide: DeciderCall | None,
-) -> None:
-    """Queue PENDING atoms whose predecessors are all done and that nobody queued (a RUNNING flow)."""
-    candidates = [
-        n for n, r in rows.items()
-        if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0 and not r.queued
-        and n not in dispatch.execute
-    ]
-    if not candidates:
-        return
-    # queue_atoms() writes with bulk UPDATEs: reload the rows before looking at them again
-    session.flush()
-    session.expire_all()
-    ready = ready_after(session, flow, comp, candidates, events, decide)
-    queue_atoms(session, flow, ready, states.EXECUTE, events)
-    dispatch.execute.extend(ready)
 
 
 def _resend(flow: FlowRow, lost: list[AtomRow], resends: int, now: dt.datetime, owner: str, out: Outcome) -> None:
@@ -330,42 +308,28 @@ def _redrive(
     comp: Compilation,
     rows: dict[str, AtomRow],
     owner: str,
-    decide: DeciderCall | None,
+    now: dt.datetime,
     out: Outcome,
 ) -> None:
-    events = _claim(flow, owner)
-    dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
-    flow.outstanding = 0
-    if flow.state == states.RUNNING:
-        recount(session, flow, comp, rows)
-        session.flush()
-        _queue_ready(session, flow, comp, rows, events, dispatch, decide)
-    elif flow.state == states.REVERTING:
-        plan = flow_meta(flow).get("revert_plan")
-        if plan is not None:
-            blocked = _under_failed_reverts(plan, rows)
-            pending = {
-                n for n, r in rows.items() if n in plan and r.state in compensation.EXECUTED and n not in blocked
-            }
-            counts = {n: sum(1 for m in pending if n in plan[m]) for n in pending}
-            compensation.set_counters(session, flow.uuid, "rwaiting", counts)
-            ready = sorted((n for n in pending if counts[n] == 0), key=lambda n: -comp.atoms[n].index)
-            queue_atoms(session, flow, ready, states.REVERT, events)
-            dispatch.revert.extend(ready)
-        # without a plan, settle() plans the compensation now that nothing is outstanding
-    events.add("flow", flow.state, flow.state, details={"reason": "re-driven by the sweep", "by": owner})
-    settle(session, flow, comp, events, dispatch)
-    events.flush(session)
-    out.action, out.reason, out.epoch, out.dispatch = "redriven", "nothing in flight", flow.epoch, dispatch
+    out.action, out.reason = "redriven", "nothing in flight"
+    if flow.state == states.SUSPENDING:
+        # nothing runs any more: the suspension is complete
+        events = _claim(flow, owner)
+        dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
+        flow.outstanding = 0
+        settle(session, flow, comp, events, dispatch)
+        events.flush(session)
+        out.epoch, out.dispatch = flow.epoch, dispatch
+        return
+    # Claim it (fresh progress: no other sweep re-drives it for another timeout), then the
+    # caller re-drives it with control.start() (see redrive()), which knows retry scopes and
+    # compensation plans. If the caller dies in between, the flow is stalled again after T.
+    flow.progress_at = now
+    flow.owner = owner
+    out.start = True
 
 
-def _under_failed_reverts(plan: dict[str, list[str]], rows: dict[str, AtomRow]) -> set[str]:
-    """Atoms that must stay unreverted: those a failed revert depends on (transitively)."""
-    blocked: set[str] = set()
-    stack = [n for n, r in rows.items() if r.state == states.REVERT_FAILURE and n in plan]
-    while stack:
-        for pred in plan.get(stack.pop(), []):
-            if pred not in blocked:
-                blocked.add(pred)
-                stack.append(pred)
-    return blocked
+def redrive(backend: Backend, comp: Compilation, flow_uuid: str, owner: str,
+            decide: DeciderCall | None = None) -> Dispatch:
+    """Re-drive a claimed stuck flow (nothing in flight): ``control.start`` (new epoch, ready work queued)."""
+    return control.start(backend, comp, flow_uuid, owner=owner, decide=decide)

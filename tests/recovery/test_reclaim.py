@@ -179,8 +179,12 @@ def test_stuck_compensation_is_redriven(backend, app, tmp_path):
         session.execute(update(AtomRow).where(AtomRow.name == "s1").values(state=states.FAILURE))
 
     backend.run(wedge)
-    out = f.reclaim(utcnow() + LATER)
-    assert out.action == "redriven" and out.dispatch is not None and out.dispatch.revert == ["s1"]
+    now = utcnow() + LATER
+    out = f.reclaim(now)
+    assert out.action == "redriven" and out.start
+    assert f.reclaim(now).action == "none"  # claimed: another sweep leaves it alone
+    dispatch = reclaim.redrive(backend, f.comp, f.id, "test-sweeper")
+    assert sorted(dispatch.revert) == ["s1"]
     assert f.row().state == states.REVERTING and f.row().outstanding == 1
 
 
@@ -323,3 +327,36 @@ def test_operator_retries_a_failed_compensation(backend, app, tmp_path):
         steps.finish(backend, f.comp, f.id, name, f.epoch, REVERT, "w:2")
     assert f.row().state == states.REVERTED
     assert {r.state for r in f.atoms().values()} == {states.REVERTED}
+
+
+def test_redriving_a_compensation_never_reverts_under_a_failed_revert(backend, app, tmp_path):
+    """A diamond a -> (b, c) -> d compensating: b's revert failed; the flow is re-driven (resume or
+    the sweep): c is still reverted, a (which b depends on) is not."""
+    from celeryflow.patterns import graph_flow
+    from celeryflow.runtime.logbook import REVERT
+
+    trace = str(tmp_path / "t")
+    flow = graph_flow.Flow("d").add(
+        Work("a", trace, provides="a"), Work("b", trace, provides="b", requires=["a"]),
+        Work("c", trace, provides="c", requires=["a"]), Work("d", trace, requires=["b", "c"]))
+    f = Flow(backend, app, flow)
+    for name in ("a", "b", "c"):
+        assert f.begin(name, "w:1").verdict is steps.Verdict.RUN, name
+        f.finish(name, "w:1", f.epoch)
+    f.begin("d", "w:1")
+    f.finish("d", "w:1", f.epoch, failure={"exc_type_names": ["RuntimeError"], "exception_str": "boom"})
+    f.begin("d", "w:1", mode=REVERT)
+    steps.finish(backend, f.comp, f.id, "d", f.epoch, REVERT, "w:1")
+    f.begin("b", "w:1", mode=REVERT)
+    steps.finish(backend, f.comp, f.id, "b", f.epoch, REVERT, "w:1",
+                 failure={"exc_type_names": ["RuntimeError"], "exception_str": "revert"})
+    # c's revert message was lost: the flow is stuck REVERTING with nothing in flight
+    backend.run(lambda s: s.execute(update(AtomRow).where(AtomRow.flow_uuid == f.id).values(queued=False)))
+    backend.run(lambda s: s.execute(update(FlowRow).where(FlowRow.uuid == f.id).values(outstanding=0)))
+    dispatch = reclaim.redrive(backend, f.comp, f.id, "test")
+    assert dispatch.revert == ["c"]
+    f.begin("c", "w:2", mode=REVERT)
+    steps.finish(backend, f.comp, f.id, "c", f.epoch, REVERT, "w:2")
+    assert f.row().state == states.FAILURE
+    assert {n: r.state for n, r in f.atoms().items()} == {
+        "a": states.SUCCESS, "b": states.REVERT_FAILURE, "c": states.REVERTED, "d": states.REVERTED}
