@@ -11,12 +11,17 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Text, inspect, text
 from sqlalchemy.dialects import mysql
 
+import celeryflow.jobs.backends.sql_tables  # noqa: F401  (job tables are part of the head schema)
 from celeryflow.exceptions import StorageFailure
 from celeryflow.persistence import backends, migrate
 from celeryflow.persistence.tables import Base
 from tests.persistence import helpers
 
-TABLES = {"celeryflow_logbooks", "celeryflow_flows", "celeryflow_atoms", "celeryflow_events"}
+TABLES = {
+    "celeryflow_logbooks", "celeryflow_flows", "celeryflow_atoms", "celeryflow_events",
+    "celeryflow_jobs", "celeryflow_jobs_trash",
+}
+HEAD = migrate.head()
 
 
 def _compare_type(
@@ -45,7 +50,7 @@ def test_upgrade_creates_exactly_the_tables_schema(any_db_url: str) -> None:
     backend = backends.fetch(any_db_url, auto_migrate=False)
     assert migrate.current(backend) is None
     backend.upgrade()
-    assert migrate.current(backend) == migrate.head() == "0001"
+    assert migrate.current(backend) == migrate.head() == HEAD
     with backend.connect() as conn:
         names = set(inspect(conn).get_table_names())
     assert names == {*TABLES, migrate.VERSION_TABLE}
@@ -62,7 +67,7 @@ def test_long_text_columns_hold_gigabytes_on_mysql(mariadb_url: str) -> None:
                 "WHERE table_schema = DATABASE() AND data_type LIKE '%text'"
             )
         ).all()
-    assert len(rows) == 12
+    assert len(rows) == 15  # 12 logbook columns + 3 in the job tables
     assert {row.data_type for row in rows} == {"longtext"}
 
 
@@ -76,7 +81,7 @@ def test_upgrade_is_idempotent_and_reversible(any_db_url: str) -> None:
     with backend.connect() as conn:
         assert not TABLES & set(inspect(conn).get_table_names())
     migrate.upgrade(backend)
-    assert migrate.current(backend) == "0001"
+    assert migrate.current(backend) == HEAD
     assert backend.get_logbooks() == []
 
 
@@ -101,11 +106,11 @@ def test_concurrent_upgrade_from_several_processes(db_url: str) -> None:
     for proc in procs:
         proc.join(timeout=60)
         assert proc.exitcode == 0
-    assert outcomes == [("ok", "0001")] * count
+    assert outcomes == [("ok", HEAD)] * count
     backend = backends.fetch(db_url, auto_migrate=False)
     with backend.connect() as conn:
         versions = conn.execute(text(f"SELECT version_num FROM {migrate.VERSION_TABLE}")).scalars().all()
-    assert versions == ["0001"]
+    assert versions == [HEAD]
     assert _schema_diff(backend) == []
 
 
@@ -116,7 +121,7 @@ def test_concurrent_upgrade_from_several_threads(any_db_url: str) -> None:
         instances = [backends.fetch(any_db_url, auto_migrate=False)] * 4  # one database per backend
     errors = helpers.run_threads(len(instances), lambda i: instances[i].upgrade())
     assert errors == []
-    assert {migrate.current(b) for b in instances} == {"0001"}
+    assert {migrate.current(b) for b in instances} == {HEAD}
 
 
 def test_auto_migrate_off_raises_a_clear_error(any_db_url: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from alembic import context
 
 from celeryflow.persistence.migrate import VERSION_TABLE
+import celeryflow.jobs.backends.sql_tables  # noqa: F401  (registers the job tables on Base.metadata)
 from celeryflow.persistence.tables import Base
 
 config = context.config
