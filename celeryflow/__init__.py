@@ -6,9 +6,17 @@ with Celery as the execution engine and a SQL logbook as the source of truth.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from celeryflow import exceptions, states
 from celeryflow.exceptions import CeleryflowError
 from celeryflow.install import install
+
+if TYPE_CHECKING:  # real types for type checkers; imported lazily at run time
+    from celeryflow import engines, registry, retry, task
+    from celeryflow.handle import FlowHandle, submit
+    from celeryflow.registry import register
+    from celeryflow.task import FunctorTask, MapFunctorTask, ReduceFunctorTask, Task
 
 __version__ = "0.1.0"
 
