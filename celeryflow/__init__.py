@@ -13,7 +13,7 @@ from celeryflow.exceptions import CeleryflowError
 from celeryflow.install import install
 
 if TYPE_CHECKING:  # real types for type checkers; imported lazily at run time
-    from celeryflow import engines, registry, retry, task
+    from celeryflow import engines, retry, task
     from celeryflow.handle import FlowHandle, submit
     from celeryflow.registry import register
     from celeryflow.task import FunctorTask, MapFunctorTask, ReduceFunctorTask, Task
