@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from celeryflow.engines.engine import EVENT_UPDATE_PROGRESS, CeleryEngine
-from celeryflow.exceptions import ConfigurationError
+from celeryflow.exceptions import ConfigurationError, NotRegistered
 
 #: TaskFlow-style alias
 Engine = CeleryEngine
@@ -63,7 +63,17 @@ def load_from_factory(
 
     args = list(factory_args or ())
     kwargs = dict(factory_kwargs or {})
-    factory_spec = spec.factory_spec(flow_factory, args, kwargs)
+    try:
+        factory_spec: dict[str, Any] | None = spec.factory_spec(flow_factory, args, kwargs)
+    except NotRegistered:
+        # A factory in __main__ (or a closure) cannot be rebuilt elsewhere; the embedded
+        # default runs the live flow in this process, so only remote apps need the name.
+        from celeryflow.engines.engine import resolve_app
+        from celeryflow.runtime.embedded import is_embedded
+
+        if not is_embedded(resolve_app(app)):
+            raise
+        factory_spec = None
     flow = flow_factory(*args, **kwargs)
     return CeleryEngine(
         flow, store=store, app=app, backend=backend, book=book, factory_spec=factory_spec, options=options
