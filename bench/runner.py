@@ -88,6 +88,7 @@ class Results:
     embedded: dict[str, list[float]] = field(default_factory=dict)
     taskflow: dict[str, list[float]] = field(default_factory=dict)
     scale: dict[str, dict[str, Any]] = field(default_factory=dict)
+    floor: dict[str, dict[str, float]] = field(default_factory=dict)  # "<logbook> <variant>" -> ms per atom
     skipped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -267,8 +268,7 @@ def run_counts(results: Results, logbook_kind: str, logbook: str, broker: str, t
         session = Session(app, broker, plan.timeout)
         session.flow("linear", 5)
         time.sleep(0.5)
-        for shape, n in (("linear", plan.linear_short), ("linear", plan.linear_long), ("unordered", plan.unordered),
-                         ("dag", plan.dag)):
+        for shape, n in (("linear", plan.linear_short), ("linear", plan.linear_long), ("unordered", plan.unordered)):
             before = _read_counts(count_dir)
             submitter = atoms.Counters()
             remove = _count_here(submitter)
@@ -411,6 +411,23 @@ def run_taskflow(results: Results, tmp: Path) -> None:
             log(f"  taskflow {key}: {', '.join(f'{t:.3f}' for t in data['times'])} s")
 
 
+def run_floor(results: Results, logbooks: dict[str, Callable[[], contextlib.AbstractContextManager[str]]]) -> None:
+    """celeryflow's per-atom transactions vs the same statements through Core / the raw driver."""
+    n = 200 if results.plan.quick else 2000
+    for kind, make_logbook in logbooks.items():
+        variants = ("celeryflow", "core", "raw") if kind == "sqlite" else ("celeryflow", "core")
+        for variant in variants:
+            with make_logbook() as logbook:
+                try:
+                    data = _subprocess_json(["bench.floor", "--variant", variant, "--backend", logbook, "--n", str(n)],
+                                            results.plan.timeout)
+                except Exception as exc:
+                    results.errors.append(f"floor {kind} {variant}: {exc}")
+                    continue
+            results.floor[f"{kind} {variant}"] = {"wall_ms": data["wall_ms"], "cpu_ms": data["cpu_ms"], "n": n}
+            log(f"  floor {kind} {variant}: {data['wall_ms']:.2f} ms wall, {data['cpu_ms']:.2f} ms CPU per atom")
+
+
 def run_scale(results: Results, logbooks: dict[str, Callable[[], contextlib.AbstractContextManager[str]]],
               tmp: Path) -> None:
     plan = results.plan
@@ -472,8 +489,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-taskflow", action="store_true", help="skip the TaskFlow peer")
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy worker profiles")
-    parser.add_argument("--only", default="", help="comma-separated subset: remote,counts,embedded,taskflow,scale")
+    parser.add_argument("--only", default="",
+                        help="comma-separated subset: remote,counts,embedded,taskflow,scale,floor")
+    parser.add_argument("--from-json", type=Path, default=None,
+                        help="only re-render the report from results saved with --json")
     args = parser.parse_args(argv)
+    if args.from_json:
+        from bench import report
+
+        saved = load_json(args.from_json)
+        args.output.write_text(report.render(saved, elapsed=saved_elapsed(saved)))
+        print(report.summary_table(saved))
+        return 0
     plan = Plan.make(args.quick, args.runs)
     only = {part.strip() for part in args.only.split(",") if part.strip()}
 
@@ -524,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     log("TaskFlow peer")
                     run_taskflow(results, tmp)
+            if wanted("floor"):
+                log("logbook floor: celeryflow's transactions vs Core vs the raw driver")
+                run_floor(results, logbooks)
             if redis_ok and wanted("scale"):
                 log(f"scale: {plan.scale} atoms")
                 run_scale(results, logbooks, tmp)
@@ -543,6 +573,22 @@ def main(argv: list[str] | None = None) -> int:
     if results.errors:
         log("errors:\n  " + "\n  ".join(results.errors))
     return 0
+
+
+def load_json(path: Path) -> Results:
+    data = json.loads(path.read_text())
+    plan = Plan(**data.pop("plan"))
+    known = set(Results.__dataclass_fields__)
+    return Results(plan, **{k: v for k, v in data.items() if k in known})
+
+
+def saved_elapsed(results: Results) -> float:
+    try:
+        fmt = "%Y-%m-%d %H:%M UTC"
+        finished = dt.datetime.strptime(results.finished, fmt)
+        return (finished - dt.datetime.strptime(results.started, fmt)).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _jsonable(results: Results) -> dict[str, Any]:
