@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import sqlite3
 import threading
@@ -304,6 +305,11 @@ def test_server_isolation_is_read_committed(db_url: str) -> None:
 
 
 def test_run_retries_a_dropped_connection_or_lock(any_db_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    # Another test may have configured logging (Django/Flower dictConfig disables existing loggers).
+    logger = logging.getLogger("celeryflow.persistence.backends.impl_sqlalchemy")
+    logger.disabled = False
+    logger.propagate = True
+    caplog.set_level(logging.WARNING, logger=logger.name)
     backend = backends.fetch(any_db_url, busy_timeout=0.1)
     fd = helpers.make_flow(backend)
     dialect = backend.engine.dialect.name
