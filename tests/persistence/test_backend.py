@@ -5,7 +5,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -452,8 +455,9 @@ def _use_after_fork(backend: backends.Backend, results: Any) -> None:
         results.put(("error", repr(exc)))
 
 
-def test_forked_child_uses_its_own_connections(any_db_url: str) -> None:
-    backend = backends.fetch(any_db_url)
+def _fork_check(url: str) -> None:
+    """Body of the fork test, run in a fresh interpreter (see below)."""
+    backend = backends.fetch(url)
     helpers.make_flow(backend)
     assert backend.list_flows()  # the parent's pool now holds a connection
     ctx = multiprocessing.get_context("fork")
@@ -465,6 +469,15 @@ def test_forked_child_uses_its_own_connections(any_db_url: str) -> None:
         got.append(results.get(timeout=60))
     child.join(60)
     # memory:// keeps its one connection: the child's copy of the data lives in it
-    pooled = None if any_db_url.startswith("memory://") else 0
-    assert got == [("pool after fork", pooled), ("flows", 1), ("done", None)]
+    pooled = None if url.startswith("memory://") else 0
+    assert got == [("pool after fork", pooled), ("flows", 1), ("done", None)], got
     assert len(backend.list_flows()) == 1  # the parent's connections were left intact
+
+
+def test_forked_child_uses_its_own_connections(any_db_url: str) -> None:
+    # Fork from a fresh interpreter: this test process runs other tests' threads (embedded
+    # workers, heartbeats), and forking a process with busy threads may copy a held lock.
+    code = f"from tests.persistence.test_backend import _fork_check; _fork_check({any_db_url!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
+                          cwd=str(Path(__file__).resolve().parents[2]))
+    assert done.returncode == 0, done.stdout + done.stderr
