@@ -285,6 +285,8 @@ class CeleryEngine:
         elif row.kind == "atom":
             details.update(task_name=row.atom_name, atom_name=row.atom_name, flow_uuid=self.flow_uuid,
                            old_state=row.old_state)
+            if not len(self.atom_notifier):
+                return  # nobody listens: don't read the result back (a transaction per atom)
             if row.new_state == states.SUCCESS:
                 details["result"] = _lazy_result(self, row.atom_name)
             self.atom_notifier.notify(row.new_state or "", details)
