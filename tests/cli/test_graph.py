@@ -13,7 +13,9 @@ from tests.cli.conftest import Populated, invoke
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 # Skipped locally without Graphviz; in CI (CI=true) a missing `dot` must fail, not hide.
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None and os.environ.get("CI") != "true", reason="Graphviz `dot` is not installed "
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None and os.environ.get("CI") != "true",
+    reason="Graphviz `dot` is not installed "
                                "(apt-get install graphviz; CI installs it)")
 
 
