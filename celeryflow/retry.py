@@ -208,7 +208,25 @@ class AlwaysRevertAll(Retry):
         return None
 
 
-class Times(Retry):
+class ExhaustibleRetry(Retry):
+    """A controller that retries until it runs out, then reverts its subflow (or, with
+    ``revert_all``, the whole flow): the shared base of :class:`Times` and the ForEach family."""
+
+    def __init__(
+        self,
+        name: str | None = None,
+        provides: Any = None,
+        requires: Any = None,
+        auto_extract: bool = True,
+        rebind: Any = None,
+        revert_all: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name, provides, requires, auto_extract, rebind, **kwargs)
+        self._revert_action = REVERT_ALL if revert_all else REVERT
+
+
+class Times(ExhaustibleRetry):
     """Run the subflow up to ``attempts`` times; provides the attempt number (1, 2, ...).
 
     Args:
@@ -227,9 +245,8 @@ class Times(Retry):
         revert_all: bool = False,
         **kwargs: Any,
     ) -> None:
-        super().__init__(name, provides, requires, auto_extract, rebind, **kwargs)
+        super().__init__(name, provides, requires, auto_extract, rebind, revert_all, **kwargs)
         self._attempts = int(attempts)
-        self._revert_action = REVERT_ALL if revert_all else REVERT
 
     @property
     def attempts(self) -> int:
@@ -244,21 +261,8 @@ class Times(Retry):
         return len(history) + 1
 
 
-class ForEachBase(Retry):
+class ForEachBase(ExhaustibleRetry):
     """Tries values one after the other (base of :class:`ForEach` and :class:`ParameterizedForEach`)."""
-
-    def __init__(
-        self,
-        name: str | None = None,
-        provides: Any = None,
-        requires: Any = None,
-        auto_extract: bool = True,
-        rebind: Any = None,
-        revert_all: bool = False,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(name, provides, requires, auto_extract, rebind, **kwargs)
-        self._revert_action = REVERT_ALL if revert_all else REVERT
 
     def _get_next_value(self, values: Iterable[Any], history: History) -> Any:
         tried = list(history.provided_iter())
