@@ -3,8 +3,6 @@ separate ``celery worker`` processes on Redis, with the logbook in PostgreSQL.""
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -13,11 +11,8 @@ from typing import Any
 
 import pytest
 
-import celeryflow.install  # noqa: F401  (the module; the package attribute is the function)
 from celeryflow import engines
-from tests.fixtures_db import postgres_database
-from tests.fixtures_services import _claim_redis_db
-from tests.support.procs import ProcessGroup, celery_worker_cmd, wait_for
+from tests.support.remote import remote_workers
 
 
 @dataclass
@@ -42,35 +37,8 @@ class FlowEnv:
 @pytest.fixture(scope="module")
 def remote_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowEnv]:
     tmp = tmp_path_factory.mktemp("remote")
-    for db in _claim_redis_db("engine-remote"):
-        broker = f"redis://127.0.0.1:6379/{db}"
-        with postgres_database() as logbook:
-            env = {
-                "CELERYFLOW_BROKER_URL": broker,
-                "CELERYFLOW_BACKEND": logbook,
-                "CELERYFLOW_IMPORTS": "tests.engine.atoms",
-            }
-            with ProcessGroup(tmp, env=env) as group:
-                for name in ("worker1", "worker2"):
-                    group.start(name, celery_worker_cmd(hostname=f"{name}@%h", concurrency=2))
-                for name in ("worker1", "worker2"):
-                    wait_for(lambda n=name: "ready." in group.procs[n].output(), timeout=60,
-                             message=lambda n=name: f"{n} did not start:\n{group.procs[n].tail()}")
-                previous = sys.modules["celeryflow.install"]._installed
-                saved = {k: os.environ.get(k) for k in env}
-                os.environ.update(env)
-                try:
-                    from celeryflow_tasks.app import make_app
-
-                    app = make_app("celeryflow-tests")
-                finally:
-                    sys.modules["celeryflow.install"]._installed = previous
-                    for k, v in saved.items():
-                        if v is None:
-                            os.environ.pop(k, None)
-                        else:
-                            os.environ[k] = v
-                yield FlowEnv("remote", logbook, app, tmp)
+    with remote_workers(tmp, "tests.engine.atoms", "engine-remote") as remote:
+        yield FlowEnv("remote", remote.logbook, remote.app, tmp)
 
 
 @pytest.fixture(params=["embedded", "remote"])

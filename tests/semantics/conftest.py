@@ -9,8 +9,6 @@ trace file, and every flow has its own id, so tests do not see each other's work
 
 from __future__ import annotations
 
-import os
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +19,8 @@ import pytest
 
 import celeryflow.install  # noqa: F401  (the module; the package attribute is the function)
 from celeryflow import engines
-from tests.fixtures_db import postgres_database
-from tests.fixtures_services import _claim_redis_db
-from tests.support.procs import ProcessGroup, celery_worker_cmd
+from tests.support.procs import ProcessGroup
+from tests.support.remote import remote_workers
 
 ATOMS_MODULE = "tests.semantics.atoms"
 
@@ -59,46 +56,15 @@ class FlowEnv:
         return engines.load_from_factory(factory, app=self.app, backend=self.backend, **kw)
 
 
-def _make_remote_app(env: dict[str, str]) -> Any:
-    """Build the stock app under ``env`` without leaving it installed as the process default."""
-    install_module: Any = sys.modules["celeryflow.install"]
-    previous = install_module._installed
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        from celeryflow_tasks.app import make_app
-
-        return make_app("celeryflow-semantics-tests")
-    finally:
-        install_module._installed = previous
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 @pytest.fixture(scope="session")
 def remote_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlowEnv]:
     tmp = tmp_path_factory.mktemp("semantics-remote")
-    for db in _claim_redis_db("semantics-remote"):
-        broker = f"redis://127.0.0.1:6379/{db}"
-        with postgres_database() as logbook:
-            env = {
-                "CELERYFLOW_BROKER_URL": broker,
-                "CELERYFLOW_BACKEND": logbook,
-                "CELERYFLOW_IMPORTS": ATOMS_MODULE,
-            }
-            with ProcessGroup(tmp, env=env) as group:
-                for name in ("worker1", "worker2"):
-                    group.start(name, celery_worker_cmd(hostname=f"{name}@%h", concurrency=2))
-                for name in ("worker1", "worker2"):
-                    group.wait_for_log(name, r"ready\.", timeout=60)
-                app = _make_remote_app(env)
-                yield FlowEnv("remote", logbook, app, tmp, env, group)
-                for name in ("worker1", "worker2"):
-                    out = group.procs[name].output()
-                    assert "Traceback" not in out, f"{name} logged a traceback:\n{out[-4000:]}"
+    with remote_workers(tmp, ATOMS_MODULE, "semantics-remote") as remote:
+        group = remote.group
+        yield FlowEnv("remote", remote.logbook, remote.app, tmp, remote.env, group)
+        for name in ("worker1", "worker2"):
+            out = group.procs[name].output()
+            assert "Traceback" not in out, f"{name} logged a traceback:\n{out[-4000:]}"
 
 
 @pytest.fixture
