@@ -13,11 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
+from celeryflow.persistence.backends.base import on_connection
 from celeryflow.persistence.tables import AtomRow, utcnow
-from celeryflow.runtime import compensation, scopes
+from celeryflow.runtime import compensation, fastpath, scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import (
     EXECUTE,
@@ -121,7 +123,18 @@ def begin(
             begun.attempts = row.attempts
         return begun
 
-    return backend.run(txn)
+    if mode != EXECUTE:
+        return backend.run(txn)
+
+    def fast(conn: Connection) -> Begun:
+        begun = fastpath.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed)
+        return on_connection(conn, txn) if begun is fastpath.FALLBACK else begun
+
+    return backend.run_core(fast)
+
+
+def _claimed(kwargs: dict[str, Any], flow_name: str) -> Begun:
+    return Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow_name)
 
 
 def finish(
@@ -213,7 +226,14 @@ def finish(
         events.flush(session)
         return dispatch
 
-    return backend.run(txn)
+    if mode != EXECUTE or failure is not None:
+        return backend.run(txn)
+
+    def fast(conn: Connection) -> Dispatch | None:
+        dispatch = fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json)
+        return on_connection(conn, txn) if dispatch is fastpath.FALLBACK else dispatch
+
+    return backend.run_core(fast)
 
 
 def refuse(

@@ -40,10 +40,10 @@ def make_app(config: dict[str, Any]) -> tuple[Flask, CeleryFlow]:
     return app, flows
 
 
-def poll(client: Any, flow_id: str, timeout: float = 30) -> dict[str, Any]:
+def poll(client: Any, flow_id: str, timeout: float = 30, prefix: str = "/flows/") -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        doc: dict[str, Any] = client.get(f"/flows/{flow_id}").get_json()
+        doc: dict[str, Any] = client.get(f"{prefix}{flow_id}").get_json()
         if doc["done"] or time.monotonic() > deadline:
             return doc
         time.sleep(0.05)
@@ -88,6 +88,8 @@ def test_status_url_is_configurable(sqlite_url: str) -> None:
     assert client.get(f"/api/flows/{flow_id}").status_code == 200
     assert client.get(f"/flows/{flow_id}").status_code == 404
     assert "results" not in client.get(f"/api/flows/{flow_id}").get_json()
+    # let the embedded worker finish before the fixture closes the logbook under it
+    assert poll(client, flow_id, prefix="/api/flows/")["done"]
 
 
 def test_uninitialised_extension_says_so() -> None:

@@ -106,6 +106,14 @@ class Backend(abc.ABC):
             StorageFailure: a non-transient failure, or ``attempts`` transient ones.
         """
 
+    def run_core(self, fn: Callable[[SAConnection], T], *, attempts: int = 5) -> T:
+        """Run ``fn(connection)`` in a transaction (SQLAlchemy Core, no ORM session), retrying like :meth:`run`.
+
+        For the hottest transactions, whose statements are built once; ``fn`` can hand
+        the connection to :func:`on_connection` for ORM work in the same transaction.
+        """
+        return self.run(lambda session: fn(session.connection()), attempts=attempts)
+
     @abc.abstractmethod
     def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> FlowRow | None:
         """Select the flow row, locked until the transaction ends (``None`` if absent).
@@ -342,6 +350,17 @@ class Backend(abc.ABC):
         return row
 
 
+def on_connection(conn: SAConnection, fn: Callable[[Session], T]) -> T:
+    """Run ``fn(session)`` with an ORM session inside ``conn``'s transaction (flushed, not committed)."""
+    session = Session(bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False)
+    try:
+        out = fn(session)
+        session.flush()
+        return out
+    finally:
+        session.close()
+
+
 class Connection:
     """TaskFlow's backend connection: the logbook API of one :class:`Backend`.
 
@@ -459,4 +478,4 @@ def _merge_atom(session: Session, flow_uuid: str, ad: AtomDetail, row: AtomRow |
         setattr(row, key, value)
 
 
-__all__ = ["Backend", "BackendURL", "Connection", "mask_url"]
+__all__ = ["Backend", "BackendURL", "Connection", "mask_url", "on_connection"]

@@ -301,12 +301,25 @@ class SQLAlchemyBackend(Backend):
             raise StorageFailure(describe(exc, self.url.masked)) from exc
 
     def run(self, fn: Callable[[Session], T], *, attempts: int = 5, readonly: bool = False) -> T:
+        def once() -> T:
+            with self._session(readonly) as session:
+                return fn(session)
+
+        return self._retrying(once, attempts)
+
+    def run_core(self, fn: Callable[[SAConnection], T], *, attempts: int = 5) -> T:
+        def once() -> T:
+            with self._serial, self._engine.begin() as conn:
+                return fn(conn)
+
+        return self._retrying(once, attempts)
+
+    def _retrying(self, once: Callable[[], T], attempts: int) -> T:
         self._ensure_ready()
         attempt = 1
         while True:
             try:
-                with self._session(readonly) as session:
-                    return fn(session)
+                return once()
             except DRIVER_ERRORS as exc:
                 transient = is_transient(exc)
                 if attempt >= attempts or not transient:

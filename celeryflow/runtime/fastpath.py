@@ -1,0 +1,222 @@
+"""The success path of an ordinary atom in SQLAlchemy Core: begin and finish without the ORM.
+
+Nearly every transaction a worker runs is one of two: claim a queued atom of a
+running flow (``begin``), or record that it succeeded and queue what became
+ready (``finish``). Through the ORM each costs several times its SQL (identity
+map, unit of work, statement compilation; see docs/benchmarks.md, *The logbook's
+per-atom floor*). Here the same statements are built once, as Core, and run on
+the transaction's connection.
+
+The fast path only takes the plain case: the flow is RUNNING at the message's
+epoch, no retry scope of the flow is being retried, the atom is a task (not a
+retry controller) and no successor has a decider. Everything else returns
+:data:`FALLBACK` *before writing anything*, and the caller runs the general
+(ORM) transaction on the same connection. The guarantees are the same as the
+general path's: every write is a compare-and-set guarded like there, transitions
+are checked against :mod:`celeryflow.states`, and the flow row is locked
+(``FOR UPDATE``; ``FOR SHARE`` to claim) before anything is read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.engine import Connection
+
+from celeryflow import serialization, states
+from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
+from celeryflow.runtime import scopes
+from celeryflow.runtime.args import resolve
+from celeryflow.runtime.logbook import Dispatch
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+
+LOG = logging.getLogger(__name__)
+
+#: "this transaction is not the plain case: run the general one" (nothing was written)
+FALLBACK: Final = object()
+#: off: every transaction takes the general path (the equivalence tests compare the two)
+ENABLED = True
+
+_flows = cast(Table, FlowRow.__table__)
+_atoms = cast(Table, AtomRow.__table__)
+_events = cast(Table, EventRow.__table__)
+
+_READ_FLOW = select(
+    _flows.c.name, _flows.c.state, _flows.c.epoch, _flows.c.store, _flows.c.meta, _flows.c.outstanding
+).where(_flows.c.uuid == bindparam("b_flow"))
+#: dialect name -> (shared lock, exclusive lock); SQLite has no row locks: BEGIN IMMEDIATE
+#: already made the transaction the only writer.
+_LOCKS: dict[str, tuple[Any, Any]] = {}
+
+_CLAIM = (
+    update(_atoms)
+    .where(
+        _atoms.c.flow_uuid == bindparam("b_flow"),
+        _atoms.c.name == bindparam("b_atom"),
+        _atoms.c.state.in_((states.PENDING, states.RETRYING)),
+        _atoms.c.intention == states.EXECUTE,
+        _atoms.c.queued.is_(True),
+    )
+    .values(
+        state=states.RUNNING, queued=False, attempts=_atoms.c.attempts + 1, worker=bindparam("b_worker"),
+        started_at=bindparam("b_now"), heartbeat_at=bindparam("b_now"),
+    )
+)
+_SUCCEED = (
+    update(_atoms)
+    .where(
+        _atoms.c.flow_uuid == bindparam("b_flow"),
+        _atoms.c.name == bindparam("b_atom"),
+        _atoms.c.state == states.RUNNING,
+        _atoms.c.worker == bindparam("b_worker"),
+    )
+    .values(state=states.SUCCESS, result=bindparam("b_result"), failure=None, finished_at=bindparam("b_now"),
+            progress=1.0)
+)
+_RESULTS = select(_atoms.c.name, _atoms.c.result).where(
+    _atoms.c.flow_uuid == bindparam("b_flow"),
+    _atoms.c.name.in_(bindparam("b_names", expanding=True)),
+    _atoms.c.state.in_((states.SUCCESS, states.REVERTING, states.RETRYING)),
+)
+_COUNT_IN = (
+    update(_atoms)
+    .where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_names", expanding=True)))
+    .values(waiting=_atoms.c.waiting - 1)
+)
+_JOIN_STATE = select(
+    _atoms.c.name, _atoms.c.waiting, _atoms.c.state, _atoms.c.intention, _atoms.c.queued
+).where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_names", expanding=True)))
+_QUEUE = (
+    update(_atoms)
+    .where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_names", expanding=True)))
+    .values(queued=True, queued_at=bindparam("b_now"), intention=states.EXECUTE)
+)
+_UNFINISHED = select(func.count()).select_from(_atoms).where(
+    _atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.state.not_in(tuple(states.ATOM_DONE))
+)
+_SETTLE_COUNT = (
+    update(_flows)
+    .where(_flows.c.uuid == bindparam("b_flow"))
+    .values(outstanding=bindparam("b_outstanding"), progress_at=bindparam("b_now"))
+)
+_SUCCEED_FLOW = (
+    update(_flows)
+    .where(_flows.c.uuid == bindparam("b_flow"), _flows.c.state == states.RUNNING)
+    .values(outstanding=0, state=states.SUCCESS, progress_at=bindparam("b_now"), updated_at=bindparam("b_now"),
+            finished_at=bindparam("b_now"))
+)
+_ADD_EVENTS = insert(_events)
+
+
+def _locks(conn: Connection) -> tuple[Any, Any]:
+    name = conn.dialect.name
+    pair = _LOCKS.get(name)
+    if pair is None:
+        if name == "sqlite":
+            pair = (_READ_FLOW, _READ_FLOW)
+        else:
+            pair = (_READ_FLOW.with_for_update(read=True), _READ_FLOW.with_for_update())
+        _LOCKS[name] = pair
+    return pair
+
+
+def _event(flow_uuid: str, epoch: int, worker: str, kind: str, old: str | None, new: str,
+           atom: str | None) -> dict[str, Any]:
+    return {"flow_uuid": flow_uuid, "atom_name": atom, "kind": kind, "old_state": old, "new_state": new,
+            "epoch": epoch, "worker": worker, "details": None, "at": utcnow()}
+
+
+def _plain(flow: Any, epoch: int, comp: Compilation, name: str) -> bool:
+    """The flow is running at this epoch, with no scope being retried; the atom is a task."""
+    return (
+        flow.epoch == epoch
+        and flow.state == states.RUNNING
+        and not (flow.meta and f'"{scopes.RETRYING}"' in flow.meta)
+        and comp.atoms[name].kind != "retry"
+    )
+
+
+def begin(
+    conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
+    make_begun: Callable[[dict[str, Any], str], Any],
+) -> Any:
+    """Claim a queued task of a running flow and read its inputs; FALLBACK for anything else.
+
+    A lost compare-and-set (a duplicate delivery) also falls back: the general
+    path then finds the atom already claimed and says why it skips.
+    """
+    if not ENABLED:
+        return FALLBACK
+    shared_lock, _ = _locks(conn)
+    flow = conn.execute(shared_lock, {"b_flow": flow_uuid}).first()
+    if flow is None or not _plain(flow, epoch, comp, name):
+        return FALLBACK
+    states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
+    now = utcnow()
+    params = {"b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_now": now}
+    if conn.execute(_CLAIM, params).rowcount != 1:
+        return FALLBACK
+    conn.execute(_ADD_EVENTS, [_event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name)])
+    compiled = comp.atoms[name]
+    store = serialization.loads(flow.store) or {}
+    needed = {compiled.providers[s] for s in compiled.exec_args.values() if s in compiled.providers}
+    results: dict[str, Any] = {}
+    if needed:
+        rows = conn.execute(_RESULTS, {"b_flow": flow_uuid, "b_names": sorted(needed)})
+        results = {row_name: serialization.loads(text) for row_name, text in rows}
+    save_as = {p: comp.atoms[p].save_as for p in needed}
+    kwargs = resolve(name, compiled.exec_args, compiled.exec_optional, compiled.inject, store, compiled.providers,
+                     results, save_as)
+    return make_begun(kwargs, flow.name)
+
+
+def finish(
+    conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str, result_json: str | None
+) -> Any:
+    """Record a task's success, count it into its successors' joins, queue the ready ones.
+
+    Returns the :class:`Dispatch` to publish after commit, or FALLBACK (nothing written).
+    """
+    if not ENABLED:
+        return FALLBACK
+    _, exclusive_lock = _locks(conn)
+    flow = conn.execute(exclusive_lock, {"b_flow": flow_uuid}).first()
+    if flow is None or not _plain(flow, epoch, comp, name):
+        return FALLBACK
+    successors = list(comp.atoms[name].succs)
+    if any(comp.atoms[s].deciders for s in successors):
+        return FALLBACK
+    states.check_atom_transition(states.RUNNING, states.SUCCESS, f"atom {name!r}")
+    now = utcnow()
+    base = {"b_flow": flow_uuid, "b_now": now}
+    if conn.execute(_SUCCEED, {**base, "b_atom": name, "b_worker": worker, "b_result": result_json}).rowcount != 1:
+        return FALLBACK  # a late result: the general path logs why it is discarded
+    events = [_event(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)]
+    dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
+    if successors:
+        conn.execute(_COUNT_IN, {"b_flow": flow_uuid, "b_names": successors})
+        joins = {row.name: row for row in conn.execute(_JOIN_STATE, {"b_flow": flow_uuid, "b_names": successors})}
+        ready = [
+            s for s in successors
+            if (row := joins.get(s)) is not None and row.waiting <= 0 and row.state == states.PENDING
+            and row.intention == states.EXECUTE and not row.queued
+        ]
+        if ready:
+            conn.execute(_QUEUE, {**base, "b_names": ready})
+            dispatch.execute.extend(ready)
+    outstanding = flow.outstanding - 1 + len(dispatch.execute)
+    if outstanding == 0 and conn.execute(_UNFINISHED, base).scalar() == 0:
+        states.check_flow_transition(flow.state, states.SUCCESS, f"flow {flow.name!r}")
+        conn.execute(_SUCCEED_FLOW, base)
+        events.append(_event(flow_uuid, epoch, worker, "flow", flow.state, states.SUCCESS, None))
+    else:
+        if outstanding == 0:
+            LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow_uuid)
+        conn.execute(_SETTLE_COUNT, {**base, "b_outstanding": outstanding})
+    conn.execute(_ADD_EVENTS, events)
+    return dispatch
