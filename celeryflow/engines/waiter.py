@@ -67,7 +67,7 @@ class Follower:
             flow = conn.execute(_FLOW_STATE, {"b_flow": self.flow_uuid}).first()
             return rows, (flow[0], flow[1]) if flow else None
 
-        rows, flow = self.backend.run_core(read)
+        rows, flow = self.backend.run_core(read, readonly=True)
         if flow is None:
             raise NotFound(f"Flow {self.flow_uuid} is not in the logbook {self.backend!r}")
         for row in rows:

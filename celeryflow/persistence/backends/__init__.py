@@ -53,8 +53,8 @@ def fetch(
         auto_migrate: upgrade the schema on first use; default from
             ``CELERYFLOW_AUTO_MIGRATE`` (on unless ``0``).
         **options: engine options: ``pool_size``, ``max_overflow``, ``pool_timeout``,
-            ``pool_recycle``, ``echo``, ``connect_timeout`` (s), ``busy_timeout``
-            (s, SQLite); TaskFlow's ``max_pool_size``, ``idle_timeout`` and
+            ``pool_recycle``, ``pool_pre_ping`` (default off: see impl_sqlalchemy), ``echo``,
+            ``connect_timeout`` (s), ``busy_timeout`` (s, SQLite); TaskFlow's ``max_pool_size``, ``idle_timeout`` and
             ``connection_debug`` too.
 
     Raises:

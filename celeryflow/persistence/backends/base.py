@@ -106,13 +106,13 @@ class Backend(abc.ABC):
             StorageFailure: a non-transient failure, or ``attempts`` transient ones.
         """
 
-    def run_core(self, fn: Callable[[SAConnection], T], *, attempts: int = 5) -> T:
+    def run_core(self, fn: Callable[[SAConnection], T], *, attempts: int = 5, readonly: bool = False) -> T:
         """Run ``fn(connection)`` in a transaction (SQLAlchemy Core, no ORM session), retrying like :meth:`run`.
 
         For the hottest transactions, whose statements are built once; ``fn`` can hand
         the connection to :func:`on_connection` for ORM work in the same transaction.
         """
-        return self.run(lambda session: fn(session.connection()), attempts=attempts)
+        return self.run(lambda session: fn(session.connection()), attempts=attempts, readonly=readonly)
 
     @abc.abstractmethod
     def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> FlowRow | None:

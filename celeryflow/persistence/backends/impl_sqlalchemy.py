@@ -10,9 +10,14 @@ Per database:
   pysqlite driver's own BEGIN is switched off and SQLAlchemy's ``begin`` event
   emits ours (the recipe from SQLAlchemy's SQLite dialect docs).
 * PostgreSQL and MySQL/MariaDB: READ COMMITTED (row locks on the flow row do
-  the serializing; no snapshot anomalies to retry), ``pool_pre_ping`` (survive
-  database restarts and idle-connection reapers), a connect timeout, and
-  utf8mb4 on MySQL.
+  the serializing; no snapshot anomalies to retry), a connect timeout, and
+  utf8mb4 on MySQL. No ``pool_pre_ping`` by default: it is a round trip per
+  transaction (two per atom). A connection that died with the server (a
+  restart, an idle reaper) fails its next statement instead; SQLAlchemy then
+  invalidates the whole pool and :meth:`SQLAlchemyBackend.run` retries the
+  transaction on a fresh connection, so one transaction per process pays
+  instead of every one. ``pool_pre_ping=True`` in the backend options turns
+  it back on.
 
 Driver errors are converted at this boundary into :class:`StorageFailure`
 with a message that names the (masked) URL and says what to check.
@@ -40,6 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from celeryflow.exceptions import ConfigurationError, StorageFailure
 from celeryflow.persistence import migrate
 from celeryflow.persistence.backends.base import Backend, BackendURL
+from celeryflow.persistence.backends.sqlite_lock import SQLiteWriteLock
 from celeryflow.persistence.tables import FlowRow
 
 LOG = logging.getLogger(__name__)
@@ -203,6 +209,7 @@ def engine_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
         "idle_timeout": "pool_recycle",
         "echo": "echo",
         "connection_debug": "echo",
+        "pool_pre_ping": "pool_pre_ping",
     }
     for key, value in options.items():
         if key in aliases:
@@ -212,6 +219,8 @@ def engine_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigurationError(f"Unknown logbook backend option {key!r}; known: {known}")
     if "echo" in kwargs:
         kwargs["echo"] = bool(kwargs["echo"])
+    if "pool_pre_ping" in kwargs:  # URL query values arrive as strings
+        kwargs["pool_pre_ping"] = str(kwargs["pool_pre_ping"]).lower() not in ("0", "false", "no", "off", "")
     return kwargs
 
 
@@ -244,6 +253,13 @@ class SQLAlchemyBackend(Backend):
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._readonly_sessions = sessionmaker(self._readonly_engine, expire_on_commit=False)
         self._serial = self._new_serial_lock()
+        database = self._engine.url.database
+        self._write_lock = (
+            SQLiteWriteLock(database)
+            if self._engine.dialect.name == "sqlite" and database and database != ":memory:"
+            and not self._engine.url.query.get("uri")
+            else None
+        )
         self._ready = False
         self._ready_lock = threading.Lock()
         self._closed = False
@@ -263,7 +279,6 @@ class SQLAlchemyBackend(Backend):
             install_sqlite_events(engine, busy_timeout, wal=True)
             return engine
         connect_args = {"connect_timeout": int(options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))}
-        kwargs.setdefault("pool_pre_ping", True)
         if name in ("mysql", "mariadb"):
             kwargs.setdefault("pool_recycle", 3600)  # under the server's default wait_timeout
         return create_engine(url, isolation_level="READ COMMITTED", connect_args=connect_args, **kwargs)
@@ -271,6 +286,10 @@ class SQLAlchemyBackend(Backend):
     def _new_serial_lock(self) -> AbstractContextManager[Any]:
         """What every transaction holds: nothing here; the database serializes."""
         return nullcontext()
+
+    def _writer(self, readonly: bool) -> AbstractContextManager[Any]:
+        """What a write transaction holds besides: the machine-wide write lock of an SQLite file."""
+        return self._write_lock if self._write_lock is not None and not readonly else nullcontext()
 
     @property
     def engine(self) -> Engine:
@@ -307,9 +326,11 @@ class SQLAlchemyBackend(Backend):
 
         return self._retrying(once, attempts)
 
-    def run_core(self, fn: Callable[[SAConnection], T], *, attempts: int = 5) -> T:
+    def run_core(self, fn: Callable[[SAConnection], T], *, attempts: int = 5, readonly: bool = False) -> T:
+        engine = self._readonly_engine if readonly else self._engine
+
         def once() -> T:
-            with self._serial, self._engine.begin() as conn:
+            with self._serial, self._writer(readonly), engine.begin() as conn:
                 return fn(conn)
 
         return self._retrying(once, attempts)
@@ -367,11 +388,13 @@ class SQLAlchemyBackend(Backend):
         """
         self._engine.dispose(close=False)
         self._ready_lock = threading.Lock()
+        if self._write_lock is not None:
+            self._write_lock.after_fork()
 
     @contextmanager
     def _session(self, readonly: bool) -> Iterator[Session]:
         maker = self._readonly_sessions if readonly else self._sessions
-        with self._serial, maker.begin() as session:
+        with self._serial, self._writer(readonly), maker.begin() as session:
             yield session
 
     def _ensure_ready(self) -> None:
