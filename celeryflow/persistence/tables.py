@@ -7,6 +7,9 @@ Design notes (see docs/architecture.md):
 
 * ``flow_details.epoch`` is the fencing token: bumped on every reclaim/resume;
   every write made on behalf of a message is guarded by ``epoch = :epoch``.
+* ``flow_details.held`` counts ready atoms kept back by the dispatch window
+  (a flow with 10,000 ready atoms does not put 10,000 messages on the broker
+  at once); they are queued as the flow's outstanding count falls.
 * ``flow_details.outstanding`` counts atoms dispatched (queued or running) and
   not yet finished; a flow whose phase is over and whose outstanding is zero is
   finished, or ready for compensation. It is only changed while the flow row
@@ -80,6 +83,9 @@ class FlowRow(Base):
     #: JSON: engine options and free-form metadata.
     meta: Mapped[str | None] = mapped_column(LongText, nullable=True)
     outstanding: Mapped[int] = mapped_column(Integer, default=0)
+    #: ready atoms not yet queued because the dispatch window was full (CELERYFLOW_DISPATCH_WINDOW):
+    #: queued as the flow's in-flight count falls (logbook.refill).
+    held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: who last drove the flow (engine, conductor) and when it last showed life.
     owner: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

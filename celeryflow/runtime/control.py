@@ -14,9 +14,11 @@ from celeryflow.exceptions import InvalidState, NotFound
 from celeryflow.persistence.tables import AtomRow, FlowRow, LogBookRow, utcnow
 from celeryflow.runtime import compensation, scopes
 from celeryflow.runtime.logbook import (
+    DISPATCH_WINDOW,
     DeciderCall,
     Dispatch,
     Events,
+    admit,
     flow_meta,
     load_atoms,
     queue_atoms,
@@ -121,8 +123,12 @@ def start(
     store_updates: Mapping[str, Any] | None = None,
     owner: str | None = None,
     decide: DeciderCall | None = None,
+    window: int = DISPATCH_WINDOW,
 ) -> Dispatch:
     """Run, resume or re-drive a flow: bump the epoch and queue whatever is ready.
+
+    At most ``window`` atoms are queued; the other ready ones are held in the
+    logbook and queued as the flow's in-flight count falls (``logbook.refill``).
 
     * PENDING / SUSPENDED / REVERTED (re-run from scratch) -> RUNNING.
     * RUNNING / REVERTING (the driver died, or a reclaim): atoms left RUNNING
@@ -146,6 +152,10 @@ def start(
             flow.owner = owner
         events = Events(flow_uuid, flow.epoch, owner)
         dispatch.epoch = flow.epoch
+        if flow.state == states.PENDING and flow.epoch == 1 and not flow.outstanding:
+            first = _first_start(session, flow, comp, events, dispatch, window)
+            if first is not None:
+                return first
         if flow.state == states.REVERTED:
             _reset_atoms(session, flow_uuid)
             meta = flow_meta(flow)
@@ -162,6 +172,7 @@ def start(
             .execution_options(synchronize_session=False)
         )
         flow.outstanding = 0
+        flow.held = 0
         session.flush()  # expire_all() below would drop the unflushed outstanding = 0
         session.expire_all()
         flow = _locked(backend, session, flow_uuid)
@@ -210,14 +221,34 @@ def start(
                 n for n, r in rows.items()
                 if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0
             ]
-            ready = ready_after(session, flow, comp, candidates, events, decide)
+            ready = admit(flow, ready_after(session, flow, comp, candidates, events, decide), window)
             queue_atoms(session, flow, ready, states.EXECUTE, events)
             dispatch.execute.extend(ready)
-        settle(session, flow, comp, events, dispatch)
+        settle(session, flow, comp, events, dispatch, window)
         events.flush(session)
         return dispatch
 
     return backend.run(txn)
+
+
+def _first_start(
+    session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch, window: int
+) -> Dispatch | None:
+    """A flow's very first start, without reading its atoms back: nothing ran, nothing is queued,
+    and the join counters are as ``create_flow`` wrote them, so the ready atoms are the sources.
+
+    Returns None when a source has a decider (the general path evaluates it).
+    """
+    sources = list(comp.sources())
+    if any(comp.atoms[name].deciders for name in sources):
+        return None
+    set_flow_state(flow, states.RUNNING, events)
+    ready = admit(flow, sources, window)
+    queue_atoms(session, flow, ready, states.EXECUTE, events)
+    dispatch.execute.extend(ready)
+    settle(session, flow, comp, events, dispatch, window)
+    events.flush(session)
+    return dispatch
 
 
 def _under_failed_reverts(plan: Mapping[str, list[str]], rows: Mapping[str, AtomRow]) -> set[str]:
@@ -273,6 +304,7 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
             .execution_options(synchronize_session=False)
         )
         flow.outstanding = 0
+        flow.held = 0
         for row in load_atoms(session, flow_uuid).values():
             if row.state == states.RUNNING:
                 row.state = states.FAILURE
@@ -305,6 +337,7 @@ def reset(backend: Backend, flow_uuid: str) -> None:
         events = Events(flow_uuid, flow.epoch + 1)
         flow.epoch += 1
         flow.outstanding = 0
+        flow.held = 0
         flow.failures = None
         flow.finished_at = None
         meta = flow_meta(flow)

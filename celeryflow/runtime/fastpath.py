@@ -47,7 +47,8 @@ _atoms = cast(Table, AtomRow.__table__)
 _events = cast(Table, EventRow.__table__)
 
 _READ_FLOW = select(
-    _flows.c.name, _flows.c.state, _flows.c.epoch, _flows.c.store, _flows.c.meta, _flows.c.outstanding
+    _flows.c.name, _flows.c.state, _flows.c.epoch, _flows.c.store, _flows.c.meta, _flows.c.outstanding,
+    _flows.c.held,
 ).where(_flows.c.uuid == bindparam("b_flow"))
 #: dialect name -> (shared lock, exclusive lock); SQLite has no row locks: BEGIN IMMEDIATE
 #: already made the transaction the only writer.
@@ -187,11 +188,14 @@ def begin(
 
 
 def finish(
-    conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str, result_json: str | None
+    conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str, result_json: str | None,
+    window: int,
 ) -> Any:
     """Record a task's success, count it into its successors' joins, queue the ready ones.
 
-    Returns the :class:`Dispatch` to publish after commit, or FALLBACK (nothing written).
+    Returns the :class:`Dispatch` to publish after commit, or FALLBACK (nothing written),
+    also when held atoms may be due for the dispatch window (``logbook.refill``: once
+    per half window).
     """
     if not ENABLED:
         return FALLBACK
@@ -200,7 +204,7 @@ def finish(
     if flow is None or not _plain(flow, epoch, comp, name):
         return FALLBACK
     successors = list(comp.atoms[name].succs)
-    if any(comp.atoms[s].deciders for s in successors):
+    if any(comp.atoms[s].deciders for s in successors) or (flow.held and flow.outstanding - 1 <= window // 2):
         return FALLBACK
     states.check_atom_transition(states.RUNNING, states.SUCCESS, f"atom {name!r}")
     now = utcnow()

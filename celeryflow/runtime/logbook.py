@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.exceptions import InvalidState
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
+from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -168,6 +169,43 @@ def queue_atoms(session: Session, flow: FlowRow, names: list[str], intention: st
     flow.outstanding += len(names)
 
 
+DISPATCH_WINDOW = DEFAULT_DISPATCH_WINDOW
+
+
+def admit(flow: FlowRow, ready: list[str], window: int) -> list[str]:
+    """Of all the atoms ready at a (re)start, those to queue now; the rest are held.
+
+    At most ``window`` atoms of a flow are on the broker or running: a flow that
+    starts with 10,000 ready atoms publishes ``window`` messages, not 10,000, and
+    :func:`refill` queues the held ones as the in-flight count falls.
+    """
+    room = max(0, window - flow.outstanding)
+    flow.held = max(0, len(ready) - room)
+    return ready[:room]
+
+
+def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,
+           window: int = DISPATCH_WINDOW) -> None:
+    """Queue held atoms once the running flow's in-flight count fell to half the window."""
+    if not flow.held or flow.state != states.RUNNING or flow.outstanding > window // 2:
+        return
+    from celeryflow.runtime import scopes
+
+    want = max(1, min(flow.held, window - flow.outstanding))
+    names = list(session.scalars(
+        select(AtomRow.name)
+        .where(AtomRow.flow_uuid == flow.uuid, AtomRow.state == states.PENDING, AtomRow.waiting <= 0,
+               AtomRow.intention == states.EXECUTE, AtomRow.queued.is_(False))
+        .order_by(AtomRow.name)
+        .limit(want)
+    ))
+    # fewer than asked for: none is held any more (a retry scope or a reset took the others)
+    flow.held = flow.held - len(names) if len(names) == want else 0
+    ready = [n for n in names if not scopes.blocked(comp, flow, n)]
+    queue_atoms(session, flow, ready, states.EXECUTE, events)
+    dispatch.execute.extend(ready)
+
+
 def decode_failures(flow: FlowRow) -> dict[str, Any]:
     return dict(serialization.loads(flow.failures) or {})
 
@@ -303,9 +341,11 @@ def count_unfinished(session: Session, flow_uuid: str) -> int:
 
 
 def settle(
-    session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch
+    session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,
+    window: int = DISPATCH_WINDOW,
 ) -> None:
-    """Decide what a quiet flow (nothing outstanding) does next."""
+    """Refill the dispatch window, and decide what a quiet flow (nothing outstanding) does next."""
+    refill(session, flow, comp, events, dispatch, window)
     if flow.outstanding > 0 or dispatch:
         return
     if flow.state == states.RUNNING:

@@ -18,6 +18,9 @@ def default_logbook_url() -> str:
     return f"sqlite:///{path}"
 
 
+#: most atoms of one flow queued or running at once (see logbook.admit)
+DEFAULT_DISPATCH_WINDOW = 512
+
 DEFAULT_MASK_KEYS = ("password", "passwd", "secret", "token", "key", "credential")
 
 
@@ -33,6 +36,7 @@ class Settings:
     max_result_bytes: int = 1024 * 1024
     mask_keys: tuple[str, ...] = DEFAULT_MASK_KEYS
     chain_max: int = 16
+    dispatch_window: int = DEFAULT_DISPATCH_WINDOW
     embedded_concurrency: int = 4
     imports: tuple[str, ...] = field(default_factory=tuple)
     retention_days: float | None = None

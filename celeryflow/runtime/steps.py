@@ -22,6 +22,7 @@ from celeryflow.persistence.tables import AtomRow, utcnow
 from celeryflow.runtime import compensation, fastpath, scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import (
+    DISPATCH_WINDOW,
     EXECUTE,
     DeciderCall,
     Dispatch,
@@ -150,6 +151,7 @@ def finish(
     failure: dict[str, Any] | None = None,
     decide: DeciderCall | None = None,
     controller: scopes.ControllerLookup | None = None,
+    window: int = DISPATCH_WINDOW,
 ) -> Dispatch | None:
     """Record the outcome of ``name``; return what to publish (None: the message was stale).
 
@@ -222,7 +224,7 @@ def finish(
                 meta["revert_failed"] = True
                 meta.setdefault("revert_failures", {})[name] = failure
                 set_flow_meta(flow, meta)
-        settle(session, flow, comp, events, dispatch)
+        settle(session, flow, comp, events, dispatch, window)
         events.flush(session)
         return dispatch
 
@@ -230,7 +232,7 @@ def finish(
         return backend.run(txn)
 
     def fast(conn: Connection) -> Dispatch | None:
-        dispatch = fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json)
+        dispatch = fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json, window)
         return on_connection(conn, txn) if dispatch is fastpath.FALLBACK else dispatch
 
     return backend.run_core(fast)

@@ -139,7 +139,8 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         decide = None if mode == REVERT else _decider(runtime)
         dispatch = outage.persist(
             lambda: steps.finish(backend, runtime.comp, flow_uuid, name, epoch, mode, me, result=result,
-                                 failure=failure, decide=decide, controller=runtime.atom),
+                                 failure=failure, decide=decide, controller=runtime.atom,
+                                 window=settings.dispatch_window),
             f"the {mode} outcome of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0),
         )
     localbus.notify()

@@ -152,3 +152,33 @@ def test_schema_from_a_newer_celeryflow_is_refused(db_url: str) -> None:
         fresh = backends.fetch(db_url, auto_migrate=auto, echo=False)
         with pytest.raises(StorageFailure, match="newer celeryflow"):
             fresh.get_logbooks()
+
+
+def test_flow_held_column_migrates_without_losing_flows(db_url: str) -> None:
+    """0003 adds (and its downgrade drops) flows.held in place: existing flows, atoms and events stay."""
+    from celeryflow import engines, task
+    from celeryflow.patterns import linear_flow
+
+    class Two(task.Task):
+        def execute(self) -> int:
+            return 2
+
+    backend = backends.fetch(db_url)
+    backend.upgrade()
+    engines.run(linear_flow.Flow("kept").add(Two("a"), Two("b")), backend=db_url)
+
+    def counts() -> tuple[int, int, int]:
+        with backend.connect(readonly=True) as conn:
+            return tuple(  # type: ignore[return-value]
+                conn.execute(text(f"SELECT COUNT(*) FROM {table}")).scalar()
+                for table in ("celeryflow_flows", "celeryflow_atoms", "celeryflow_events")
+            )
+
+    before = counts()
+    assert before[0] == 1 and before[1] == 2
+    migrate.downgrade(backend, "0002")
+    with backend.connect() as conn:
+        assert "held" not in {c["name"] for c in inspect(conn).get_columns("celeryflow_flows")}
+    assert counts() == before
+    migrate.upgrade(backend)
+    assert counts() == before and _schema_diff(backend) == []

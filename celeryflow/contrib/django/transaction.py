@@ -245,8 +245,9 @@ def _start_in(engine: CeleryEngine, backend: Any) -> Dispatch:
 
     comp = engine.compile()
     runtime = getattr(engine, "_runtime", None)
-    decide = runtime.decide if runtime is not None and any(a.deciders for a in comp.atoms.values()) else None
-    return control.start(backend, comp, engine.flow_uuid, owner=getattr(engine, "_owner", None), decide=decide)
+    decide = runtime.decide if runtime is not None and comp.deciders else None
+    return control.start(backend, comp, engine.flow_uuid, owner=getattr(engine, "_owner", None), decide=decide,
+                         window=engine.settings.dispatch_window)
 
 
 def publish(engine: CeleryEngine, what: Dispatch) -> None:

@@ -1,0 +1,130 @@
+"""The dispatch window: at most CELERYFLOW_DISPATCH_WINDOW atoms of a flow queued or running.
+
+The scheduler is driven here by hand (control.start, steps.begin/finish: what the
+engine and the workers run), so every intermediate state can be checked; one test
+runs a whole flow through the embedded engine with a small window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from celeryflow import engines, states, task
+from celeryflow.patterns import unordered_flow
+from celeryflow.persistence.backends import fetch
+from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.runtime import control, steps
+from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
+
+WINDOW = 4
+ATOMS = 30
+
+
+class Square(task.Task):
+    def execute(self, x: int) -> int:
+        return x * x
+
+
+def fan(n: int = ATOMS) -> unordered_flow.Flow:
+    return unordered_flow.Flow("fan").add(*(Square(f"sq{i:02d}", provides=f"y{i:02d}") for i in range(n)))
+
+
+def _flow_row(backend: Any, flow_uuid: str) -> tuple[str, int, int, int]:
+    def read(session: Any) -> tuple[str, int, int, int]:
+        flow = session.get(FlowRow, flow_uuid)
+        queued = session.scalar(
+            select(func.count()).select_from(AtomRow).where(AtomRow.flow_uuid == flow_uuid, AtomRow.queued.is_(True))
+        )
+        return flow.state, flow.outstanding, flow.held, int(queued or 0)
+
+    return backend.run(read)
+
+
+def _prepared(url: str) -> tuple[Any, Any, str]:
+    engine = engines.load(fan(), store={"x": 3}, backend=url)
+    engine.prepare()
+    return fetch(url), engine.compile(), engine.flow_uuid
+
+
+def _drive(backend: Any, comp: Any, flow_uuid: str, first: Dispatch, fail: str | None = None) -> list[str]:
+    """Deliver every dispatched message, one at a time, as a worker would; return the atoms executed."""
+    todo = [(name, EXECUTE) for name in first.execute]
+    ran: list[str] = []
+    while todo:
+        name, mode = todo.pop(0)
+        epoch = first.epoch
+        begun = steps.begin(backend, comp, flow_uuid, name, epoch, mode, "w:1")
+        if begun.verdict is steps.Verdict.SKIP:
+            continue
+        if begun.verdict is steps.Verdict.REFUSE:
+            after = steps.refuse(backend, comp, flow_uuid, name, epoch, "w:1", mode)
+        else:
+            failure = None
+            if mode == EXECUTE:
+                ran.append(name)
+                if name == fail:
+                    failure = {"exc_type_names": ["ValueError"], "exception_str": "boom", "traceback_str": ""}
+            after = steps.finish(backend, comp, flow_uuid, name, epoch, mode, "w:1",
+                                 result=None if failure else 9, failure=failure, window=WINDOW)
+        _, outstanding, _, queued = _flow_row(backend, flow_uuid)
+        assert outstanding <= WINDOW and queued <= WINDOW, (outstanding, queued)
+        if after is not None:
+            todo.extend((n, EXECUTE) for n in after.execute)
+            todo.extend((n, REVERT) for n in after.revert)
+    return ran
+
+
+def test_start_queues_a_window_and_holds_the_rest(any_db_url: str) -> None:
+    backend, comp, flow_uuid = _prepared(any_db_url)
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    assert len(first.execute) == WINDOW
+    assert _flow_row(backend, flow_uuid) == (states.RUNNING, WINDOW, ATOMS - WINDOW, WINDOW)
+
+
+def test_held_atoms_are_queued_as_the_window_drains(any_db_url: str) -> None:
+    backend, comp, flow_uuid = _prepared(any_db_url)
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    ran = _drive(backend, comp, flow_uuid, first)
+    assert sorted(ran) == sorted(comp.atoms) and len(ran) == ATOMS  # each exactly once
+    assert _flow_row(backend, flow_uuid) == (states.SUCCESS, 0, 0, 0)
+
+
+def test_held_atoms_never_start_once_the_flow_fails(any_db_url: str) -> None:
+    backend, comp, flow_uuid = _prepared(any_db_url)
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    ran = _drive(backend, comp, flow_uuid, first, fail=first.execute[0])
+    # queued atoms not started when the failure is recorded are refused; held ones never queued
+    assert ran == [first.execute[0]]
+
+    def states_of(session: Any) -> dict[str, str]:
+        return dict(session.execute(select(AtomRow.name, AtomRow.state).where(AtomRow.flow_uuid == flow_uuid)).all())
+
+    atom_states = backend.run(states_of)
+    assert sum(1 for s in atom_states.values() if s == states.PENDING) == ATOMS - 1
+    assert atom_states[first.execute[0]] == states.REVERTED
+    assert _flow_row(backend, flow_uuid)[:2] == (states.REVERTED, 0)
+
+
+def test_resume_after_suspend_recomputes_what_is_held(any_db_url: str) -> None:
+    backend, comp, flow_uuid = _prepared(any_db_url)
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    control.suspend(backend, comp, flow_uuid)
+    # the queued messages are refused by the suspending flow; the flow ends SUSPENDED
+    for name in first.execute:
+        assert steps.begin(backend, comp, flow_uuid, name, first.epoch, EXECUTE, "w:1").verdict is steps.Verdict.REFUSE
+        steps.refuse(backend, comp, flow_uuid, name, first.epoch, "w:1", EXECUTE)
+    assert _flow_row(backend, flow_uuid)[0] == states.SUSPENDED
+    again = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    assert len(again.execute) == WINDOW
+    assert _flow_row(backend, flow_uuid) == (states.RUNNING, WINDOW, ATOMS - WINDOW, WINDOW)
+    assert len(_drive(backend, comp, flow_uuid, again)) == ATOMS
+    assert _flow_row(backend, flow_uuid)[0] == states.SUCCESS
+
+
+def test_embedded_engine_runs_a_flow_wider_than_its_window(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERYFLOW_DISPATCH_WINDOW", str(WINDOW))
+    results = engines.run(fan(), store={"x": 3}, backend=sqlite_url)
+    assert [results[f"y{i:02d}"] for i in range(ATOMS)] == [9] * ATOMS
