@@ -42,6 +42,10 @@ FUNCTIONS = (
     ("runtime/tasks.py", "run_step"),
     ("runtime/steps.py", "begin"),
     ("runtime/steps.py", "finish"),
+    ("runtime/fastpath.py", "begin"),
+    ("runtime/fastpath.py", "finish"),
+    ("backends/impl_sqlalchemy.py", "run_core"),
+    ("backends/base.py", "on_connection"),
     ("runtime/steps.py", "_inputs"),
     ("runtime/logbook.py", "cas_atom"),
     ("runtime/logbook.py", "decrement_successors"),
@@ -156,6 +160,8 @@ def summarize(path: Path) -> dict[str, Any]:
         procs, frames = _frames(stack)
         if len(procs) < 2:  # the worker's main process (consumer); pool children have two
             continue
+        if _has(frames, "_loop", "runtime/heartbeat.py"):
+            continue  # the heartbeat thread sleeps beside the task: not the pool process's time
         total += n
         cat = classify(frames)
         cats[cat] += n
