@@ -47,8 +47,8 @@ class Plan:
     """Sizes and repetitions: the full run, or ``--quick`` (a smoke run)."""
 
     quick: bool
-    runs: int = 3
-    short_runs: int = 5  # the sub-second cases (linear/chain 100)
+    runs: int = 5
+    short_runs: int = 7  # the sub-second cases (linear/chain 100)
     unordered: int = 1000
     linear_short: int = 100
     linear_long: int = 1000
@@ -221,8 +221,12 @@ def run_remote(results: Results, logbook_kind: str, logbook: str, broker: str, t
     log(f"{logbook_kind}: starting a prefork worker (-c 2)")
     with procs.Worker(env, tmp / "logs", name=f"{logbook_kind}-timing") as worker:
         session = Session(app, broker, plan.timeout, worker)
-        session.flow("linear", 5)  # warm-up: schema, connections, imports on both sides
-        session.plain("chain", 5)
+        # warm-up, untimed: schema, connections, imports, both pool processes, first flows on each side
+        for _ in range(2):
+            session.flow("unordered", 40 if plan.quick else 200)
+            session.plain("group", 40 if plan.quick else 200)
+            session.flow("linear", 20)
+            session.plain("chain", 20)
         cases = remote_cases(plan)
         rounds = max(runs for *_, runs in cases)
         for r in range(rounds):

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger("celeryflow.worker")
 
 WORKER_ID = f"{socket.gethostname()}:{os.getpid()}"
+_worker_init_connected = False
 
 
 def worker_id() -> str:
@@ -181,8 +182,42 @@ def _send(app: Celery, runtime: context.FlowRuntime, dispatch: Dispatch | None, 
                       dispatch.flow_uuid)
 
 
+def open_logbook_at_worker_start(sender: Any = None, **_: Any) -> None:
+    """``worker_init``: open the worker's logbook and check its schema before the pool forks.
+
+    The pool's children inherit a backend that is ready (schema checked or upgraded),
+    so no child pays the Alembic check on its first message; and a worker pointed at a
+    database that is down or has an old schema says so when it starts. Never fatal: a
+    message that finds the logbook unreachable is retried later, as always.
+    """
+    app = getattr(sender, "app", None)
+    if app is None or EXECUTE_TASK not in app.tasks:
+        return
+    from celeryflow.runtime.embedded import is_embedded
+
+    if is_embedded(app):
+        return  # its engines name their logbooks themselves; the configured default may be unused
+    url = app.conf.get("celeryflow_backend")
+    if not url:
+        return
+    from celeryflow.persistence.backends import fetch
+
+    try:
+        backend = fetch(url)
+        backends.remember(backend)
+        backend.validate()
+    except CeleryflowError as exc:
+        LOG.warning("celeryflow: the logbook is not usable at worker start (%s); atoms will wait for it", exc)
+
+
 def register_tasks(app: Celery) -> None:
     """Register the worker tasks on ``app`` (idempotent)."""
+    global _worker_init_connected
+    if not _worker_init_connected:
+        from celery import signals
+
+        signals.worker_init.connect(open_logbook_at_worker_start, weak=False)
+        _worker_init_connected = True
     if EXECUTE_TASK in app.tasks and REVERT_TASK in app.tasks:
         return
     common: dict[str, Any] = {

@@ -68,3 +68,41 @@ def test_flow_handle_reattaches_from_another_process(remote_env):
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "SUCCESS []"
     assert [n for w, n in read_trace(trace) if w == "execute"] == [f"s{i}" for i in range(5)]
+
+
+def test_worker_opens_and_migrates_its_logbook_at_start(redis_url, postgres_url, restore_default_app):
+    """worker_init: the logbook's schema is created before the first message (not by the first pool child)."""
+    from celeryflow.persistence import backends, migrate
+
+    app = Celery("startup-check", broker=redis_url, set_as_current=False)
+    celeryflow.install(app, backend=postgres_url, beat=False)
+    assert migrate.current(backends.fetch(postgres_url, auto_migrate=False)) is None
+    with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False):
+        assert migrate.current(backends.fetch(postgres_url, auto_migrate=False)) == migrate.head()
+
+
+def test_worker_starts_when_its_logbook_is_down(redis_url, restore_default_app):
+    import logging
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    collect = Collect()
+    logger = logging.getLogger("celeryflow.worker")
+    logger.addHandler(collect)  # Celery's worker set-up reconfigures the root logger's handlers
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # a test worker sets the root level to ERROR
+    try:
+        app = Celery("startup-down", broker=redis_url, set_as_current=False)
+        celeryflow.install(app, backend="postgresql://nobody@127.0.0.1:1/none", beat=False)
+        with start_worker(app, pool="threads", concurrency=1, perform_ping_check=False):
+            pass
+    finally:
+        logger.removeHandler(collect)
+        logger.setLevel(level)
+    assert any("not usable at worker start" in m for m in collect.messages), collect.messages
