@@ -271,6 +271,19 @@ def limits(results: Results, add: Any) -> None:
         if pq and pc:
             text += f" (PostgreSQL: {pq['wall_ms']:.2f} vs {pc['wall_ms']:.2f} ms wall)"
         add(text + " — see *The logbook's per-atom floor*.")
+    pg_counts = per_atom_counts(results, "postgresql", f"linear {p.linear_long}")
+    pg_floor = results.floor.get("postgresql core")
+    chain_runs = results.remote.get("postgresql", {}).get(f"chain {p.linear_short}")
+    if pg_counts and pg_floor and chain_runs:
+        trips = pg_counts["statements"] + 2 * pg_counts["transactions"]  # + BEGIN and COMMIT of each
+        hop = med(chain_runs) / p.linear_short * 1000
+        add(f"* **PostgreSQL round trips**: an atom of a linear flow costs {pg_counts['statements']:.0f} statements "
+            f"in {pg_counts['transactions']:.0f} transactions, about {trips:.0f} round trips with BEGIN and COMMIT "
+            "(psycopg sends each on its own). A pared-down version of them (lock, compare-and-set, count, event: "
+            "7 statements in 2 transactions) through SQLAlchemy Core, in one process with nothing else running, "
+            f"takes {pg_floor['wall_ms']:.2f} ms per atom (the floor table): {pg_floor['wall_ms'] / hop:.0%} of a "
+            f"whole plain Celery chain hop here ({hop:.2f} ms). On PostgreSQL the logbook alone costs most of the "
+            "Celery hop it records, which is what keeps the PostgreSQL ratios above 1.5x on this machine.")
     for key, prof in results.profiles.items():
         busy = {k: v for k, v in prof["categories"].items() if not k.startswith("idle")}
         total = sum(busy.values())
