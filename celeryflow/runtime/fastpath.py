@@ -153,6 +153,17 @@ def _plain(flow: Any, epoch: int, comp: Compilation, name: str) -> bool:
     )
 
 
+def _locked_plain_flow(
+    conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, *, exclusive: bool
+) -> Any:
+    """The flow row, locked (shared to claim, exclusive to finish), if this is the plain case; else None."""
+    if not ENABLED:
+        return None
+    shared_lock, exclusive_lock = _locks(conn)
+    flow = conn.execute(exclusive_lock if exclusive else shared_lock, {"b_flow": flow_uuid}).first()
+    return flow if flow is not None and _plain(flow, epoch, comp, name) else None
+
+
 def begin(
     conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
     make_begun: Callable[[dict[str, Any], str], Any],
@@ -162,11 +173,8 @@ def begin(
     A lost compare-and-set (a duplicate delivery) also falls back: the general
     path then finds the atom already claimed and says why it skips.
     """
-    if not ENABLED:
-        return FALLBACK
-    shared_lock, _ = _locks(conn)
-    flow = conn.execute(shared_lock, {"b_flow": flow_uuid}).first()
-    if flow is None or not _plain(flow, epoch, comp, name):
+    flow = _locked_plain_flow(conn, comp, flow_uuid, name, epoch, exclusive=False)
+    if flow is None:
         return FALLBACK
     states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
     now = utcnow()
@@ -197,11 +205,8 @@ def finish(
     also when held atoms may be due for the dispatch window (``logbook.refill``: once
     per half window).
     """
-    if not ENABLED:
-        return FALLBACK
-    _, exclusive_lock = _locks(conn)
-    flow = conn.execute(exclusive_lock, {"b_flow": flow_uuid}).first()
-    if flow is None or not _plain(flow, epoch, comp, name):
+    flow = _locked_plain_flow(conn, comp, flow_uuid, name, epoch, exclusive=True)
+    if flow is None:
         return FALLBACK
     successors = list(comp.atoms[name].succs)
     if any(comp.atoms[s].deciders for s in successors) or (flow.held and flow.outstanding - 1 <= window // 2):
