@@ -128,3 +128,25 @@ def test_embedded_engine_runs_a_flow_wider_than_its_window(sqlite_url: str, monk
     monkeypatch.setenv("CELERYFLOW_DISPATCH_WINDOW", str(WINDOW))
     results = engines.run(fan(), store={"x": 3}, backend=sqlite_url)
     assert [results[f"y{i:02d}"] for i in range(ATOMS)] == [9] * ATOMS
+
+
+def test_a_wide_flow_is_persisted_and_run_on_every_logbook(any_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wide enough for PostgreSQL's COPY path in create_flow (control.COPY_THRESHOLD), and for refills."""
+    width = control.COPY_THRESHOLD + 50
+    monkeypatch.setenv("CELERYFLOW_DISPATCH_WINDOW", "64")
+    engine = engines.load(fan(width), store={"x": 3}, backend=any_db_url)
+    engine.prepare()
+    backend = fetch(any_db_url)
+
+    def rows(session: Any) -> list[tuple[Any, ...]]:
+        return session.execute(
+            select(AtomRow.name, AtomRow.state, AtomRow.intention, AtomRow.queued, AtomRow.waiting, AtomRow.kind)
+            .where(AtomRow.flow_uuid == engine.flow_uuid).order_by(AtomRow.name)
+        ).all()
+
+    persisted = backend.run(rows)
+    names = sorted(f"sq{i:02d}" for i in range(width))
+    assert [tuple(r) for r in persisted] == [(n, states.PENDING, states.EXECUTE, False, 0, "task") for n in names]
+    engine.run(timeout=120)
+    results = engine.storage.fetch_all()
+    assert all(results[f"y{i:02d}"] == 9 for i in range(width))
