@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.exceptions import InvalidState, NotFound
 from celeryflow.persistence.tables import AtomRow, FlowRow, LogBookRow, utcnow
-from celeryflow.runtime import compensation, scopes
+from celeryflow.runtime import compensation, scope_rounds, scopes
 from celeryflow.runtime.logbook import (
     DISPATCH_WINDOW,
     DeciderCall,
@@ -232,7 +232,7 @@ def start(
             recount(session, flow, comp, rows)
             session.flush()
             # Retry scopes that were being reverted when the flow stopped go on from where they were.
-            scopes.resume(session, flow, comp, events, dispatch)
+            scope_rounds.resume(session, flow, comp, events, dispatch)
             candidates = [
                 n for n, r in rows.items()
                 if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0

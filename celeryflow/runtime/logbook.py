@@ -277,7 +277,7 @@ def _decider_failed(
     ref: str | None, exc: Exception,
 ) -> None:
     from celeryflow.exceptions import ExecutionFailure
-    from celeryflow.runtime import scopes
+    from celeryflow.runtime import scope_decisions
     from celeryflow.types.failure import Failure
 
     LOG.warning("decider on %s -> %s of flow %s raised %r", pred, name, flow.uuid, exc)
@@ -286,7 +286,8 @@ def _decider_failed(
         f"{type(exc).__name__}: {exc}. A decider must return True or False; the flow is reverted",
         exc,
     )
-    scopes.doom(session, flow, comp, events, None, {name: Failure.from_exception(err).to_dict()}, failed_atom=name)
+    failure = {name: Failure.from_exception(err).to_dict()}
+    scope_decisions.doom(session, flow, comp, events, None, failure, failed_atom=name)
 
 
 def ignore_atoms(session: Session, flow: FlowRow, comp: Compilation, names: Iterable[str], events: Events) -> list[str]:

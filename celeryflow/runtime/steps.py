@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.persistence.backends.base import on_connection
 from celeryflow.persistence.tables import AtomRow, utcnow
-from celeryflow.runtime import compensation, fastpath, scopes
+from celeryflow.runtime import compensation, fastpath, scope_decisions, scope_rounds, scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import (
     DISPATCH_WINDOW,
@@ -194,10 +194,10 @@ def finish(
                     queue_atoms(session, flow, ready, states.EXECUTE, events)
                     dispatch.execute.extend(ready)
             else:
-                scopes.on_execute_failure(
+                scope_decisions.on_execute_failure(
                     session, flow, comp, name, failure, events, controller or _lookup(backend, flow_uuid)
                 )
-            scopes.after_change(session, flow, comp, name, events, dispatch)
+            scope_rounds.after_change(session, flow, comp, name, events, dispatch)
         else:
             new = states.REVERTED if failure is None else states.REVERT_FAILURE
             if not cas_atom(
@@ -214,7 +214,7 @@ def finish(
             if flow.state in (states.RUNNING, states.SUSPENDING) and scopes.might_be_handled(flow):
                 scope = scopes.handled_scope(comp, flow_meta(flow), name)
             if scope is not None:
-                scopes.after_revert(session, flow, comp, scope, name, failure, events, dispatch)
+                scope_rounds.after_revert(session, flow, comp, scope, name, failure, events, dispatch)
             elif failure is None:
                 ready = compensation.after_reverted(session, flow, comp, name)
                 queue_atoms(session, flow, ready, states.REVERT, events)
@@ -266,7 +266,7 @@ def refuse(
         flow.outstanding -= 1
         events = Events(flow_uuid, epoch, worker)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
-        scopes.after_change(session, flow, comp, name, events, dispatch)
+        scope_rounds.after_change(session, flow, comp, name, events, dispatch)
         settle(session, flow, comp, events, dispatch)
         events.flush(session)
         return dispatch

@@ -1,0 +1,239 @@
+"""What a failure inside a retry scope leads to: consult the controllers, then retry or compensate.
+
+Called with the flow row locked, from the transaction that records the failure
+(:func:`celeryflow.runtime.steps.finish`). The semantics are in :mod:`celeryflow.runtime.scopes`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from celeryflow import serialization, states
+from celeryflow.exceptions import ExecutionFailure
+from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.runtime.logbook import Events, decode_failures, flow_meta, set_flow_meta, set_flow_state
+from celeryflow.runtime.scopes import (
+    DECISIONS,
+    RETRYING,
+    REVERT_SCOPE,
+    ControllerLookup,
+    handled_scope,
+    in_order,
+    load_history,
+    members,
+    record_failure,
+    retrying,
+    revert_set,
+)
+from celeryflow.types.failure import Failure
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+
+LOG = logging.getLogger(__name__)
+
+
+def _options(flow: FlowRow) -> dict[str, Any]:
+    return dict(flow_meta(flow).get("options") or {})
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+@dataclass
+class Resolution:
+    """What a failure leads to: RETRY / REVERT a controller's subflow, or REVERT_ALL."""
+
+    kind: str
+    controller: str | None = None
+    countdown: float = 0.0
+    failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # extra: a controller that raised
+
+
+class Resolver:
+    """Consults controllers (TaskFlow's ``Completer._process_atom_failure``)."""
+
+    def __init__(self, session: Session, flow: FlowRow, comp: Compilation, lookup: ControllerLookup) -> None:
+        self.session = session
+        self.flow = flow
+        self.comp = comp
+        self.lookup = lookup
+        self.defer = bool(_options(flow).get("defer_reverts"))
+
+    def process(self, atom: str, failure: dict[str, Any]) -> Resolution:
+        controller = self.comp.atoms[atom].retry
+        if controller is None:
+            return Resolution("REVERT_ALL")
+        history = record_failure(self.session, self.flow.uuid, controller, atom, failure)
+        decision, countdown, problem = self.consult(controller, history)
+        if problem is not None:
+            return Resolution("REVERT_ALL", failures={controller: problem})
+        if decision == states.RETRY:
+            return Resolution(states.RETRY, controller, countdown)
+        if decision == "REVERT":
+            parent = self.comp.atoms[controller].retry
+            above = self.process(controller, failure)
+            if self.defer:
+                return above
+            if parent is not None and above.kind != "REVERT":
+                return above
+            return Resolution("REVERT", controller, failures=above.failures)
+        return Resolution("REVERT_ALL")
+
+    def consult(self, controller: str, history: list[list[Any]]) -> tuple[str, float, dict[str, Any] | None]:
+        from celeryflow.retry import History
+        from celeryflow.runtime.steps import _inputs
+
+        try:
+            obj = self.lookup(controller)
+            kwargs = _inputs(self.session, self.flow.uuid, self.flow.store, self.comp, controller, revert=False)
+            hist = History.from_list(history)
+            decision = str(obj.on_failure(hist, **kwargs))
+            if decision not in DECISIONS:
+                raise ValueError(f"on_failure returned {decision!r}; expected RETRY, REVERT or REVERT_ALL")
+            countdown = float(obj.countdown(len(hist))) if decision == states.RETRY else 0.0
+            return decision, max(0.0, countdown), None
+        except Exception as exc:
+            LOG.warning("retry controller %s of flow %s could not decide: %r", controller, self.flow.uuid, exc)
+            err = ExecutionFailure(
+                f"Retry controller {controller!r} could not decide what to do about a failure "
+                f"({type(exc).__name__}: {exc}); the whole flow is reverted",
+                exc,
+            )
+            return "REVERT_ALL", 0.0, Failure.from_exception(err).to_dict()
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def on_execute_failure(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    name: str,
+    failure: dict[str, Any],
+    events: Events,
+    lookup: ControllerLookup,
+) -> None:
+    """An atom's execution failed (already recorded FAILURE): decide and start what follows."""
+    if flow.state in (states.RUNNING, states.SUSPENDING):
+        meta = flow_meta(flow)
+        if handled_scope(comp, meta, name) is not None:
+            # Its scope is already going down for a retry: just remember the failure.
+            nearest = comp.atoms[name].retry
+            assert nearest is not None
+            record_failure(session, flow.uuid, nearest, name, failure)
+            return
+        if comp.atoms[name].retry is None:
+            doom(session, flow, comp, events, None, {name: failure}, failed_atom=name)
+            return
+        res = Resolver(session, flow, comp, lookup).process(name, failure)
+        if res.kind == states.RETRY:
+            assert res.controller is not None
+            begin_retry(session, flow, comp, res.controller, res.countdown, events, failed_atom=name)
+        elif res.kind == "REVERT":
+            assert res.controller is not None
+            doom(session, flow, comp, events, revert_set(comp, res.controller), {name: failure, **res.failures},
+                 failed_atom=name)
+        else:
+            doom(session, flow, comp, events, None, {name: failure, **res.failures}, failed_atom=name)
+    elif flow.state == states.REVERTING:
+        # Already compensating (a failure of an atom that was still running): widen the scope.
+        nearest = comp.atoms[name].retry
+        doom(session, flow, comp, events, revert_set(comp, nearest) if nearest else None, {name: failure},
+             failed_atom=name)
+    else:
+        failures = decode_failures(flow)
+        failures[name] = failure
+        flow.failures = serialization.dumps(failures)
+
+
+def doom(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    events: Events,
+    scope: Iterable[str] | None,
+    failures: Mapping[str, dict[str, Any]],
+    *,
+    failed_atom: str | None = None,
+) -> None:
+    """The flow cannot succeed: compensate ``scope`` (None: everything) once nothing runs.
+
+    Scopes that were being reverted for a retry are abandoned and added to the
+    compensation (nothing is left half-reverted).
+    """
+    recorded = decode_failures(flow)
+    recorded.update(failures)
+    flow.failures = serialization.dumps(recorded)
+    meta = flow_meta(flow)
+    abandoned = dict(meta.pop(RETRYING, None) or {})
+    wanted: set[str] | None = None if scope is None else set(scope)
+    if wanted is not None:
+        # Scopes half-way through a retry (reverting, or their controller queued to run
+        # again) are compensated too: nothing is left half-reverted.
+        again = session.scalars(
+            select(AtomRow.name).where(AtomRow.flow_uuid == flow.uuid, AtomRow.state == states.RETRYING)
+        )
+        for controller in {*abandoned, *again}:
+            wanted |= revert_set(comp, controller)
+    if flow.state == states.REVERTING:
+        current = meta.get(REVERT_SCOPE)
+        if current is None or wanted is None:
+            meta.pop(REVERT_SCOPE, None)
+        else:
+            meta[REVERT_SCOPE] = in_order(comp, set(current) | wanted)
+    else:
+        if wanted is None:
+            meta.pop(REVERT_SCOPE, None)
+        else:
+            meta[REVERT_SCOPE] = in_order(comp, wanted)
+        details: dict[str, Any] = {"failed_atom": failed_atom} if failed_atom else {}
+        if wanted is not None:
+            details["scope"] = True
+        set_flow_state(flow, states.REVERTING, events, **details)
+    set_flow_meta(flow, meta)
+
+
+def begin_retry(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    controller: str,
+    countdown: float,
+    events: Events,
+    *,
+    failed_atom: str,
+) -> None:
+    """``controller`` decided RETRY: stop its scope, mark it RETRYING (reverts start when quiet)."""
+    meta = flow_meta(flow)
+    active = retrying(meta)
+    inside = set(members(comp, controller))
+    for other in list(active):
+        if other in inside:  # a nested scope already retrying is subsumed
+            del active[other]
+    active[controller] = {"countdown": countdown}
+    meta[RETRYING] = active
+    set_flow_meta(flow, meta)
+    history = load_history(session, flow.uuid, controller)
+    from celeryflow.runtime.logbook import cas_atom
+
+    moved = cas_atom(
+        session, flow.uuid, controller, (states.SUCCESS,), states.RETRYING, events,
+        details={"failed_atom": failed_atom, "attempt": len(history), "countdown": countdown},
+        intention=states.RETRY,
+    )
+    if not moved:
+        # A subsumed inner controller may already be RETRYING (never RUNNING here: its scope ran).
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name == controller)
+            .values(intention=states.RETRY)
+            .execution_options(synchronize_session=False)
+        )

@@ -1,0 +1,232 @@
+"""Driving a retry round: revert the scope once it is quiet, then run its controller again.
+
+Called with the flow row locked, from the transactions that record an atom's end
+(:mod:`celeryflow.runtime.steps`) and from start/resume (:mod:`celeryflow.runtime.control`).
+The semantics are in :mod:`celeryflow.runtime.scopes`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from celeryflow import states
+from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
+from celeryflow.runtime.logbook import Dispatch, Events, flow_meta, queue_atoms, recount, set_flow_meta
+from celeryflow.runtime.scope_decisions import doom
+from celeryflow.runtime.scopes import (
+    EXECUTED,
+    RETRYING,
+    fresh_rows,
+    handled_scope,
+    in_order,
+    load_history,
+    members,
+    might_be_handled,
+    retrying,
+    revert_set,
+)
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+
+LOG = logging.getLogger(__name__)
+
+
+def after_change(
+    session: Session, flow: FlowRow, comp: Compilation, name: str, events: Events, dispatch: Dispatch
+) -> None:
+    """An atom finished, failed or was refused: move its retrying scope on, if it is in one."""
+    if not might_be_handled(flow):
+        return
+    controller = handled_scope(comp, flow_meta(flow), name)
+    if controller is not None:
+        advance(session, flow, comp, controller, events, dispatch)
+
+
+def advance(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    controller: str,
+    events: Events,
+    dispatch: Dispatch,
+    lost: frozenset[str] | None = frozenset(),
+) -> None:
+    """Drive a retrying scope: wait until quiet, plan and queue its reverts, then re-run it.
+
+    ``lost``: atoms whose RUNNING/REVERTING state no worker holds any more (None: all
+    of them, as on resume after the epoch bump); they do not count as in flight.
+    """
+    meta = flow_meta(flow)
+    active = retrying(meta)
+    entry = active.get(controller)
+    if entry is None:
+        return
+    scope = members(comp, controller)
+    rows = fresh_rows(session, flow.uuid, scope)
+    inflight = any(
+        r.queued or (r.state in (states.RUNNING, states.REVERTING) and lost is not None and n not in lost)
+        for n, r in rows.items()
+    )
+    if inflight:
+        return
+    remaining = {n for n, r in rows.items() if r.state in EXECUTED}
+    if flow.state != states.RUNNING:
+        return  # suspended (or suspending): control.start re-drives the scope on resume
+    if remaining:
+        if "plan" in entry:
+            # Quiet, the flow is running, yet reverts remain unqueued: re-plan (resume).
+            LOG.info("re-planning the reverts of retry scope %s in flow %s", controller, flow.uuid)
+        plan = _plan(comp, remaining)
+        entry["plan"] = plan
+        active[controller] = entry
+        meta[RETRYING] = active
+        set_flow_meta(flow, meta)
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(list(scope)))
+            .values(intention=states.REVERT)
+            .execution_options(synchronize_session=False)
+        )
+        from celeryflow.runtime.compensation import set_counters
+
+        rwaiting = {n: 0 for n in remaining}
+        for preds in plan.values():
+            for pred in preds:
+                rwaiting[pred] += 1
+        set_counters(session, flow.uuid, "rwaiting", rwaiting)
+        ready = sorted((n for n, c in rwaiting.items() if c == 0), key=lambda n: -comp.atoms[n].index)
+        queue_atoms(session, flow, ready, states.REVERT, events)
+        dispatch.revert.extend(ready)
+        return
+    complete(session, flow, comp, controller, entry, events, dispatch)
+
+
+def _plan(comp: Compilation, to_revert: set[str]) -> dict[str, list[str]]:
+    from celeryflow.runtime.compensation import revert_plan
+
+    return revert_plan(comp, to_revert)
+
+
+def after_revert(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    controller: str,
+    name: str,
+    failure: dict[str, Any] | None,
+    events: Events,
+    dispatch: Dispatch,
+) -> None:
+    """A revert inside a retrying scope finished (REVERTED or REVERT_FAILURE recorded)."""
+    if failure is not None:
+        # Compensation failed: retrying on top of it is unsafe. Compensate the scope and stop.
+        meta = flow_meta(flow)
+        meta["revert_failed"] = True
+        meta.setdefault("revert_failures", {})[name] = failure
+        set_flow_meta(flow, meta)
+        history = load_history(session, flow.uuid, controller)
+        attempt_failures = dict(history[-1][1]) if history and history[-1][1] else {}
+        doom(session, flow, comp, events, revert_set(comp, controller), attempt_failures, failed_atom=name)
+        return
+    entry = retrying(flow_meta(flow)).get(controller) or {}
+    plan: dict[str, list[str]] = entry.get("plan") or {}
+    preds = plan.get(name, [])
+    if preds:
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(preds))
+            .values(rwaiting=AtomRow.rwaiting - 1)
+            .execution_options(synchronize_session=False)
+        )
+        if flow.state == states.RUNNING:
+            rows = fresh_rows(session, flow.uuid, preds)
+            ready = [n for n in preds if rows[n].rwaiting <= 0 and rows[n].state in EXECUTED and not rows[n].queued]
+            queue_atoms(session, flow, ready, states.REVERT, events)
+            dispatch.revert.extend(ready)
+    advance(session, flow, comp, controller, events, dispatch)
+
+
+def complete(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    controller: str,
+    entry: Mapping[str, Any],
+    events: Events,
+    dispatch: Dispatch,
+) -> None:
+    """The scope is reverted: reset its members and run the controller again."""
+    scope = list(members(comp, controller))
+    rows = fresh_rows(session, flow.uuid, scope)
+    for name in in_order(comp, scope):
+        old = rows[name].state
+        if old != states.PENDING:
+            states.check_atom_transition(old, states.PENDING, f"atom {name!r}")
+            events.add("atom", old, states.PENDING, atom=name, details={"reason": f"retry of {controller}"})
+    if scope:
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(scope))
+            .values(
+                state=states.PENDING, intention=states.EXECUTE, queued=False, result=None, failure=None,
+                revert_result=None, revert_failure=None, history=None, progress=0.0, worker=None,
+                started_at=None, finished_at=None, heartbeat_at=None, queued_at=None, rwaiting=0, attempts=0,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    meta = flow_meta(flow)
+    active = retrying(meta)
+    active.pop(controller, None)
+    if active:
+        meta[RETRYING] = active
+    else:
+        meta.pop(RETRYING, None)
+    set_flow_meta(flow, meta)
+    recount(session, flow, comp, fresh_rows(session, flow.uuid))
+    session.flush()
+    countdown = float(entry.get("countdown") or 0.0)
+    alone = not dispatch
+    queue_atoms(session, flow, [controller], states.EXECUTE, events)
+    if countdown > 0 and alone:
+        dispatch.countdown = countdown
+        # The message is not late until its countdown has passed (the sweep looks at queued_at).
+        session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name == controller)
+            .values(queued_at=utcnow() + dt.timedelta(seconds=countdown))
+            .execution_options(synchronize_session=False)
+        )
+    dispatch.execute.append(controller)
+
+
+def resume(
+    session: Session,
+    flow: FlowRow,
+    comp: Compilation,
+    events: Events,
+    dispatch: Dispatch,
+    lost: frozenset[str] | None = None,
+) -> None:
+    """Re-drive every retrying scope of a RUNNING flow (start/resume, or a reclaim).
+
+    ``lost``: the atoms whose worker is gone (their RUNNING/REVERTING state is void; a
+    RUNNING one should have been made FAILURE: it may have had effects). None (start or
+    resume after an epoch bump): every atom in hand is lost and nothing is queued.
+    """
+    if not might_be_handled(flow):
+        return
+    meta = flow_meta(flow)
+    active = retrying(meta)
+    for entry in active.values():
+        entry.pop("plan", None)
+    meta[RETRYING] = active
+    set_flow_meta(flow, meta)
+    for controller in list(active):
+        advance(session, flow, comp, controller, events, dispatch, lost)
