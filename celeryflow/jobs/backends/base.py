@@ -24,7 +24,6 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import logging
-import threading
 import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterator, Mapping
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeryflow import serialization
 from celeryflow.exceptions import ConfigurationError, JobFailure, NotFound, UnclaimableJob
+from celeryflow.jobs.backends.wakeups import Wakeups, wakeups_for
 from celeryflow.jobs.job import Job, JobPriority, TrashedJob
 
 if TYPE_CHECKING:
@@ -70,40 +70,6 @@ def claim_expiry_of(value: Any, what: str = "claim_expiry") -> float | None:
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-class Wakeups:
-    """In-process wake-ups for ``wait()``: posting in this process wakes local waiters at once."""
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._generation = 0
-
-    def generation(self) -> int:
-        with self._cond:
-            return self._generation
-
-    def bump(self) -> None:
-        with self._cond:
-            self._generation += 1
-            self._cond.notify_all()
-
-    def wait(self, generation: int, timeout: float) -> bool:
-        """True when woken (the generation moved), False after ``timeout``."""
-        with self._cond:
-            return self._cond.wait_for(lambda: self._generation != generation, timeout)
-
-
-_wakeups: dict[tuple[str, ...], Wakeups] = {}
-_wakeups_lock = threading.Lock()
-
-
-def wakeups_for(*key: str) -> Wakeups:
-    with _wakeups_lock:
-        found = _wakeups.get(key)
-        if found is None:
-            found = _wakeups[key] = Wakeups()
-        return found
 
 
 class JobBoard(abc.ABC):
