@@ -178,6 +178,28 @@ def backoff(attempt: int) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+def _ensure_wal(cursor: Any, busy_timeout: float) -> None:
+    """Put the database file in WAL mode (persistent: usually it already is).
+
+    Switching needs an exclusive lock, and SQLite reports "database is locked" at
+    once, without its busy handler, when another process holds a lock meanwhile
+    (several workers opening a brand-new logbook together, one of them already
+    migrating it). Retry until the file is in WAL mode, up to the busy timeout.
+    """
+    deadline = time.monotonic() + busy_timeout
+    delay = 0.005
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(delay)  # another process holds the lock: wait for it, briefly
+            delay = min(0.2, delay * 2)
+
+
 def install_sqlite_events(engine: Engine, busy_timeout: float, *, wal: bool) -> None:
     """Set the SQLite pragmas on each new connection and take over BEGIN (see module docstring)."""
 
@@ -187,7 +209,7 @@ def install_sqlite_events(engine: Engine, busy_timeout: float, *, wal: bool) -> 
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if wal:
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _ensure_wal(cursor, busy_timeout)
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.close()
