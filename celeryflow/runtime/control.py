@@ -14,7 +14,6 @@ from celeryflow.exceptions import InvalidState, NotFound
 from celeryflow.persistence.tables import AtomRow, FlowRow, LogBookRow, utcnow
 from celeryflow.runtime import compensation, scope_rounds, scopes
 from celeryflow.runtime.logbook import (
-    DISPATCH_WINDOW,
     DeciderCall,
     Dispatch,
     Events,
@@ -28,6 +27,7 @@ from celeryflow.runtime.logbook import (
     set_flow_state,
     settle,
 )
+from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -139,7 +139,7 @@ def start(
     store_updates: Mapping[str, Any] | None = None,
     owner: str | None = None,
     decide: DeciderCall | None = None,
-    window: int = DISPATCH_WINDOW,
+    window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> Dispatch:
     """Run, resume or re-drive a flow: bump the epoch and queue whatever is ready.
 

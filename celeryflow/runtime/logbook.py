@@ -169,9 +169,6 @@ def queue_atoms(session: Session, flow: FlowRow, names: list[str], intention: st
     flow.outstanding += len(names)
 
 
-DISPATCH_WINDOW = DEFAULT_DISPATCH_WINDOW
-
-
 def admit(flow: FlowRow, ready: list[str], window: int) -> list[str]:
     """Of all the atoms ready at a (re)start, those to queue now; the rest are held.
 
@@ -185,7 +182,7 @@ def admit(flow: FlowRow, ready: list[str], window: int) -> list[str]:
 
 
 def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,
-           window: int = DISPATCH_WINDOW) -> None:
+           window: int = DEFAULT_DISPATCH_WINDOW) -> None:
     """Queue held atoms once the running flow's in-flight count fell to half the window."""
     if not flow.held or flow.state != states.RUNNING or flow.outstanding > window // 2:
         return
@@ -343,7 +340,7 @@ def count_unfinished(session: Session, flow_uuid: str) -> int:
 
 def settle(
     session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,
-    window: int = DISPATCH_WINDOW,
+    window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
     """Refill the dispatch window, and decide what a quiet flow (nothing outstanding) does next."""
     refill(session, flow, comp, events, dispatch, window)

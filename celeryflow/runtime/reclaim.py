@@ -55,7 +55,6 @@ from celeryflow.exceptions import WorkerLost
 from celeryflow.persistence.tables import AtomRow, FlowRow
 from celeryflow.runtime import control, scopes
 from celeryflow.runtime.logbook import (
-    DISPATCH_WINDOW,
     EXECUTE,
     REVERT,
     DeciderCall,
@@ -67,6 +66,7 @@ from celeryflow.runtime.logbook import (
     set_flow_meta,
     settle,
 )
+from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 from celeryflow.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -331,6 +331,6 @@ def _redrive(
 
 
 def redrive(backend: Backend, comp: Compilation, flow_uuid: str, owner: str,
-            decide: DeciderCall | None = None, window: int = DISPATCH_WINDOW) -> Dispatch:
+            decide: DeciderCall | None = None, window: int = DEFAULT_DISPATCH_WINDOW) -> Dispatch:
     """Re-drive a claimed stuck flow (nothing in flight): ``control.start`` (new epoch, ready work queued)."""
     return control.start(backend, comp, flow_uuid, owner=owner, decide=decide, window=window)

@@ -22,7 +22,6 @@ from celeryflow.persistence.tables import AtomRow, utcnow
 from celeryflow.runtime import compensation, fastpath, scope_decisions, scope_rounds, scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import (
-    DISPATCH_WINDOW,
     EXECUTE,
     DeciderCall,
     Dispatch,
@@ -37,6 +36,7 @@ from celeryflow.runtime.logbook import (
     set_flow_meta,
     settle,
 )
+from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -151,14 +151,19 @@ def finish(
     failure: dict[str, Any] | None = None,
     decide: DeciderCall | None = None,
     controller: scopes.ControllerLookup | None = None,
-    window: int = DISPATCH_WINDOW,
+    window: int = DEFAULT_DISPATCH_WINDOW,
+    result_json: str | None = None,
 ) -> Dispatch | None:
     """Record the outcome of ``name``; return what to publish (None: the message was stale).
 
     ``controller`` looks up live retry controllers by name (consulted when an atom
     inside a retry scope fails); by default the flow is rebuilt from the logbook.
+    ``result_json``: ``result`` already encoded (the worker encoded it to check its size).
     """
-    result_json = serialization.dumps(result, f"result of atom {name!r}") if failure is None else None
+    if failure is not None:
+        result_json = None
+    elif result_json is None:
+        result_json = serialization.dumps(result, f"result of atom {name!r}")
     failure_json = serialization.dumps(failure) if failure is not None else None
 
     def txn(session: Session) -> Dispatch | None:

@@ -64,20 +64,21 @@ def _call_atom(
         return None, Failure.from_exception(exc).to_dict()
 
 
-def _check_result(result: Any, name: str, settings: Settings) -> dict[str, Any] | None:
+def _check_result(result: Any, name: str, settings: Settings) -> tuple[str | None, dict[str, Any] | None]:
+    """The result as the logbook stores it (JSON), or the failure that replaces it (not JSON, too large)."""
     from celeryflow import serialization
 
     try:
         text = serialization.dumps(result, f"result of atom {name!r}")
     except CeleryflowError as exc:
-        return Failure.from_exception(exc).to_dict()
+        return None, Failure.from_exception(exc).to_dict()
     if len(text) > settings.max_result_bytes:
         too_large = ResultTooLarge(
             f"Result of atom {name!r} is {len(text)} bytes, over the limit of {settings.max_result_bytes} "
             "(CELERYFLOW_MAX_RESULT_BYTES); store large data elsewhere and return a reference"
         )
-        return Failure.from_exception(too_large).to_dict()
-    return None
+        return None, Failure.from_exception(too_large).to_dict()
+    return text, None
 
 
 def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str, mode: str) -> None:
@@ -133,15 +134,16 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
             result, failure = _call_atom(runtime, name, mode, begun)
         finally:
             atommod.progress_sink.reset(token)
+        result_json = None
         if failure is None:
-            failure = _check_result(result, name, settings)
+            result_json, failure = _check_result(result, name, settings)
             if failure is not None:
                 result = None
         decide = None if mode == REVERT else _decider(runtime)
         dispatch = outage.persist(
             lambda: steps.finish(backend, runtime.comp, flow_uuid, name, epoch, mode, me, result=result,
                                  failure=failure, decide=decide, controller=runtime.atom,
-                                 window=settings.dispatch_window),
+                                 window=settings.dispatch_window, result_json=result_json),
             f"the {mode} outcome of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0),
         )
     localbus.notify()
