@@ -148,7 +148,7 @@ def _plain(flow: Any, epoch: int, comp: Compilation, name: str) -> bool:
     return (
         flow.epoch == epoch
         and flow.state == states.RUNNING
-        and not (flow.meta and f'"{scopes.RETRYING}"' in flow.meta)
+        and not scopes.might_be_handled(flow)
         and comp.atoms[name].kind != "retry"
     )
 
