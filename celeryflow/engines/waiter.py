@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import logging
 import time
 from collections.abc import Callable
@@ -17,8 +18,10 @@ from celeryflow.runtime import localbus
 if TYPE_CHECKING:
     from celeryflow.persistence.backends.base import Backend
 
-# Event ids come from a sequence: a transaction that took a lower id may commit
-# after one that took a higher id. Re-read this many ids behind the newest seen.
+# Event ids come from a sequence shared by every flow: a transaction that took a lower
+# id may commit after one that took a higher id. The follower re-reads everything of
+# its flow above its LOOKBACK-th newest delivered event: a look-back counted in this
+# flow's own events, so no amount of other flows' traffic pushes a late event out.
 LOOKBACK = 256
 MIN_INTERVAL = 0.005
 MAX_INTERVAL = 0.05
@@ -52,13 +55,15 @@ class Follower:
     def __init__(self, backend: Backend, flow_uuid: str, after_id: int = 0) -> None:
         self.backend = backend
         self.flow_uuid = flow_uuid
-        self._high = after_id
+        # Events of this flow with ids up to _floor were delivered (or predate us); _recent
+        # holds the ids (sorted, all above _floor) of the newest delivered ones, at most LOOKBACK.
         self._floor = after_id
+        self._recent: list[int] = []
         self._seen: set[int] = set()
 
     def poll(self, on_event: Callable[[EventRow], None]) -> tuple[str, int]:
         """Deliver new events; return the flow's current (state, epoch)."""
-        low = max(self._floor, self._high - LOOKBACK)
+        low = self._floor
 
         def read(conn: Any) -> tuple[list[Any], tuple[str, int] | None]:
             # Core rows (attribute access like EventRow): the lookback re-reads up to
@@ -74,12 +79,13 @@ class Follower:
             if row.id in self._seen:
                 continue
             self._seen.add(row.id)
-            self._high = max(self._high, row.id)
+            bisect.insort(self._recent, row.id)
             on_event(row)
-        cutoff = self._high - LOOKBACK
-        if len(self._seen) > 4 * LOOKBACK:
-            self._seen = {i for i in self._seen if i > cutoff}
-            self._floor = max(self._floor, cutoff)
+        if len(self._recent) > LOOKBACK:
+            evicted = self._recent[: len(self._recent) - LOOKBACK]
+            del self._recent[: len(evicted)]
+            self._seen.difference_update(evicted)
+            self._floor = evicted[-1]
         return flow
 
     def follow(
