@@ -157,12 +157,13 @@ class CeleryEngine:
         book_uuid, book_name = _book_identity(self._book, comp.flow_name)
 
         def txn(session: Any) -> None:
-            control.create_flow(
+            created = control.create_flow(
                 session, flow_uuid=flow_uuid, name=comp.flow_name, comp=comp, spec=full_spec,
                 store=self._store, meta={"options": _jsonable(self.options)}, logbook_uuid=book_uuid,
                 logbook_name=book_name, owner=self._owner,
             )
-            if also is not None:
+            # not created: this transaction committed before (then ``also`` did too)
+            if created and also is not None:
                 also(session, flow_uuid)
 
         self.backend.run(txn)

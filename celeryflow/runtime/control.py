@@ -6,7 +6,7 @@ import uuid as uuidlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
@@ -46,8 +46,20 @@ def create_flow(
     logbook_uuid: str | None,
     logbook_name: str | None,
     owner: str | None = None,
-) -> None:
-    """Write a new flow, its atoms and its spec in the caller's transaction."""
+) -> bool:
+    """Write a new flow, its atoms and its spec in the caller's transaction.
+
+    Returns False, writing nothing, when this very flow (same id, name and spec) is
+    already there: the caller's earlier commit landed though its connection died
+    before the client heard back, and ``backend.run`` ran the transaction again.
+    A different flow under that id still fails (IntegrityError).
+    """
+    spec_json = serialization.dumps(dict(spec), f"spec of flow {name!r}")
+    existing = session.execute(
+        select(FlowRow.name, FlowRow.spec).where(FlowRow.uuid == flow_uuid)
+    ).first()
+    if existing is not None and tuple(existing) == (name, spec_json):
+        return False
     if logbook_uuid is not None and session.get(LogBookRow, logbook_uuid) is None:
         session.add(LogBookRow(uuid=logbook_uuid, name=logbook_name or name))
         session.flush()
@@ -59,7 +71,7 @@ def create_flow(
             name=name,
             state=states.PENDING,
             epoch=0,
-            spec=serialization.dumps(dict(spec), f"spec of flow {name!r}"),
+            spec=spec_json,
             store=serialization.dumps(dict(store), f"store of flow {name!r}"),
             meta=serialization.dumps(dict(meta), f"options of flow {name!r}"),
             outstanding=0,
@@ -93,6 +105,7 @@ def create_flow(
     events = Events(flow_uuid, 0, owner)
     events.add("flow", None, states.PENDING)
     events.flush(session)
+    return True
 
 
 #: atoms per flow from which PostgreSQL gets them with COPY (one round trip) instead of

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -185,9 +185,7 @@ def finish(
                 extra_where=(AtomRow.worker == worker,),
                 result=result_json, failure=failure_json, finished_at=now, progress=1.0 if failure is None else 0.0,
             ):
-                LOG.warning("discarding late %s result of %s/%s from %s: the atom already moved on%s",
-                            mode, flow_uuid, name, worker, fenced)
-                return None
+                return _replayed(session, flow, name, mode, new, worker, result_json, failure_json, fenced)
             flow.outstanding -= 1
             flow.progress_at = now
             if failure is None:
@@ -210,9 +208,7 @@ def finish(
                 extra_where=(AtomRow.worker == worker,),
                 revert_result=result_json, revert_failure=failure_json, finished_at=now,
             ):
-                LOG.warning("discarding late %s result of %s/%s from %s: the atom already moved on%s",
-                            mode, flow_uuid, name, worker, fenced)
-                return None
+                return _replayed(session, flow, name, mode, new, worker, result_json, failure_json, fenced)
             flow.outstanding -= 1
             flow.progress_at = now
             scope = None
@@ -241,6 +237,35 @@ def finish(
         return on_connection(conn, txn) if dispatch is fastpath.FALLBACK else dispatch
 
     return backend.run_core(fast)
+
+
+def _replayed(
+    session: Session, flow: Any, name: str, mode: str, new: str, worker: str,
+    result_json: str | None, failure_json: str | None, fenced: str,
+) -> Dispatch | None:
+    """A finish whose CAS lost: its own earlier commit (re-run by ``backend.run``), or a late result.
+
+    A COMMIT can reach the database while the connection dies before the client hears
+    back; ``backend.run`` then runs the transaction again. If the atom holds exactly this
+    worker's outcome, that was this finish: the atoms it queued are published (again: a
+    duplicate message is absorbed by ``begin``'s compare-and-set, like the sweep's resends).
+    """
+    written = (AtomRow.result, AtomRow.failure) if mode == EXECUTE else (AtomRow.revert_result, AtomRow.revert_failure)
+    column = written[0] if failure_json is None else written[1]
+    row = session.execute(
+        select(AtomRow.state, AtomRow.worker, column).where(AtomRow.flow_uuid == flow.uuid, AtomRow.name == name)
+    ).first()
+    if row is None or tuple(row) != (new, worker, result_json if failure_json is None else failure_json):
+        LOG.warning("discarding late %s result of %s/%s from %s: the atom already moved on%s",
+                    mode, flow.uuid, name, worker, fenced)
+        return None
+    LOG.info("%s of %s/%s was already recorded (its commit landed before the connection died)",
+             mode, flow.uuid, name)
+    dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
+    queued = select(AtomRow.name, AtomRow.intention).where(AtomRow.flow_uuid == flow.uuid, AtomRow.queued.is_(True))
+    for atom, intention in session.execute(queued):
+        (dispatch.execute if intention == states.EXECUTE else dispatch.revert).append(atom)
+    return dispatch
 
 
 def refuse(

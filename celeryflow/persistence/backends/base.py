@@ -100,7 +100,12 @@ class Backend(abc.ABC):
         """Run ``fn(session)`` in a transaction, retrying transient failures.
 
         ``fn`` may run several times: it must be safe to re-run (no side effects
-        outside the session).
+        outside the session). It may even run again after its transaction committed:
+        a connection that dies during COMMIT (a restart, a failover, a dropped socket)
+        leaves the outcome unknown, and the retry on a fresh connection may find the
+        earlier attempt's writes. So every ``fn`` must be idempotent: recognise its own
+        earlier commit (a compare-and-set that lost to exactly its own outcome, a row
+        that is already there as it would write it) and answer as that attempt would have.
 
         Raises:
             StorageFailure: a non-transient failure, or ``attempts`` transient ones.

@@ -342,36 +342,45 @@ class SQLAlchemyBackend(Backend):
             raise StorageFailure(describe(exc, self.url.masked)) from exc
 
     def run(self, fn: Callable[[Session], T], *, attempts: int = 5, readonly: bool = False) -> T:
-        def once() -> T:
+        def once(phase: list[str]) -> T:
             with self._session(readonly) as session:
-                return fn(session)
+                result = fn(session)
+                phase[0] = "commit"  # the block's exit commits
+                return result
 
         return self._retrying(once, attempts)
 
     def run_core(self, fn: Callable[[SAConnection], T], *, attempts: int = 5, readonly: bool = False) -> T:
         engine = self._readonly_engine if readonly else self._engine
 
-        def once() -> T:
+        def once(phase: list[str]) -> T:
             with self._serial, self._writer(readonly), engine.begin() as conn:
-                return fn(conn)
+                result = fn(conn)
+                phase[0] = "commit"
+                return result
 
         return self._retrying(once, attempts)
 
-    def _retrying(self, once: Callable[[], T], attempts: int) -> T:
+    def _retrying(self, once: Callable[[list[str]], T], attempts: int) -> T:
         self._ensure_ready()
         attempt = 1
         while True:
+            phase = ["work"]
             try:
-                return once()
+                return once(phase)
             except DRIVER_ERRORS as exc:
                 transient = is_transient(exc)
                 if attempt >= attempts or not transient:
                     tries = attempt if transient else 1
                     raise StorageFailure(describe(exc, self.url.masked, attempts=tries)) from exc
                 delay = backoff(attempt)
+                # A connection lost during COMMIT leaves the outcome unknown: the transaction
+                # runs again, and recognises its own earlier commit if there was one.
+                uncertain = phase[0] == "commit" and getattr(exc, "connection_invalidated", False)
                 LOG.warning(
-                    "celeryflow logbook %s: transient failure (attempt %d of %d), retrying in %.2fs: %s",
+                    "celeryflow logbook %s: transient failure%s (attempt %d of %d), retrying in %.2fs: %s",
                     self.url.masked,
+                    " during COMMIT (it may have gone through)" if uncertain else "",
                     attempt,
                     attempts,
                     delay,
