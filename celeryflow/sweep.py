@@ -33,6 +33,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -85,22 +86,27 @@ class SweepReport:
         }
 
 
-def stale_atom_flows(session: Session, cutoff: dt.datetime, limit: int) -> list[str]:
-    """Flows with an atom in a worker's hands whose heartbeat is older than ``cutoff`` (indexed)."""
-    rows = session.execute(
-        select(AtomRow.flow_uuid)
-        .where(
-            AtomRow.state.in_(reclaim.IN_HAND),
-            AtomRow.heartbeat_at < cutoff,
-            AtomRow.queued.is_(False),
-        )
-        .distinct()
-        .limit(limit)
+def stale_atom_flows(
+    session: Session, cutoff: dt.datetime, limit: int, only: Collection[str] | None = None
+) -> list[str]:
+    """Flows with an atom in a worker's hands whose heartbeat is older than ``cutoff`` (indexed).
+
+    ``only``: look at these flows alone (the embedded default sweeps the flows it runs).
+    """
+    query = select(AtomRow.flow_uuid).where(
+        AtomRow.state.in_(reclaim.IN_HAND),
+        AtomRow.heartbeat_at < cutoff,
+        AtomRow.queued.is_(False),
     )
+    if only is not None:
+        query = query.where(AtomRow.flow_uuid.in_(list(only)))
+    rows = session.execute(query.distinct().limit(limit))
     return [r[0] for r in rows]
 
 
-def stalled_flows(session: Session, cutoff: dt.datetime, limit: int) -> list[str]:
+def stalled_flows(
+    session: Session, cutoff: dt.datetime, limit: int, only: Collection[str] | None = None
+) -> list[str]:
     """Active flows without progress since ``cutoff`` that have lost messages or nothing in flight."""
     lost = exists().where(
         AtomRow.flow_uuid == FlowRow.uuid,
@@ -111,16 +117,14 @@ def stalled_flows(session: Session, cutoff: dt.datetime, limit: int) -> list[str
         AtomRow.flow_uuid == FlowRow.uuid,
         or_(AtomRow.queued.is_(True), AtomRow.state.in_(reclaim.IN_HAND)),
     )
-    rows = session.execute(
-        select(FlowRow.uuid)
-        .where(
-            FlowRow.state.in_(reclaim.ACTIVE),
-            FlowRow.progress_at < cutoff,
-            or_(lost, not_(in_flight)),
-        )
-        .order_by(FlowRow.progress_at)
-        .limit(limit)
+    query = select(FlowRow.uuid).where(
+        FlowRow.state.in_(reclaim.ACTIVE),
+        FlowRow.progress_at < cutoff,
+        or_(lost, not_(in_flight)),
     )
+    if only is not None:
+        query = query.where(FlowRow.uuid.in_(list(only)))
+    rows = session.execute(query.order_by(FlowRow.progress_at).limit(limit))
     return [r[0] for r in rows]
 
 
@@ -133,6 +137,8 @@ class Sweeper:
         settings: override the app's settings.
         name: who sweeps (recorded as the reclaimed flows' owner); default host:pid.
         batch: candidate flows examined per query per sweep.
+        only: returns the flows this sweeper may look at (default: every flow of the logbook);
+            the embedded default sweeps only the flows its process runs.
     """
 
     def __init__(
@@ -142,6 +148,7 @@ class Sweeper:
         settings: Settings | None = None,
         name: str | None = None,
         batch: int = DEFAULT_BATCH,
+        only: Callable[[], Collection[str]] | None = None,
     ) -> None:
         from celeryflow.persistence.backends import fetch
 
@@ -158,6 +165,7 @@ class Sweeper:
                         "taken for dead and their atoms run twice", self.settings.heartbeat_timeout,
                         self.settings.heartbeat_interval)
         self.batch = batch
+        self.only = only
         self._lock = threading.Lock()
         self._db_failed = False
         self._grace_until = 0.0
@@ -217,8 +225,11 @@ class Sweeper:
         return report
 
     def _candidates(self, session: Session, cutoff: dt.datetime) -> list[str]:
-        found = dict.fromkeys(stale_atom_flows(session, cutoff, self.batch))
-        found.update(dict.fromkeys(stalled_flows(session, cutoff, self.batch)))
+        only = None if self.only is None else self.only()
+        if only is not None and not only:
+            return []
+        found = dict.fromkeys(stale_atom_flows(session, cutoff, self.batch, only))
+        found.update(dict.fromkeys(stalled_flows(session, cutoff, self.batch, only)))
         return list(found)
 
     def _one(self, flow_uuid: str, now: dt.datetime, stale_ok: bool, report: SweepReport) -> None:

@@ -194,8 +194,22 @@ class CeleryEngine:
     # ------------------------------------------------------------------ running
 
     def _publish(self, what: control.Dispatch) -> None:
-        if what:
+        """Publish what a committed transaction queued."""
+        if self.is_embedded:
+            from celeryflow.runtime.embedded import watch
+
+            # the embedded default's own sweep re-drives the flow if a message is lost
+            watch(self.app, self.backend, self.flow_uuid)
+        if not what:
+            return
+        try:
             dispatch.publish(self.app, self.compile(), what, self.backend_key, self.settings.chain_max)
+        except Exception:
+            if not self.is_embedded:
+                raise
+            # Committed, not sent: the atoms stay queued and the embedded sweep sends them again.
+            LOG.warning("could not publish the atoms of flow %s; the embedded sweep will send them again",
+                        self.flow_uuid, exc_info=True)
 
     def start(self, store: Mapping[str, Any] | None = None) -> str:
         """Persist (if needed), queue what is ready and publish it; do not wait. Returns the flow id."""
@@ -246,6 +260,10 @@ class CeleryEngine:
         after = last_event_id(self.backend, self.flow_uuid) if self._flow_uuid else 0
         self.start()
         state = Follower(self.backend, self.flow_uuid, after).follow(self._on_event, timeout)
+        if self.is_embedded:
+            from celeryflow.runtime.embedded import unwatch
+
+            unwatch(self.backend, self.flow_uuid)
         self._stats["seconds"] = time.monotonic() - began
         self._stats["state"] = state
         self.raise_for_state(state)

@@ -5,6 +5,13 @@ With nothing configured, ``engines.run(flow)`` uses this app: kombu's
 worker running in a daemon thread with a thread pool, started once per process
 and stopped at exit. It is a real Celery worker, not eager mode, so the code
 path is the production one.
+
+It has no conductor, so it sweeps the flows it runs itself: the conductor's sweep
+(:class:`celeryflow.sweep.Sweeper`, the same code), in a daemon thread started with
+the first flow, looking only at the flows this process started and dropping each as
+it ends. A dispatch that committed but failed to publish is sent again once the flow
+made no progress for ``heartbeat_timeout``; an atom whose heartbeat went stale is
+reclaimed, as a conductor would.
 """
 
 from __future__ import annotations
@@ -12,14 +19,24 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import socket
 import threading
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
 from celeryflow.runtime.settings import Settings, default_logbook_url
 
+if TYPE_CHECKING:
+    from celeryflow.persistence.backends.base import Backend
+    from celeryflow.sweep import Sweeper
+
 LOG = logging.getLogger(__name__)
+
+SWEEP_THREAD = "celeryflow-embedded-sweep"
+#: how often the sweep thread looks when it has no flow to sweep (it exits on stop at once)
+IDLE_INTERVAL = 1.0
 
 _lock = threading.Lock()
 _app: Celery | None = None
@@ -110,9 +127,123 @@ def _pool_class(app: Celery) -> type:
     return EmbeddedPool
 
 
+# ---------------------------------------------------------------------- the in-process sweep
+
+
+@dataclass
+class _Swept:
+    """The flows of one logbook that this process runs, and the sweeper that sweeps them."""
+
+    sweeper: Sweeper
+    #: flow -> how many times it was watched (a flow resumed while the sweep drops it stays)
+    flows: dict[str, int] = field(default_factory=dict)
+
+    def interval(self) -> float:
+        # a sweep per quarter timeout: a lost message is re-sent within 1.25 timeouts
+        settings = self.sweeper.settings
+        return max(0.05, min(float(settings.sweep_interval), settings.heartbeat_timeout / 4))
+
+
+_sweep_lock = threading.Lock()
+_swept: dict[int, _Swept] = {}
+_sweep_thread: threading.Thread | None = None
+_sweep_stop: threading.Event | None = None
+_sweep_pid: int | None = None
+
+
+def watch(app: Celery, backend: Backend, flow_uuid: str) -> None:
+    """Sweep ``flow_uuid`` (run by this process's embedded worker) until it ends."""
+    global _sweep_thread, _sweep_stop, _sweep_pid
+    from celeryflow.sweep import Sweeper
+
+    with _sweep_lock:
+        if _sweep_pid != os.getpid():  # a forked child runs none of its parent's flows
+            _swept.clear()
+            _sweep_thread, _sweep_pid = None, os.getpid()
+        entry = _swept.get(id(backend))
+        if entry is None or entry.sweeper.backend is not backend:
+            new = _Swept(Sweeper(app, backend=backend, name=f"embedded-sweep:{socket.gethostname()}:{os.getpid()}"))
+            new.sweeper.only = lambda: _flows_of(new)
+            entry = _swept[id(backend)] = new
+        entry.flows[flow_uuid] = entry.flows.get(flow_uuid, 0) + 1
+        if _sweep_thread is None or not _sweep_thread.is_alive():
+            # a daemon thread (never holds up interpreter exit), started on first use: no start-up cost
+            _sweep_stop = threading.Event()
+            _sweep_thread = threading.Thread(target=_sweep_loop, args=(_sweep_stop,), name=SWEEP_THREAD, daemon=True)
+            _sweep_thread.start()
+
+
+def unwatch(backend: Backend, flow_uuid: str) -> None:
+    """Stop sweeping ``flow_uuid`` (it ended)."""
+    with _sweep_lock:
+        entry = _swept.get(id(backend))
+        if entry is not None and entry.sweeper.backend is backend:
+            entry.flows.pop(flow_uuid, None)
+
+
+def _flows_of(entry: _Swept) -> dict[str, int]:
+    with _sweep_lock:
+        return dict(entry.flows)
+
+
+def _sweep_loop(stop: threading.Event) -> None:
+    while not stop.is_set():
+        with _sweep_lock:
+            for key in [k for k, e in _swept.items() if not e.flows]:
+                del _swept[key]  # nothing of that logbook runs here any more
+            entries = list(_swept.values())
+        for entry in entries:
+            if stop.is_set():
+                return
+            if entry.sweeper.backend.closed:
+                with _sweep_lock:
+                    _swept.pop(id(entry.sweeper.backend), None)
+                continue
+            try:
+                _forget_ended(entry)
+                entry.sweeper.sweep()
+            except Exception:  # the loop never dies (the sweep reports outages itself)
+                LOG.exception("embedded sweep failed")
+        stop.wait(min((e.interval() for e in entries), default=IDLE_INTERVAL))
+
+
+def _forget_ended(entry: _Swept) -> None:
+    """Drop the flows that ended (or were suspended, or deleted): nothing to sweep any more."""
+    from sqlalchemy import select
+
+    from celeryflow.persistence.tables import FlowRow
+    from celeryflow.runtime.reclaim import ACTIVE
+
+    flows = _flows_of(entry)
+    if not flows:
+        return
+
+    def read(conn: Any) -> set[str]:
+        rows = conn.execute(select(FlowRow.uuid, FlowRow.state).where(FlowRow.uuid.in_(list(flows))))
+        return {uuid for uuid, state in rows if state in ACTIVE}
+
+    active = entry.sweeper.backend.run_core(read, readonly=True, attempts=1)
+    with _sweep_lock:
+        for uuid, watched in flows.items():
+            if uuid not in active and entry.flows.get(uuid) == watched:
+                del entry.flows[uuid]
+
+
+def stop_sweeping(timeout: float = 2.0) -> None:
+    """Stop the in-process sweep (at exit, or in tests); the next embedded flow starts it again."""
+    global _sweep_thread, _sweep_stop
+    with _sweep_lock:
+        thread, stop, _sweep_thread, _sweep_stop = _sweep_thread, _sweep_stop, None, None
+    if stop is not None:
+        stop.set()
+    if thread is not None and thread is not threading.current_thread():
+        thread.join(timeout)
+
+
 def stop_worker() -> None:
     """Stop the in-process worker (at exit, or in tests)."""
     global _worker, _thread
+    stop_sweeping()
     with _lock:
         worker, thread = _worker, _thread
         _worker = _thread = None

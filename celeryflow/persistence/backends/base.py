@@ -72,6 +72,11 @@ class Backend(abc.ABC):
     def engine(self) -> Engine:
         """The SQLAlchemy engine."""
 
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (the backend refuses all work from then on)."""
+        return False
+
     @abc.abstractmethod
     def connect(self, *, readonly: bool = False) -> AbstractContextManager[SAConnection]:
         """A raw connection for administration (migrations); no schema check, no retries.

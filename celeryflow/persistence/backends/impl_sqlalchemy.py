@@ -317,6 +317,10 @@ class SQLAlchemyBackend(Backend):
     def engine(self) -> Engine:
         return self._engine
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     @contextmanager
     def connect(self, *, readonly: bool = False) -> Iterator[SAConnection]:
         """A raw connection for administration (migrations); no schema check, no retries.
