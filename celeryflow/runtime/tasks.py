@@ -229,6 +229,8 @@ def register_tasks(app: Celery) -> None:
         "ignore_result": True,
         "serializer": "json",
         "shared": False,
+        # checks each message before Celery unpacks it: no raw message can stop a worker
+        "Strategy": "celeryflow.runtime.strategy:guarded",
     }
 
     @app.task(name=EXECUTE_TASK, **common)
