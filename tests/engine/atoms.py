@@ -120,3 +120,22 @@ def chain_of(trace: str, n: int, fail_at: int | None = None) -> linear_flow.Flow
 @registry.register
 def fan_out(trace: str, n: int) -> unordered_flow.Flow:
     return unordered_flow.Flow(f"fan{n}").add(*(Step(f"u{i}", trace, provides=f"u{i}") for i in range(n)))
+
+
+class Exits(task.Task):
+    """Raises a BaseException that is not an Exception (``SystemExit``, ...) from execute."""
+
+    def __init__(self, name: str, trace: str, *, raises: str = "SystemExit") -> None:
+        super().__init__(name=name)
+        self.trace = trace
+        self.raises = raises
+
+    def execute(self) -> None:
+        record(self.trace, "execute", self.name)
+        kinds: dict[str, type[BaseException]] = {
+            "SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit,
+        }
+        raise kinds[self.raises](3) if self.raises == "SystemExit" else kinds[self.raises]()
+
+    def revert(self, result: Any, flow_failures: Any, **kwargs: Any) -> None:
+        record(self.trace, "revert", self.name)
