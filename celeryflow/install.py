@@ -14,7 +14,10 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 _installed: Celery | None = None
 
-#: Celery settings celeryflow relies on (docs/recovery.md explains each).
+#: App-wide Celery settings of the apps celeryflow owns (the stock ``celeryflow_tasks`` app and
+#: the embedded default). ``install()`` never applies them to *your* app: celeryflow's own
+#: tasks carry late acks, reject-on-worker-lost and JSON as task options, and their Strategy
+#: refuses any other content type (docs/configuration.md).
 CELERY_SETTINGS: dict[str, Any] = {
     "task_serializer": "json",
     "result_serializer": "json",
@@ -53,7 +56,8 @@ def install(app: Celery, backend: Any = None, *, beat: bool = True, **settings: 
     resolved = Settings.from_sources(app.conf)
     if not app.conf.get("celeryflow_backend"):
         app.conf.celeryflow_backend = resolved.backend or default_logbook_url()
-    app.conf.update(CELERY_SETTINGS)
+    # Nothing app-wide: the host app's own tasks are acknowledged, serialized and prefetched
+    # exactly as before (celeryflow's tasks carry their options themselves).
     tasks.register_tasks(app)
     from celeryflow.contrib.flower import name_sent_events_by_shadow
 
