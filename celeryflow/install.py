@@ -59,6 +59,7 @@ def install(app: Celery, backend: Any = None, *, beat: bool = True, **settings: 
     # Nothing app-wide: the host app's own tasks are acknowledged, serialized and prefetched
     # exactly as before (celeryflow's tasks carry their options themselves).
     tasks.register_tasks(app)
+    from celeryflow import celery_task  # noqa: F401  (registers CeleryTask: workers rebuild adopted tasks)
     from celeryflow.contrib.flower import name_sent_events_by_shadow
 
     name_sent_events_by_shadow(app)  # Flower shows "<flow> / <atom>" even when task-sent arrives late

@@ -139,3 +139,28 @@ class Exits(task.Task):
 
     def revert(self, result: Any, flow_failures: Any, **kwargs: Any) -> None:
         record(self.trace, "revert", self.name)
+
+
+# An existing Celery project's tasks, adopted as atoms with CeleryTask (tests/engine/test_celery_task.py).
+from celery import Celery  # noqa: E402
+
+host_app = Celery("adopted-host", set_as_current=False)
+
+
+@host_app.task(name="shop.charge")
+def charge(amount: int, trace: str) -> str:
+    record(trace, "execute", "charge")
+    return f"charge-{amount}"
+
+
+@host_app.task(name="shop.refund", bind=True)
+def refund(self: Any, result: str, trace: str) -> None:
+    record(trace, "revert", "charge", result)
+
+
+@host_app.task(name="shop.ship")
+def ship(charge_id: str, trace: str, fail: bool = False) -> str:
+    record(trace, "execute", "ship")
+    if fail:
+        raise StepError(f"cannot ship {charge_id}")
+    return f"shipped {charge_id}"
