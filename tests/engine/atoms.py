@@ -164,3 +164,30 @@ def ship(charge_id: str, trace: str, fail: bool = False) -> str:
     if fail:
         raise StepError(f"cannot ship {charge_id}")
     return f"shipped {charge_id}"
+
+
+class WhereAmI(task.Task):
+    """Records the worker and queue its execute message reached (per-atom Celery options)."""
+
+    def __init__(self, name: str, trace: str, *, hang_in_revert: bool = False, fail: bool = False) -> None:
+        super().__init__(name=name)
+        self.trace = trace
+        self.hang_in_revert = hang_in_revert
+        self.fail = fail
+
+    def execute(self) -> str:
+        from celery import current_task
+
+        request = current_task.request
+        queue = (request.delivery_info or {}).get("routing_key")
+        record(self.trace, "execute", self.name, f"{request.hostname} {queue}")
+        if self.fail:
+            raise StepError(f"{self.name} failed")
+        return str(queue)
+
+    def revert(self, result: Any, flow_failures: Any, **kwargs: Any) -> None:
+        record(self.trace, "revert", self.name)
+        if self.hang_in_revert:
+            deadline = time.monotonic() + 120  # a revert that hangs: only a time limit ends it
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
