@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -100,9 +101,19 @@ def installed_app() -> Celery | None:
 
 
 def default_app() -> Celery:
-    """The app ``engines.load(app=None)`` uses: the installed one, else the embedded default."""
+    """The app ``engines.load(app=None)`` uses: one rule for every caller (scripts, views, CLI, Flask).
+
+    The installed app (``install(app)``) if any; else, when a broker is configured
+    (``CELERYFLOW_BROKER_URL``), the stock app on that broker (``celeryflow_tasks.app``,
+    whose workers run the atoms); else the embedded default (in-process worker).
+    """
     if _installed is not None:
         return _installed
+    if os.environ.get("CELERYFLOW_BROKER_URL"):
+        # importing it builds the stock app from the environment and installs it
+        from celeryflow_tasks.app import app as stock_app
+
+        return stock_app
     from celeryflow.runtime.embedded import embedded_app
 
     return embedded_app()

@@ -130,3 +130,27 @@ def test_worker_starts_when_its_logbook_is_down(redis_url, restore_default_app):
         logger.removeHandler(collect)
         logger.setLevel(level)
     assert any("not usable at worker start" in m for m in collect.messages), collect.messages
+
+
+def test_a_configured_broker_is_used_without_app(redis_url, redis_client, sqlite_url, tmp_path):
+    """CELERYFLOW_BROKER_URL set, no app= and no install(): submit publishes to that broker for its
+    workers, instead of running the atoms in the caller's own process (issue #12, item 4)."""
+    code = textwrap.dedent("""
+        import threading
+        import celeryflow
+        from celeryflow.patterns import linear_flow
+        from tests.engine.atoms import Step
+        handle = celeryflow.submit(linear_flow.Flow("for-workers").add(Step("a", "/dev/null")))
+        print(handle.engine.app.main, handle.engine.app.conf.broker_url)
+        print(handle.state, any("celeryflow" in t.name.lower() or "worker" in t.name.lower()
+                               for t in threading.enumerate() if t is not threading.main_thread()))
+    """)
+    env = {"CELERYFLOW_BROKER_URL": redis_url, "CELERYFLOW_BACKEND": sqlite_url, "PYTHONPATH": str(REPO_ROOT),
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()
+    assert first == f"celeryflow {redis_url}"
+    assert second == "RUNNING False", "no in-process worker ran the atom"
+    assert redis_client.llen("celery") == 1, "the atom's message waits on the broker for a worker"
