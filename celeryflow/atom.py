@@ -220,6 +220,9 @@ class Atom:
 
     default_provides: Any = None
     priority: ClassVar[int] = 0
+    #: Celery options of the message that executes / reverts this atom (celeryflow.celery_options)
+    celery_options: Mapping[str, Any] = {}
+    revert_celery_options: Mapping[str, Any] = {}
 
     _ctor_args: tuple[Any, ...]
     _ctor_kwargs: dict[str, Any]
@@ -259,6 +262,19 @@ class Atom:
             self.execute, self.revert, requires, rebind, auto_extract, list(ignore_list or ()),
             revert_requires, revert_rebind,
         )
+
+    def with_celery_options(self, *, revert: bool = False, **options: Any) -> Self:
+        """Set Celery options (queue, routing_key, exchange, priority, expires, soft_time_limit,
+        time_limit) on this atom's execute message, or with ``revert=True`` on its revert
+        message; returns the atom, for ``flow.add(Atom().with_celery_options(queue="gpu"))``."""
+        from celeryflow import celery_options
+
+        who = f"atom {self.name!r}"
+        if revert:
+            self.revert_celery_options = {**self.revert_celery_options, **celery_options.check(options, who)}
+        else:
+            self.celery_options = {**self.celery_options, **celery_options.check(options, who)}
+        return self
 
     def _set_mappings(
         self,

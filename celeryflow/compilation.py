@@ -107,6 +107,9 @@ class CompiledAtom:
     inject: Mapping[str, Any]
     deciders: tuple[CompiledDecider, ...]
     flow_index: int = 0
+    #: Celery options of the execute / revert message (celeryflow.celery_options)
+    options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY_MAP)
+    revert_options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY_MAP)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form; empty fields are left out (10,000-atom flows stay cheap)."""
@@ -136,6 +139,10 @@ class CompiledAtom:
             d["inject"] = dict(self.inject)
         if self.deciders:
             d["deciders"] = [[x.pred, x.ref, x.depth, x.link_id] for x in self.deciders]
+        if self.options:
+            d["options"] = dict(self.options)
+        if self.revert_options:
+            d["revert_options"] = dict(self.revert_options)
         return d
 
     @classmethod
@@ -155,7 +162,8 @@ class CompiledAtom:
             revert_args=mapping("revert_args"), revert_optional=names("revert_optional"),
             providers=mapping("providers"), save_as=mapping("save_as"), inject=mapping("inject"),
             deciders=tuple(CompiledDecider(p, r, dp, int(i)) for p, r, dp, i in d.get("deciders", ())),
-            flow_index=d.get("flow_index", 0),
+            flow_index=d.get("flow_index", 0), options=mapping("options"),
+            revert_options=mapping("revert_options"),
         )  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from types import MappingProxyType
 from typing import Any
 
-from celeryflow import registry, serialization
+from celeryflow import celery_options, registry, serialization
 from celeryflow.atom import Atom
 from celeryflow.compilation import (
     Compilation,
@@ -305,8 +305,18 @@ def _resolve_providers(
     return result
 
 
-def compile(flow: Flow) -> Compilation:
+def _options(defaults: Mapping[str, Any], own: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    if not own:
+        return defaults  # shared: most atoms set nothing of their own
+    return _ro({**defaults, **celery_options.check(own, f"atom {name!r}")})
+
+
+def compile(flow: Flow, celery_defaults: Mapping[str, Any] | None = None,
+            revert_celery_defaults: Mapping[str, Any] | None = None) -> Compilation:
     """Compile ``flow`` into an immutable :class:`Compilation`.
+
+    ``celery_defaults`` / ``revert_celery_defaults``: flow-level Celery options of the
+    execute / revert messages (an atom's own ``celery_options`` win).
 
     Raises:
         Duplicate: two atoms share a name, or a flow object appears twice.
@@ -317,10 +327,11 @@ def compile(flow: Flow) -> Compilation:
     if not isinstance(flow, Flow):
         raise TypeError(f"compile() needs a flow, not {type(flow).__name__}")
     with _gc_paused():
-        return _compile(flow)
+        return _compile(flow, celery_defaults, revert_celery_defaults)
 
 
-def _compile(flow: Flow) -> Compilation:
+def _compile(flow: Flow, celery_defaults: Mapping[str, Any] | None = None,
+             revert_celery_defaults: Mapping[str, Any] | None = None) -> Compilation:
     builder = _Builder(flow)
     builder.visit_flow(flow, None)
     order = builder.order()
@@ -330,6 +341,8 @@ def _compile(flow: Flow) -> Compilation:
         for pred in preds:
             succs[pred].append(name)
     providers = _resolve_providers(order, builder.atoms, succs)
+    exec_defaults = _ro(celery_options.check(celery_defaults or {}, "engine option celery_options"))
+    revert_defaults = _ro(celery_options.check(revert_celery_defaults or {}, "engine option revert_celery_options"))
     no_preds: dict[str, None] = {}
     compiled: dict[str, CompiledAtom] = {}
     for position, name in enumerate(order):
@@ -355,6 +368,8 @@ def _compile(flow: Flow) -> Compilation:
             inject=_ro(inject),
             deciders=tuple(builder.in_deciders.get(name, ())),
             flow_index=flow_index,
+            options=_options(exec_defaults, atom.celery_options, name),
+            revert_options=_options(revert_defaults, atom.revert_celery_options, name),
         )
     retries = {
         name: RetryScope(name=name, parent=parent, members=tuple(sorted(members, key=rank.__getitem__)))

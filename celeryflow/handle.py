@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from celeryflow import states
+from celeryflow import exceptions, states
 from celeryflow.engines import CeleryEngine, load, load_from_detail, load_from_factory
 from celeryflow.engines.waiter import Follower
 from celeryflow.flow import Flow
@@ -84,6 +84,34 @@ class FlowHandle:
     @property
     def done(self) -> bool:
         return self.state in states.FLOW_TERMINAL
+
+    # -- the parts of Celery's AsyncResult people reach for --------------------------------
+
+    def ready(self) -> bool:
+        """True once the flow stopped: SUCCESS, REVERTED, FAILURE or SUSPENDED (like ``AsyncResult.ready``)."""
+        return self.done
+
+    def successful(self) -> bool:
+        """True when the flow ended SUCCESS."""
+        return self.state == states.SUCCESS
+
+    def failed(self) -> bool:
+        """True when the flow ended REVERTED (compensated) or FAILURE (a revert failed too)."""
+        return self.state in (states.REVERTED, states.FAILURE)
+
+    def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
+        """``wait()`` under AsyncResult's name: the results, or the flow's exception.
+
+        With ``propagate=False`` the exception is returned instead of raised.
+        """
+        if propagate:
+            return self.wait(timeout)
+        try:
+            return self.wait(timeout)
+        except exceptions.Timeout:
+            raise
+        except Exception as exc:
+            return exc
 
     def __repr__(self) -> str:
         return f"FlowHandle({self.id!r})"

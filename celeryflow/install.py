@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,10 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 _installed: Celery | None = None
 
-#: Celery settings celeryflow relies on (docs/recovery.md explains each).
+#: App-wide Celery settings of the apps celeryflow owns (the stock ``celeryflow_tasks`` app and
+#: the embedded default). ``install()`` never applies them to *your* app: celeryflow's own
+#: tasks carry late acks, reject-on-worker-lost and JSON as task options, and their Strategy
+#: refuses any other content type (docs/configuration.md).
 CELERY_SETTINGS: dict[str, Any] = {
     "task_serializer": "json",
     "result_serializer": "json",
@@ -53,8 +57,10 @@ def install(app: Celery, backend: Any = None, *, beat: bool = True, **settings: 
     resolved = Settings.from_sources(app.conf)
     if not app.conf.get("celeryflow_backend"):
         app.conf.celeryflow_backend = resolved.backend or default_logbook_url()
-    app.conf.update(CELERY_SETTINGS)
+    # Nothing app-wide: the host app's own tasks are acknowledged, serialized and prefetched
+    # exactly as before (celeryflow's tasks carry their options themselves).
     tasks.register_tasks(app)
+    from celeryflow import celery_task  # noqa: F401  (registers CeleryTask: workers rebuild adopted tasks)
     from celeryflow.contrib.flower import name_sent_events_by_shadow
 
     name_sent_events_by_shadow(app)  # Flower shows "<flow> / <atom>" even when task-sent arrives late
@@ -95,9 +101,19 @@ def installed_app() -> Celery | None:
 
 
 def default_app() -> Celery:
-    """The app ``engines.load(app=None)`` uses: the installed one, else the embedded default."""
+    """The app ``engines.load(app=None)`` uses: one rule for every caller (scripts, views, CLI, Flask).
+
+    The installed app (``install(app)``) if any; else, when a broker is configured
+    (``CELERYFLOW_BROKER_URL``), the stock app on that broker (``celeryflow_tasks.app``,
+    whose workers run the atoms); else the embedded default (in-process worker).
+    """
     if _installed is not None:
         return _installed
+    if os.environ.get("CELERYFLOW_BROKER_URL"):
+        # importing it builds the stock app from the environment and installs it
+        from celeryflow_tasks.app import app as stock_app
+
+        return stock_app
     from celeryflow.runtime.embedded import embedded_app
 
     return embedded_app()

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celeryflow.atom import Atom, callable_name, callable_params, class_name
 from celeryflow.types.notifier import Notifier
+
+if TYPE_CHECKING:
+    from celeryflow.celery_task import CeleryTask
 
 #: Event a task's own :attr:`Task.notifier` emits on :meth:`Task.update_progress`.
 EVENT_UPDATE_PROGRESS = "update_progress"
@@ -245,4 +248,15 @@ class ReduceFunctorTask(_CollectionFunctorTask):
         return functools.reduce(self._functor, self._values(kwargs))
 
 
-__all__ = ["EVENT_UPDATE_PROGRESS", "FunctorTask", "MapFunctorTask", "ReduceFunctorTask", "Task"]
+
+
+def __getattr__(name: str) -> Any:
+    # celeryflow.task.CeleryTask: defined in its own module, which imports this one
+    if name == "CeleryTask":
+        from celeryflow.celery_task import CeleryTask
+
+        return CeleryTask
+    raise AttributeError(name)
+
+
+__all__ = ["EVENT_UPDATE_PROGRESS", "CeleryTask", "FunctorTask", "MapFunctorTask", "ReduceFunctorTask", "Task"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 
-from celeryflow.install import install
+from celeryflow.install import CELERY_SETTINGS, install
 
 DEFAULT_BROKER = "redis://127.0.0.1:6379/0"
 
@@ -22,6 +22,8 @@ def make_app(name: str = "celeryflow", **settings: Any) -> Celery:
     # Flower and `celery events` need task events.
     app.conf.worker_send_task_events = True
     app.conf.task_send_sent_event = True
+    # celeryflow's own app: JSON only, late acks, prefetch 1 for every task it has
+    app.conf.update(CELERY_SETTINGS)
     install(app, backend=os.environ.get("CELERYFLOW_BACKEND") or None, **settings)
     return app
 

@@ -76,8 +76,8 @@ def worker(ctx: click.Context, app: str, broker: str | None, result_backend: str
            hostname: str | None, dry_run: bool) -> None:
     """Run a Celery worker for celeryflow (extra arguments go to `celery worker`).
 
-    Late acks, reject-on-worker-lost, prefetch 1 and JSON only are set by
-    celeryflow.install(); task events (-E) are on so Flower sees the flows.
+    celeryflow's tasks carry late acks, reject-on-worker-lost and JSON only; the stock
+    app adds prefetch 1; task events (-E) are on so Flower sees the flows.
     """
     env = settings_env(broker, backend_url, imports, result_backend)
     exec_or_print(worker_argv(app, concurrency, pool, queues, loglevel, hostname, ctx.args), env, dry_run)

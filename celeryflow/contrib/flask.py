@@ -79,18 +79,14 @@ class _State:
         with self.lock:
             if self.celery is not None:
                 return self.celery
-            from celeryflow.install import install, installed_app
+            from celeryflow.install import default_app, install, installed_app
 
             ref = self.config.get("CELERYFLOW_APP") or os.environ.get("CELERYFLOW_APP")
             app: Any
             if ref is not None:
                 app = _import(ref) if isinstance(ref, str) else ref
-            elif installed_app() is not None:
-                app = installed_app()
-            elif os.environ.get("CELERYFLOW_BROKER_URL"):
-                from celeryflow_tasks.app import make_app
-
-                app = make_app("celeryflow-flask")
+            elif installed_app() is not None or os.environ.get("CELERYFLOW_BROKER_URL"):
+                app = default_app()  # the same rule as engines.load(app=None)
             else:
                 from celeryflow.runtime.embedded import embedded_app
 

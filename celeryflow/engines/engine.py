@@ -111,7 +111,10 @@ class CeleryEngine:
         """Compile the flow (pure; cached)."""
         if self._compilation is None:
             assert self._flow is not None
-            self._compilation = compiler.compile(self._flow)
+            self._compilation = compiler.compile(
+                self._flow, celery_defaults=self.options.get("celery_options"),
+                revert_celery_defaults=self.options.get("revert_celery_options"),
+            )
         return self._compilation
 
     def validate(self) -> None:

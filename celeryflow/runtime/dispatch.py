@@ -30,9 +30,14 @@ REVERT_TASK = "celeryflow.revert"
 PUBLISH_BATCH = 200
 
 
-def signature(app: Celery, dispatch: Dispatch, atom: str, mode: str, backend_key: str) -> Signature:
+def signature(app: Celery, dispatch: Dispatch, atom: str, mode: str, backend_key: str,
+              comp: Compilation | None = None) -> Signature:
     task = EXECUTE_TASK if mode == EXECUTE else REVERT_TASK
     verb = "" if mode == EXECUTE else " (revert)"
+    compiled = comp.atoms.get(atom) if comp is not None else None
+    # the atom's Celery options (queue, time limits, ...), compiled into the stored compilation:
+    # every dispatch, the sweep's included, carries them
+    options = (compiled.options if mode == EXECUTE else compiled.revert_options) if compiled else {}
     return app.signature(
         task,
         args=(dispatch.flow_uuid, atom, dispatch.epoch, backend_key),
@@ -41,6 +46,7 @@ def signature(app: Celery, dispatch: Dispatch, atom: str, mode: str, backend_key
         # Flower shows argsrepr: ids only, never store values.
         argsrepr=f"(flow={dispatch.flow_uuid}, atom={atom!r}, epoch={dispatch.epoch})",
         kwargsrepr="{}",
+        **options,
     )
 
 
@@ -68,9 +74,9 @@ def publish(
         return
     sigs: list[Signature] = []
     for run in runs(comp, dispatch.execute, chain_max):
-        links = [signature(app, dispatch, name, EXECUTE, backend_key) for name in run]
+        links = [signature(app, dispatch, name, EXECUTE, backend_key, comp) for name in run]
         sigs.append(links[0] if len(links) == 1 else chain(*links))
-    sigs.extend(signature(app, dispatch, name, REVERT, backend_key) for name in dispatch.revert)
+    sigs.extend(signature(app, dispatch, name, REVERT, backend_key, comp) for name in dispatch.revert)
     if dispatch.countdown:
         options["countdown"] = dispatch.countdown
     canvas: Signature = sigs[0] if len(sigs) == 1 else group(sigs)

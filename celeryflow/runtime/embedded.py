@@ -50,7 +50,7 @@ def embedded_app() -> Celery:
     global _app
     with _lock:
         if _app is None:
-            from celeryflow.install import install
+            from celeryflow.install import CELERY_SETTINGS, install
 
             app = Celery("celeryflow-embedded", set_as_current=False)
             app.conf.update(
@@ -62,6 +62,7 @@ def embedded_app() -> Celery:
                 worker_redirect_stdouts=False,
                 broker_connection_retry_on_startup=True,
             )
+            app.conf.update(CELERY_SETTINGS)
             install(app, backend=os.environ.get("CELERYFLOW_BACKEND") or default_logbook_url(), beat=False)
             _app = app
         return _app

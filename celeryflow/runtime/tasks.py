@@ -62,6 +62,27 @@ def _call_atom(
     except Exception as exc:
         LOG.info("atom %s of flow %s failed in %s: %r", name, runtime.uuid, mode, exc)
         return None, Failure.from_exception(exc).to_dict()
+    except ATOM_ABORTS as exc:
+        if _shutting_down():
+            raise  # the worker itself is stopping (a signal): the message is redelivered elsewhere
+        # Raised by the atom's own code: its failure, like any exception. Left to propagate, it
+        # would end the pool child (prefork: redelivered until the atom counts as poison) or
+        # leave the atom RUNNING with live heartbeats (thread pools, the embedded default).
+        LOG.warning("atom %s of flow %s raised %r in %s; recorded as its failure", name, runtime.uuid, exc, mode)
+        return None, Failure.from_exception(exc).to_dict()
+
+
+#: BaseExceptions that are not Exceptions, raised by an atom's code
+ATOM_ABORTS = (SystemExit, KeyboardInterrupt, GeneratorExit)
+
+
+def _shutting_down() -> bool:
+    """True when this process's own terminate handler fired (billiard sets it before raising SystemExit)."""
+    try:
+        from billiard.common import terminate_handler_fired
+    except ImportError:  # older billiard: no way to tell, treat it as the atom's own
+        return False
+    return bool(terminate_handler_fired())
 
 
 def _check_result(result: Any, name: str, settings: Settings) -> tuple[str | None, dict[str, Any] | None]:
@@ -229,6 +250,8 @@ def register_tasks(app: Celery) -> None:
         "ignore_result": True,
         "serializer": "json",
         "shared": False,
+        # checks each message before Celery unpacks it: no raw message can stop a worker
+        "Strategy": "celeryflow.runtime.strategy:guarded",
     }
 
     @app.task(name=EXECUTE_TASK, **common)

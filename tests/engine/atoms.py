@@ -120,3 +120,74 @@ def chain_of(trace: str, n: int, fail_at: int | None = None) -> linear_flow.Flow
 @registry.register
 def fan_out(trace: str, n: int) -> unordered_flow.Flow:
     return unordered_flow.Flow(f"fan{n}").add(*(Step(f"u{i}", trace, provides=f"u{i}") for i in range(n)))
+
+
+class Exits(task.Task):
+    """Raises a BaseException that is not an Exception (``SystemExit``, ...) from execute."""
+
+    def __init__(self, name: str, trace: str, *, raises: str = "SystemExit") -> None:
+        super().__init__(name=name)
+        self.trace = trace
+        self.raises = raises
+
+    def execute(self) -> None:
+        record(self.trace, "execute", self.name)
+        kinds: dict[str, type[BaseException]] = {
+            "SystemExit": SystemExit, "KeyboardInterrupt": KeyboardInterrupt, "GeneratorExit": GeneratorExit,
+        }
+        raise kinds[self.raises](3) if self.raises == "SystemExit" else kinds[self.raises]()
+
+    def revert(self, result: Any, flow_failures: Any, **kwargs: Any) -> None:
+        record(self.trace, "revert", self.name)
+
+
+# An existing Celery project's tasks, adopted as atoms with CeleryTask (tests/engine/test_celery_task.py).
+from celery import Celery  # noqa: E402
+
+host_app = Celery("adopted-host", set_as_current=False)
+
+
+@host_app.task(name="shop.charge")
+def charge(amount: int, trace: str) -> str:
+    record(trace, "execute", "charge")
+    return f"charge-{amount}"
+
+
+@host_app.task(name="shop.refund", bind=True)
+def refund(self: Any, result: str, trace: str) -> None:
+    record(trace, "revert", "charge", result)
+
+
+@host_app.task(name="shop.ship")
+def ship(charge_id: str, trace: str, fail: bool = False) -> str:
+    record(trace, "execute", "ship")
+    if fail:
+        raise StepError(f"cannot ship {charge_id}")
+    return f"shipped {charge_id}"
+
+
+class WhereAmI(task.Task):
+    """Records the worker and queue its execute message reached (per-atom Celery options)."""
+
+    def __init__(self, name: str, trace: str, *, hang_in_revert: bool = False, fail: bool = False) -> None:
+        super().__init__(name=name)
+        self.trace = trace
+        self.hang_in_revert = hang_in_revert
+        self.fail = fail
+
+    def execute(self) -> str:
+        from celery import current_task
+
+        request = current_task.request
+        queue = (request.delivery_info or {}).get("routing_key")
+        record(self.trace, "execute", self.name, f"{request.hostname} {queue}")
+        if self.fail:
+            raise StepError(f"{self.name} failed")
+        return str(queue)
+
+    def revert(self, result: Any, flow_failures: Any, **kwargs: Any) -> None:
+        record(self.trace, "revert", self.name)
+        if self.hang_in_revert:
+            deadline = time.monotonic() + 120  # a revert that hangs: only a time limit ends it
+            while time.monotonic() < deadline:
+                time.sleep(0.05)

@@ -31,8 +31,6 @@ def test_install_on_an_existing_app_with_in_process_worker(redis_url, sqlite_url
     app.conf.task_ignore_result = True
     celeryflow.install(app, backend=sqlite_url, heartbeat_timeout=30)
     assert app.conf.celeryflow_heartbeat_timeout == 30
-    for key, value in CELERY_SETTINGS.items():
-        assert app.conf[key] == value
     assert "celeryflow.execute" in app.tasks and "celeryflow.revert" in app.tasks
     trace = str(tmp_path / "trace")
     with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
@@ -44,6 +42,32 @@ def test_install_on_an_existing_app_with_in_process_worker(redis_url, sqlite_url
             handle.wait(timeout=60)
         assert handle.state == states.REVERTED
     assert read_trace(trace) == [("execute", "a"), ("execute", "b"), ("revert", "b")]
+
+
+def test_install_leaves_the_host_apps_own_tasks_alone(redis_url, sqlite_url, tmp_path, restore_default_app):
+    """install() sets options on celeryflow's tasks only (issue #12, item 7)."""
+    app = Celery("host", broker=redis_url, set_as_current=False)
+    app.conf.update(accept_content=["json", "pickle"], task_acks_late=False, task_reject_on_worker_lost=False,
+                    worker_prefetch_multiplier=4, task_serializer="json")
+
+    @app.task(name="host.add")
+    def add(x, y):
+        return x + y
+
+    before = {key: app.conf[key] for key in CELERY_SETTINGS}
+    celeryflow.install(app, backend=sqlite_url, beat=False)
+    assert {key: app.conf[key] for key in CELERY_SETTINGS} == before
+    assert (add.acks_late, add.reject_on_worker_lost) == (False, False)
+    assert add.Strategy == "celery.worker.strategy:default"
+    own = app.tasks["celeryflow.execute"]
+    assert (own.acks_late, own.reject_on_worker_lost, own.serializer) == (True, True, "json")
+    # a real worker: the host's pickled message is still accepted, and a flow runs beside it
+    app.conf.result_backend = f"db+sqlite:///{tmp_path / 'results.db'}"
+    trace = str(tmp_path / "trace")
+    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
+        assert add.apply_async((2, 3), serializer="pickle").get(timeout=30) == 5
+        assert celeryflow.engines.run(linear_flow.Flow("beside").add(Step("a", trace, provides="x")), app=app) == {
+            "x": "a"}
 
 
 def test_install_rejects_unknown_settings(restore_default_app):
@@ -106,3 +130,27 @@ def test_worker_starts_when_its_logbook_is_down(redis_url, restore_default_app):
         logger.removeHandler(collect)
         logger.setLevel(level)
     assert any("not usable at worker start" in m for m in collect.messages), collect.messages
+
+
+def test_a_configured_broker_is_used_without_app(redis_url, redis_client, sqlite_url, tmp_path):
+    """CELERYFLOW_BROKER_URL set, no app= and no install(): submit publishes to that broker for its
+    workers, instead of running the atoms in the caller's own process (issue #12, item 4)."""
+    code = textwrap.dedent("""
+        import threading
+        import celeryflow
+        from celeryflow.patterns import linear_flow
+        from tests.engine.atoms import Step
+        handle = celeryflow.submit(linear_flow.Flow("for-workers").add(Step("a", "/dev/null")))
+        print(handle.engine.app.main, handle.engine.app.conf.broker_url)
+        print(handle.state, any("celeryflow" in t.name.lower() or "worker" in t.name.lower()
+                               for t in threading.enumerate() if t is not threading.main_thread()))
+    """)
+    env = {"CELERYFLOW_BROKER_URL": redis_url, "CELERYFLOW_BACKEND": sqlite_url, "PYTHONPATH": str(REPO_ROOT),
+           "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                          cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()
+    assert first == f"celeryflow {redis_url}"
+    assert second == "RUNNING False", "no in-process worker ran the atom"
+    assert redis_client.llen("celery") == 1, "the atom's message waits on the broker for a worker"
