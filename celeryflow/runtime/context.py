@@ -4,12 +4,20 @@ A flow submitted from this process is known *live* (its own objects, so
 lambdas work in the embedded default). Any other flow is rebuilt from the
 logbook spec, through the registry only: nothing is imported because a row
 names it.
+
+Live flows are bounded, so a web process or conductor does not keep every flow
+it ever submitted: a flow its engine saw finish is dropped, and at most
+:data:`LIVE_SIZE` others are kept, least recently used dropped first. A flow
+that an engine or handle still holds (one being followed, whose atoms' own
+notifiers must keep firing in this process's workers) stays reachable whatever
+the bound, through a weak reference: it goes when its last holder does.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,6 +39,8 @@ LOG = logging.getLogger(__name__)
 
 SPEC_VERSION = STORED_VERSION
 _CACHE_SIZE = 512
+#: live flows kept without a holder (submitted and not seen finishing: fire and forget)
+LIVE_SIZE = 1024
 
 
 @dataclass
@@ -91,24 +101,44 @@ def rebuild_flow(spec: dict[str, Any]) -> Any:
 
 
 _lock = threading.Lock()
-_live: dict[str, FlowRuntime] = {}
+#: live flows, least recently used first (strong references, at most LIVE_SIZE)
+_live: OrderedDict[str, FlowRuntime] = OrderedDict()
+#: every live flow something in this process still holds (an engine, a handle)
+_reachable: weakref.WeakValueDictionary[str, FlowRuntime] = weakref.WeakValueDictionary()
 _cache: OrderedDict[str, FlowRuntime] = OrderedDict()
 
 
 def register_live(runtime: FlowRuntime) -> None:
+    """Know ``runtime`` (a flow submitted or run from this process, with its own objects)."""
     with _lock:
         _live[runtime.uuid] = runtime
+        _live.move_to_end(runtime.uuid)
+        _reachable[runtime.uuid] = runtime
+        while len(_live) > LIVE_SIZE:
+            _live.popitem(last=False)  # still found through _reachable while someone holds it
+
+
+def finished_live(flow_uuid: str) -> None:
+    """The flow was seen finishing: keep its objects only as long as someone holds them."""
+    with _lock:
+        _live.pop(flow_uuid, None)
 
 
 def forget_live(flow_uuid: str) -> None:
+    """Forget a live flow altogether (the next use rebuilds it from its spec)."""
     with _lock:
         _live.pop(flow_uuid, None)
+        _reachable.pop(flow_uuid, None)
 
 
 def runtime_for(backend: Backend, flow_uuid: str) -> FlowRuntime:
     """The runtime of a flow: live if this process submitted it, else rebuilt from the logbook."""
     with _lock:
-        found = _live.get(flow_uuid) or _cache.get(flow_uuid)
+        found = _live.get(flow_uuid)
+        if found is not None:
+            _live.move_to_end(flow_uuid)
+            return found
+        found = _reachable.get(flow_uuid) or _cache.get(flow_uuid)
         if found is not None:
             _cache.move_to_end(flow_uuid, last=True) if flow_uuid in _cache else None
             return found
