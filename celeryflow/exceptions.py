@@ -105,6 +105,14 @@ class NotRegistered(CeleryflowError):
     """A spec or message names an atom class, function or factory this process does not have registered."""
 
 
+class CorruptSpec(NotRegistered):
+    """A flow's stored spec cannot be decoded (not JSON, wrong shape, unknown version).
+
+    The flow can never run anywhere: the first worker, sweep or engine that reads the
+    spec fails the flow with this error as its reason.
+    """
+
+
 class SerializationError(CeleryflowError):
     """A value is not JSON-serializable (celeryflow never pickles)."""
 
@@ -184,6 +192,7 @@ __all__ = [
     "BrokerUnavailable",
     "CeleryflowError",
     "ConfigurationError",
+    "CorruptSpec",
     "DependencyFailure",
     "Duplicate",
     "ExecutionFailure",

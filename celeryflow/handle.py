@@ -9,6 +9,7 @@ from celeryflow import exceptions, states
 from celeryflow.engines import CeleryEngine, load, load_from_detail, load_from_factory
 from celeryflow.engines.waiter import Follower
 from celeryflow.flow import Flow
+from celeryflow.runtime import context
 
 
 def submit(
@@ -64,6 +65,8 @@ class FlowHandle:
         """Block until the flow ends; return its results, or raise like ``engine.run()``."""
         engine = self._engine
         state = Follower(engine.backend, self.id, 0).follow(lambda row: None, timeout)
+        if state in states.FLOW_TERMINAL:
+            context.finished_live(self.id)
         engine.raise_for_state(state)
         return self.results()
 

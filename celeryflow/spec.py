@@ -19,15 +19,20 @@ embedded engine, which keeps the live objects) records ``None`` instead and
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from celeryflow import registry, serialization
 from celeryflow.atom import Atom
-from celeryflow.exceptions import NotRegistered, SerializationError
+from celeryflow.exceptions import CorruptSpec, NotRegistered, SerializationError
 from celeryflow.flow import LINK_DECIDER, LINK_DECIDER_DEPTH, LINK_MANUAL, LINK_REASONS, Depth, Flow, Item
 from celeryflow.patterns import graph_flow, linear_flow, unordered_flow
 
+if TYPE_CHECKING:
+    from celeryflow.compilation import Compilation
+
 SPEC_VERSION = 1
+#: the version of the whole stored spec (flow, factory, compilation) that engines write
+STORED_VERSION = 1
 _TAG = "__cf__"
 _PATTERNS: dict[str, type[Flow]] = {
     "linear": linear_flow.Flow,
@@ -263,6 +268,40 @@ def flow_from_spec(spec: Mapping[str, Any]) -> Flow:
     return _flow_from(spec)
 
 
+def decode_stored(text: str | bytes, flow_uuid: str) -> tuple[dict[str, Any], Compilation]:
+    """Decode the spec a flow row stores (``{"version", "flow", "factory", "compilation"}``).
+
+    Returns:
+        The spec and its compilation.
+
+    Raises:
+        CorruptSpec: the text is not JSON, not a spec of a version this code knows, or
+            its compilation is incomplete; the message says which.
+    """
+    from celeryflow.compilation import Compilation
+
+    def corrupt(why: str) -> CorruptSpec:
+        return CorruptSpec(f"The stored spec of flow {flow_uuid} cannot be decoded: {why}; the flow cannot run")
+
+    try:
+        spec = serialization.loads(text)
+    except ValueError as exc:  # json.JSONDecodeError and kombu's decode errors
+        raise corrupt(f"it is not JSON ({type(exc).__name__}: {exc})") from None
+    if not isinstance(spec, dict):
+        raise corrupt(f"it is a JSON {type(spec).__name__}, not an object")
+    version = spec.get("version", STORED_VERSION)
+    if version != STORED_VERSION:
+        raise corrupt(f"its version {version!r} is not supported (expected {STORED_VERSION})")
+    data = spec.get("compilation")
+    if not isinstance(data, dict):
+        raise corrupt("it holds no compilation")
+    try:
+        comp = Compilation.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise corrupt(f"its compilation is malformed ({type(exc).__name__}: {exc})") from None
+    return spec, comp
+
+
 def factory_spec(
     factory: Callable[..., Any], args: Sequence[Any] | None = None, kwargs: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
@@ -303,4 +342,4 @@ def flow_from_factory_spec(data: Mapping[str, Any]) -> Flow:
     return flow
 
 
-__all__ = ["SPEC_VERSION", "factory_spec", "flow_from_factory_spec", "flow_from_spec", "flow_to_spec"]
+__all__ = ["SPEC_VERSION", "decode_stored", "factory_spec", "flow_from_factory_spec", "flow_from_spec", "flow_to_spec"]

@@ -228,6 +228,8 @@ def show(backend_url: str | None, flow_id: str, as_json: bool, tracebacks: bool,
         out.print("compensation order: " + " → ".join(view.reverted_order))
     failed = [(a.name, "execute", a.failure) for a in view.atoms.values() if a.failure is not None]
     failed += [(a.name, "revert", a.revert_failure) for a in view.atoms.values() if a.revert_failure is not None]
+    # a failure of the flow itself (e.g. a spec that cannot be decoded), not of one of its atoms
+    failed += [(name, "flow", f) for name, f in view.failures.items() if name not in view.atoms]
     if failed:
         out.print("[bold]failures[/]")
         for name, phase, failure in failed:

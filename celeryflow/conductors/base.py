@@ -347,7 +347,7 @@ class Conductor(abc.ABC):
                 )
             except NotFound as exc:
                 raise _Unloadable(f"its flow {flow_uuid} is not in the logbook ({exc})") from None
-            except (KeyError, TypeError, ValueError) as exc:
+            except (NotRegistered, KeyError, TypeError, ValueError) as exc:  # NotRegistered: CorruptSpec
                 raise _Unloadable(f"its flow {flow_uuid} has a corrupt spec: {type(exc).__name__}: {exc}") from None
             runtime = context.runtime_for(engine.backend, flow_uuid)
             if runtime.atoms is None:  # not submitted by this process: it must be rebuildable from its spec

@@ -203,7 +203,10 @@ def _build(row: FlowRow, atom_rows: Iterable[AtomRow], reverted: list[str]) -> F
 def _compilation(spec_text: str | None) -> Compilation | None:
     from celeryflow.compiler import Compilation
 
-    spec = serialization.loads(spec_text) if spec_text else None
+    try:
+        spec = serialization.loads(spec_text) if spec_text else None
+    except ValueError:  # a corrupt spec: the flow's failures say so; show what the rows hold
+        spec = None
     data = spec.get("compilation") if isinstance(spec, Mapping) else None
     if not data:
         return None

@@ -232,6 +232,8 @@ class CeleryEngine:
                 # registered fails here (NotRegistered), before anything is sent, untouched.
                 self._runtime.atom(self._runtime.comp.order[0])
         assert self._runtime is not None
+        if self._flow is not None:
+            context.register_live(self._runtime)  # again: dropped when it was last seen finishing
         decide = self._runtime.decide if any(a.deciders for a in self.compile().atoms.values()) else None
         what = control.start(self.backend, self.compile(), self.flow_uuid, store_updates=store,
                              owner=self._owner, decide=decide, window=self.settings.dispatch_window)
@@ -267,6 +269,8 @@ class CeleryEngine:
             from celeryflow.runtime.embedded import unwatch
 
             unwatch(self.backend, self.flow_uuid)
+        if state in states.FLOW_TERMINAL:
+            context.finished_live(self.flow_uuid)
         self._stats["seconds"] = time.monotonic() - began
         self._stats["state"] = state
         self.raise_for_state(state)

@@ -27,6 +27,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from celeryflow import serialization, states
+from celeryflow.exceptions import DependencyFailure, NotFound
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
 from celeryflow.runtime import scopes
 from celeryflow.runtime.args import resolve
@@ -166,9 +167,13 @@ def _locked_plain_flow(
 
 def begin(
     conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
-    make_begun: Callable[[dict[str, Any], str], Any],
+    make_begun: Callable[[dict[str, Any] | None, str, Exception | None], Any],
 ) -> Any:
     """Claim a queued task of a running flow and read its inputs; FALLBACK for anything else.
+
+    ``make_begun(kwargs, flow name, input error)``: an input error (args.resolve raising
+    NotFound or MissingDependencies) is handed over, not raised, so the claim commits and
+    the worker records it as the atom's failure.
 
     A lost compare-and-set (a duplicate delivery) also falls back: the general
     path then finds the atom already claimed and says why it skips.
@@ -190,9 +195,13 @@ def begin(
         rows = conn.execute(_RESULTS, {"b_flow": flow_uuid, "b_names": sorted(needed)})
         results = {row_name: serialization.loads(text) for row_name, text in rows}
     save_as = {p: comp.atoms[p].save_as for p in needed}
-    kwargs = resolve(name, compiled.exec_args, compiled.exec_optional, compiled.inject, store, compiled.providers,
-                     results, save_as)
-    return make_begun(kwargs, flow.name)
+    try:
+        kwargs = resolve(name, compiled.exec_args, compiled.exec_optional, compiled.inject, store,
+                         compiled.providers, results, save_as)
+    except (NotFound, DependencyFailure) as exc:
+        # The claim stays: raising would roll it back and the message would be resent forever.
+        return make_begun(None, flow.name, exc)
+    return make_begun(kwargs, flow.name, None)
 
 
 def finish(

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
+from celeryflow.exceptions import DependencyFailure, MissingDependencies, NotFound
 from celeryflow.persistence.backends.base import on_connection
 from celeryflow.persistence.tables import AtomRow, utcnow
 from celeryflow.runtime import compensation, fastpath, scope_decisions, scope_rounds, scopes
@@ -62,6 +63,24 @@ class Begun:
     flow_name: str = ""
     attempts: int = 0
     history: list[Any] | None = None  # retry controllers: their persisted history
+    #: claimed, but its inputs cannot be resolved: the Failure dict to finish it with, unrun
+    input_error: dict[str, Any] | None = None
+
+
+#: what input resolution raises for a flow whose data does not fit (args.resolve)
+INPUT_ERRORS = (NotFound, DependencyFailure)
+
+
+def input_failure(exc: Exception) -> dict[str, Any]:
+    """The Failure dict of an input error, re-raisable as the same exception in the caller."""
+    from celeryflow.types.failure import Failure
+
+    failure = Failure.from_exception(exc).to_dict()
+    if isinstance(exc, MissingDependencies):
+        # Its constructor takes (who, requirements), not the message: these args rebuild the
+        # same message and keep missing_requirements for whoever catches it.
+        failure["exc_args"] = [next(iter(exc.missing_requirements), ""), exc.missing_requirements]
+    return failure
 
 
 def _inputs(
@@ -111,7 +130,12 @@ def begin(
         if not claimed:
             return Begun(Verdict.SKIP, "already claimed or no longer queued (duplicate delivery)")
         events.flush(session)
-        kwargs = _inputs(session, flow_uuid, flow.store, comp, name, revert=(mode != EXECUTE))
+        try:
+            kwargs = _inputs(session, flow_uuid, flow.store, comp, name, revert=(mode != EXECUTE))
+        except INPUT_ERRORS as exc:
+            # Never raise here: that would roll the claim back and the sweep would resend the
+            # message forever. The claim commits and the error is the atom's (revert) failure.
+            return _claimed(None, flow.name, exc)
         begun = Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow.name)
         if comp.atoms[name].kind == "retry":
             begun.history = scopes.load_history(session, flow_uuid, name)
@@ -134,8 +158,12 @@ def begin(
     return backend.run_core(fast)
 
 
-def _claimed(kwargs: dict[str, Any], flow_name: str) -> Begun:
-    return Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow_name)
+def _claimed(kwargs: dict[str, Any] | None, flow_name: str, input_error: Exception | None = None) -> Begun:
+    if input_error is None:
+        return Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow_name)
+    LOG.warning("the inputs of an atom of flow %r cannot be resolved; recording it as its failure: %s",
+                flow_name, input_error)
+    return Begun(Verdict.RUN, flow_name=flow_name, input_error=input_failure(input_error))
 
 
 def finish(

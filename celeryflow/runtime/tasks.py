@@ -39,6 +39,10 @@ def worker_id() -> str:
 def _call_atom(
     runtime: context.FlowRuntime, name: str, mode: str, begun: steps.Begun
 ) -> tuple[Any, dict[str, Any] | None]:
+    if begun.input_error is not None:
+        # Claimed, but its inputs cannot be resolved: that is the atom's failure, and the flow
+        # compensates as for any other (the atom itself is never called).
+        return None, begun.input_error
     kwargs = dict(begun.kwargs or {})
     try:
         atom = runtime.atom(name)
