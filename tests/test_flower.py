@@ -158,13 +158,24 @@ def test_flower_names_atoms_and_masks_store_values(stack: Any, process_group: Pr
     assert sorted(t["name"].rsplit(" / ", 1)[1] for t in by_flow[bad.id]) == [
         "charge_card", "charge_card (revert)", "reserve_stock", "reserve_stock (revert)",
     ]
+    # Celery sees the truth: the atom that raised is a FAILED task with its exception's type and
+    # message (Flower's Failed tab, task-failed events); everything else succeeded
+    failed = [t for t in tasks.values() if t.get("state") == "FAILURE"]
+    assert [t["name"] for t in failed] == ["celeryflow: place-order / charge_card"], json.dumps(tasks)
+    assert bad.id in failed[0]["args"]
+    assert "PaymentDeclined" in failed[0]["exception"] and "card declined" in failed[0]["exception"]
+    assert all(t.get("state") == "SUCCESS" for t in tasks.values() if t not in failed)
     # the worker knows the tasks by their real names; the shadow name is for humans
     assert all(t.get("worker", "").startswith("flower-test@") for t in tasks.values())
 
-    # No store value reaches Flower: not the secret token, not the order id, not the amount.
+    # No store value reaches Flower: not the secret token, not the order id, not the amount
+    # (the failed atom's own exception message names its order: that is the atom's text, and
+    # what a Celery user expects to see in the Failed tab).
     dump = json.dumps(tasks)
     assert SECRET not in dump
-    assert "A-1" not in dump and "A-2" not in dump
+    shown = json.dumps({tid: {k: v for k, v in t.items() if k not in ("exception", "traceback")}
+                        for tid, t in tasks.items()})
+    assert "A-1" not in dump and "A-2" not in shown
     # ... nor the worker's log (argsrepr is what Celery logs too)
     assert SECRET not in process_group.output("worker")
     assert "Task celeryflow: place-order / notify[" in process_group.output("worker")

@@ -173,6 +173,25 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         )
     localbus.notify()
     _send(app, runtime, dispatch, backend_key, settings, task, epoch)
+    if failure is not None and dispatch is not None:
+        _fail_celery_task(app, failure)
+
+
+def _fail_celery_task(app: Celery, failure: dict[str, Any]) -> None:
+    """End this Celery task FAILURE with the atom's exception (type and message), once recorded.
+
+    Flower's Failed tab, ``task-failed`` events, Prometheus exporters and Sentry then see
+    an atom that failed (execute or revert) as Celery users expect. The logbook already
+    holds the outcome and what follows was published: raising changes nothing for the
+    flow (the message is acknowledged; Celery sends no further chain step, and there was
+    none). The embedded default keeps quiet: nobody watches its tasks, and Celery would
+    print every atom failure of a script to its console.
+    """
+    from celeryflow.runtime.embedded import is_embedded
+
+    if is_embedded(app):
+        return
+    Failure.from_dict(failure).reraise()  # the original type when loaded here, else WrappedFailure
 
 
 def _decider(runtime: context.FlowRuntime) -> Any:
