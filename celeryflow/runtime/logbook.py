@@ -133,7 +133,15 @@ def cas_atom(
 
 
 def load_atoms(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomRow]:
-    stmt = select(AtomRow).where(AtomRow.flow_uuid == flow_uuid)
+    """The atoms' rows as the database has them now.
+
+    ``populate_existing``: the transitions here write with bulk UPDATEs
+    (``synchronize_session=False``: no identity-map bookkeeping per row), so a row
+    the session loaded earlier in the transaction may be stale; without it a join
+    counter a decider's IGNORE just dropped would still read as waiting. Pending
+    attribute writes are flushed first (autoflush), so none is lost.
+    """
+    stmt = select(AtomRow).where(AtomRow.flow_uuid == flow_uuid).execution_options(populate_existing=True)
     if names is not None:
         wanted = list(names)
         if not wanted:
