@@ -128,6 +128,34 @@ def test_on_failure_runs_while_the_flow_row_is_free(db_url: str) -> None:
     assert probe.free and all(probe.free), probe.free  # before the fix: [False]
 
 
+def test_decider_after_an_ignored_atom_is_asked_once_outside_the_lock(db_url: str) -> None:
+    """a -(no)-> b -(decider)-> c: b is ignored in a's finish; c's decider (given {b: None}) is not
+    known to the worker that finished a, so the transaction asks it outside and runs again."""
+    probe, seen = Probe(db_url), []
+
+    def no(history: dict[str, Any]) -> bool:
+        seen.append(dict(history))
+        probe()
+        return False
+
+    def yes(history: dict[str, Any]) -> bool:
+        seen.append(dict(history))
+        probe()
+        return True
+
+    a, b, c = Value("a"), Value("b"), Value("c")
+    flow = graph_flow.Flow("cascade").add(a, b, c)
+    flow.link(a, b, decider=no, decider_depth="ATOM")
+    flow.link(b, c, decider=yes, decider_depth="ATOM")
+    engine = engines.load(flow, backend=db_url)
+    engine.prepare()
+    probe.flow_uuid = engine.flow_uuid
+    engine.run(timeout=30)
+    assert seen == [{"a": 1}, {"b": None}]  # each decider once
+    assert probe.free == [True, True]
+    assert [engine.storage.get_atom_state(n) for n in "abc"] == [states.SUCCESS, states.IGNORE, states.SUCCESS]
+
+
 # --------------------------------------------------------------------------- transaction retries
 
 
