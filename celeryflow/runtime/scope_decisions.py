@@ -99,10 +99,14 @@ class Resolver:
             kwargs = _inputs(self.session, self.flow.uuid, self.flow.store, self.comp, controller, revert=False)
         except Exception as exc:  # its inputs cannot be resolved: no user code to ask
             return retries.could_not_decide(controller, self.flow.uuid, exc)
-        call = UserCall(ON_FAILURE, controller, digest(serialization.dumps([history, kwargs])), (history, kwargs))
-        meta_json = self.session.scalar(
-            select(AtomRow.meta).where(AtomRow.flow_uuid == self.flow.uuid, AtomRow.name == controller)
-        )
+        meta_json, started_at = self.session.execute(
+            select(AtomRow.meta, AtomRow.started_at).where(AtomRow.flow_uuid == self.flow.uuid,
+                                                           AtomRow.name == controller)
+        ).one()
+        # the controller's last start is part of the input: a re-run from scratch, whose history
+        # may look the same, asks again instead of reusing the previous run's verdict
+        asked = serialization.dumps([history, kwargs, started_at.isoformat() if started_at else None])
+        call = UserCall(ON_FAILURE, controller, digest(asked), (history, kwargs))
         meta = dict(serialization.loads(meta_json) or {})
         recorded = meta.get(ON_FAILURE)
         if recorded is not None and recorded[0] == call.digest:
