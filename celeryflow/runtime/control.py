@@ -28,6 +28,7 @@ from celeryflow.runtime.logbook import (
     settle,
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.runtime.verdicts import Answers, asking, decider_answer
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -166,7 +167,7 @@ def start(
     * SUCCESS / FAILURE: nothing to do.
     """
 
-    def txn(session: Session) -> Dispatch:
+    def txn(session: Session, known: Answers) -> Dispatch:
         flow = _locked(backend, session, flow_uuid)
         if store_updates:
             store = serialization.loads(flow.store) or {}
@@ -250,14 +251,16 @@ def start(
                 n for n, r in rows.items()
                 if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0
             ]
-            ready = admit(flow, ready_after(session, flow, comp, candidates, events, decide), window)
+            ready = admit(flow, ready_after(session, flow, comp, candidates, events, known), window)
             queue_atoms(session, flow, ready, states.EXECUTE, events)
             dispatch.execute.extend(ready)
         settle(session, flow, comp, events, dispatch, window)
         events.flush(session)
         return dispatch
 
-    return backend.run(txn)
+    # deciders are asked outside the transaction, which then runs again with their verdicts
+    return asking(lambda known: backend.run(lambda session: txn(session, known)),
+                  lambda call: decider_answer(decide, call))
 
 
 def _first_start(

@@ -13,7 +13,7 @@ changes nothing.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +21,10 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
-from celeryflow.exceptions import InvalidState
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.runtime.verdicts import Answers, verdicts_for
+from celeryflow.runtime.verdicts import DeciderCall as DeciderCall  # re-exported: its callers import it from here
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -133,7 +134,15 @@ def cas_atom(
 
 
 def load_atoms(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomRow]:
-    stmt = select(AtomRow).where(AtomRow.flow_uuid == flow_uuid)
+    """The atoms' rows as the database has them now.
+
+    ``populate_existing``: the transitions here write with bulk UPDATEs
+    (``synchronize_session=False``: no identity-map bookkeeping per row), so a row
+    the session loaded earlier in the transaction may be stale; without it a join
+    counter a decider's IGNORE just dropped would still read as waiting. Pending
+    attribute writes are flushed first (autoflush), so none is lost.
+    """
+    stmt = select(AtomRow).where(AtomRow.flow_uuid == flow_uuid).execution_options(populate_existing=True)
     if names is not None:
         wanted = list(names)
         if not wanted:
@@ -218,22 +227,21 @@ def set_flow_meta(flow: FlowRow, meta: Mapping[str, Any]) -> None:
 # --------------------------------------------------------------------------- execute phase
 
 
-DeciderCall = Callable[[int, dict[str, Any]], bool]
-
-
 def ready_after(
     session: Session,
     flow: FlowRow,
     comp: Compilation,
     candidates: Iterable[str],
     events: Events,
-    decide: DeciderCall | None,
+    answers: Answers | None,
 ) -> list[str]:
     """Of ``candidates`` (whose waiting just dropped), return those now runnable.
 
-    Deciders on their incoming links are evaluated here; an atom a decider
-    rejects (and what its depth covers) ends IGNORE, which counts as done for
-    its successors, so this cascades.
+    The verdicts of the deciders on their incoming links are read from the logbook
+    (the worker that finished the predecessor recorded them) or taken from
+    ``answers``; none is computed here (the flow row is locked): a missing one
+    raises :class:`NeedsUserCode`. An atom a decider rejects (and what its depth
+    covers) ends IGNORE, which counts as done for its successors, so this cascades.
     """
     from celeryflow.runtime import scopes
 
@@ -250,17 +258,13 @@ def ready_after(
             compiled = comp.atoms[name]
             ignored: set[str] = set()
             if compiled.deciders:
-                history = load_results(session, flow.uuid, [d.pred for d in compiled.deciders])
-                for decider in compiled.deciders:
-                    if decide is None:
-                        raise InvalidState(f"Atom {name!r} has a decider but no decider callable is available")
-                    try:
-                        keep = decide(decider.link_id, {decider.pred: history.get(decider.pred)})
-                    except Exception as exc:
+                verdicts = verdicts_for(session, flow.uuid, compiled, answers)
+                for decider, verdict in zip(compiled.deciders, verdicts, strict=True):
+                    if isinstance(verdict, dict):
                         # The decider's own bug fails the flow (compensated); the transaction commits.
-                        _decider_failed(session, flow, comp, events, name, decider.pred, decider.ref, exc)
+                        _decider_failed(session, flow, comp, events, name, verdict)
                         return []
-                    if not keep:
+                    if not verdict:
                         ignored |= set(comp.ignore_set(name, decider.depth))
             if ignored:
                 pending.extend(ignore_atoms(session, flow, comp, ignored, events))
@@ -270,21 +274,11 @@ def ready_after(
 
 
 def _decider_failed(
-    session: Session, flow: FlowRow, comp: Compilation, events: Events, name: str, pred: str,
-    ref: str | None, exc: Exception,
+    session: Session, flow: FlowRow, comp: Compilation, events: Events, name: str, failure: dict[str, Any]
 ) -> None:
-    from celeryflow.exceptions import ExecutionFailure
     from celeryflow.runtime import scope_decisions
-    from celeryflow.types.failure import Failure
 
-    LOG.warning("decider on %s -> %s of flow %s raised %r", pred, name, flow.uuid, exc)
-    err = ExecutionFailure(
-        f"The decider {ref or '(unregistered callable)'} on the link {pred!r} -> {name!r} raised "
-        f"{type(exc).__name__}: {exc}. A decider must return True or False; the flow is reverted",
-        exc,
-    )
-    failure = {name: Failure.from_exception(err).to_dict()}
-    scope_decisions.doom(session, flow, comp, events, None, failure, failed_atom=name)
+    scope_decisions.doom(session, flow, comp, events, None, {name: failure}, failed_atom=name)
 
 
 def ignore_atoms(session: Session, flow: FlowRow, comp: Compilation, names: Iterable[str], events: Events) -> list[str]:

@@ -10,12 +10,17 @@ decides what a failure leads to).
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from celeryflow import states
 
 if TYPE_CHECKING:
     from celeryflow.retry import History
     from celeryflow.types.failure import Failure
+
+LOG = logging.getLogger(__name__)
 
 
 def history_of(data: Sequence[Any] | None) -> History:
@@ -49,3 +54,37 @@ def _accepts(fn: Any, param: str) -> bool:
     except (TypeError, ValueError):
         return True
     return any(p.kind is p.VAR_KEYWORD or p.name == param for p in params)
+
+
+def on_failure_verdict(controller: str, flow_uuid: str, obj: Any, history: Sequence[Any],
+                       kwargs: Mapping[str, Any]) -> list[Any]:
+    """Ask a controller (user code: never inside a transaction) what a failure leads to.
+
+    Returns ``[decision, countdown, problem]``: ``problem`` is the failure dict that
+    reverts the whole flow when the controller could not decide (it raised, or
+    answered something else than RETRY, REVERT or REVERT_ALL).
+    """
+    from celeryflow.runtime.scopes import DECISIONS
+
+    try:
+        hist = history_of(history)
+        decision = str(obj.on_failure(hist, **kwargs))
+        if decision not in DECISIONS:
+            raise ValueError(f"on_failure returned {decision!r}; expected RETRY, REVERT or REVERT_ALL")
+        countdown = float(obj.countdown(len(hist))) if decision == states.RETRY else 0.0
+        return [decision, max(0.0, countdown), None]
+    except Exception as exc:
+        return list(could_not_decide(controller, flow_uuid, exc))
+
+
+def could_not_decide(controller: str, flow_uuid: str, exc: Exception) -> tuple[str, float, dict[str, Any]]:
+    from celeryflow.exceptions import ExecutionFailure
+    from celeryflow.types.failure import Failure
+
+    LOG.warning("retry controller %s of flow %s could not decide: %r", controller, flow_uuid, exc)
+    err = ExecutionFailure(
+        f"Retry controller {controller!r} could not decide what to do about a failure "
+        f"({type(exc).__name__}: {exc}); the whole flow is reverted",
+        exc,
+    )
+    return "REVERT_ALL", 0.0, Failure.from_exception(err).to_dict()

@@ -1,7 +1,9 @@
 """What a failure inside a retry scope leads to: consult the controllers, then retry or compensate.
 
 Called with the flow row locked, from the transaction that records the failure
-(:func:`celeryflow.runtime.steps.finish`). The semantics are in :mod:`celeryflow.runtime.scopes`.
+(:func:`celeryflow.runtime.steps.finish`); the controllers' ``on_failure`` (user code)
+is never called here: their verdicts are asked outside the transaction and recorded.
+The semantics are in :mod:`celeryflow.runtime.scopes`.
 """
 
 from __future__ import annotations
@@ -15,14 +17,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
-from celeryflow.exceptions import ExecutionFailure
 from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.runtime import retries
 from celeryflow.runtime.logbook import Events, decode_failures, flow_meta, set_flow_meta, set_flow_state
 from celeryflow.runtime.scopes import (
-    DECISIONS,
     RETRYING,
     REVERT_SCOPE,
-    ControllerLookup,
     handled_scope,
     in_order,
     load_history,
@@ -31,7 +31,7 @@ from celeryflow.runtime.scopes import (
     retrying,
     revert_set,
 )
-from celeryflow.types.failure import Failure
+from celeryflow.runtime.verdicts import ON_FAILURE, Answers, NeedsUserCode, UserCall, digest
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -59,11 +59,11 @@ class Resolution:
 class Resolver:
     """Consults controllers (TaskFlow's ``Completer._process_atom_failure``)."""
 
-    def __init__(self, session: Session, flow: FlowRow, comp: Compilation, lookup: ControllerLookup) -> None:
+    def __init__(self, session: Session, flow: FlowRow, comp: Compilation, answers: Answers | None) -> None:
         self.session = session
         self.flow = flow
         self.comp = comp
-        self.lookup = lookup
+        self.answers = answers
         self.defer = bool(_options(flow).get("defer_reverts"))
 
     def process(self, atom: str, failure: dict[str, Any]) -> Resolution:
@@ -87,26 +87,44 @@ class Resolver:
         return Resolution("REVERT_ALL")
 
     def consult(self, controller: str, history: list[list[Any]]) -> tuple[str, float, dict[str, Any] | None]:
-        from celeryflow.retry import History
+        """The controller's verdict on ``history``: recorded, or in the answers; never computed here.
+
+        ``on_failure`` is user code and the flow row is locked: a verdict not known yet
+        raises :class:`NeedsUserCode`, and the worker asks the controller outside the
+        transaction and runs it again (:func:`celeryflow.runtime.verdicts.asking`).
+        """
         from celeryflow.runtime.steps import _inputs
 
         try:
-            obj = self.lookup(controller)
             kwargs = _inputs(self.session, self.flow.uuid, self.flow.store, self.comp, controller, revert=False)
-            hist = History.from_list(history)
-            decision = str(obj.on_failure(hist, **kwargs))
-            if decision not in DECISIONS:
-                raise ValueError(f"on_failure returned {decision!r}; expected RETRY, REVERT or REVERT_ALL")
-            countdown = float(obj.countdown(len(hist))) if decision == states.RETRY else 0.0
-            return decision, max(0.0, countdown), None
-        except Exception as exc:
-            LOG.warning("retry controller %s of flow %s could not decide: %r", controller, self.flow.uuid, exc)
-            err = ExecutionFailure(
-                f"Retry controller {controller!r} could not decide what to do about a failure "
-                f"({type(exc).__name__}: {exc}); the whole flow is reverted",
-                exc,
+        except Exception as exc:  # its inputs cannot be resolved: no user code to ask
+            return retries.could_not_decide(controller, self.flow.uuid, exc)
+        meta_json, started_at = self.session.execute(
+            select(AtomRow.meta, AtomRow.started_at).where(AtomRow.flow_uuid == self.flow.uuid,
+                                                           AtomRow.name == controller)
+        ).one()
+        # the controller's last start is part of the input: a re-run from scratch, whose history
+        # may look the same, asks again instead of reusing the previous run's verdict
+        asked = serialization.dumps([history, kwargs, started_at.isoformat() if started_at else None])
+        call = UserCall(ON_FAILURE, controller, digest(asked), (history, kwargs))
+        meta = dict(serialization.loads(meta_json) or {})
+        recorded = meta.get(ON_FAILURE)
+        if recorded is not None and recorded[0] == call.digest:
+            verdict = recorded[1]
+        elif self.answers is not None and call.key in self.answers:
+            verdict = self.answers[call.key]
+            # recorded with the history it answers, before it takes effect
+            meta[ON_FAILURE] = [call.digest, verdict]
+            self.session.execute(
+                update(AtomRow)
+                .where(AtomRow.flow_uuid == self.flow.uuid, AtomRow.name == controller)
+                .values(meta=serialization.dumps(meta))
+                .execution_options(synchronize_session=False)
             )
-            return "REVERT_ALL", 0.0, Failure.from_exception(err).to_dict()
+        else:
+            raise NeedsUserCode([call])
+        decision, countdown, problem = verdict
+        return str(decision), float(countdown), problem
 
 
 # --------------------------------------------------------------------------- entry points
@@ -119,9 +137,12 @@ def on_execute_failure(
     name: str,
     failure: dict[str, Any],
     events: Events,
-    lookup: ControllerLookup,
+    answers: Answers | None = None,
 ) -> None:
-    """An atom's execution failed (already recorded FAILURE): decide and start what follows."""
+    """An atom's execution failed (already recorded FAILURE): decide and start what follows.
+
+    ``answers``: retry controllers' verdicts asked outside the transaction (see :meth:`Resolver.consult`).
+    """
     if flow.state in (states.RUNNING, states.SUSPENDING):
         meta = flow_meta(flow)
         if handled_scope(comp, meta, name) is not None:
@@ -133,7 +154,7 @@ def on_execute_failure(
         if comp.atoms[name].retry is None:
             doom(session, flow, comp, events, None, {name: failure}, failed_atom=name)
             return
-        res = Resolver(session, flow, comp, lookup).process(name, failure)
+        res = Resolver(session, flow, comp, answers).process(name, failure)
         if res.kind == states.RETRY:
             assert res.controller is not None
             begin_retry(session, flow, comp, res.controller, res.countdown, events, failed_atom=name)

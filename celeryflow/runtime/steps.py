@@ -3,6 +3,7 @@
 Two transactions per atom on the success path: ``begin`` (claim the atom with a
 compare-and-set, read its inputs) and ``finish`` (record the outcome, count it
 into the joins of its successors, queue what became ready, settle the flow).
+User code (deciders, retry controllers' ``on_failure``) runs outside both.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from celeryflow import serialization, states
 from celeryflow.exceptions import DependencyFailure, MissingDependencies, NotFound
 from celeryflow.persistence.backends.base import on_connection
 from celeryflow.persistence.tables import AtomRow, utcnow
-from celeryflow.runtime import compensation, fastpath, scope_decisions, scope_rounds, scopes
+from celeryflow.runtime import compensation, fastpath, retries, scope_decisions, scope_rounds, scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import (
     EXECUTE,
@@ -38,6 +39,7 @@ from celeryflow.runtime.logbook import (
     settle,
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.runtime.verdicts import DECIDE, Answers, UserCall, asking, decider_answer, record_own_verdicts
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -181,11 +183,18 @@ def finish(
     controller: scopes.ControllerLookup | None = None,
     window: int = DEFAULT_DISPATCH_WINDOW,
     result_json: str | None = None,
+    answers: Answers | None = None,
 ) -> Dispatch | None:
     """Record the outcome of ``name``; return what to publish (None: the message was stale).
 
-    ``controller`` looks up live retry controllers by name (consulted when an atom
-    inside a retry scope fails); by default the flow is rebuilt from the logbook.
+    User code never runs inside the transaction: ``answers`` are the verdicts the
+    worker already asked for (:func:`~celeryflow.runtime.verdicts.decide_links`: the
+    deciders on this atom's outgoing links), recorded here; a verdict the transaction
+    needs and does not have (a retry controller's ``on_failure``, a decider after an
+    IGNORE) is asked through ``decide`` / ``controller`` outside it, and the
+    transaction runs again (:func:`~celeryflow.runtime.verdicts.asking`).
+    ``controller`` looks up live retry controllers by name; by default the flow is
+    rebuilt from the logbook.
     ``result_json``: ``result`` already encoded (the worker encoded it to check its size).
     """
     if failure is not None:
@@ -193,8 +202,12 @@ def finish(
     elif result_json is None:
         result_json = serialization.dumps(result, f"result of atom {name!r}")
     failure_json = serialization.dumps(failure) if failure is not None else None
+    lookup = controller or _lookup(backend, flow_uuid)
 
-    def txn(session: Session) -> Dispatch | None:
+    def answer(call: UserCall) -> Any:
+        return ask(call, decide, lookup, flow_uuid)
+
+    def txn(session: Session, known: Answers) -> Dispatch | None:
         flow = backend.lock_flow(session, flow_uuid)
         if flow is None:
             LOG.warning("discarding %s result of %s/%s: the flow is not in the logbook", mode, flow_uuid, name)
@@ -219,15 +232,14 @@ def finish(
             if failure is None:
                 if comp.atoms[name].kind == "retry":
                     scopes.record_value(session, flow_uuid, name, result)
+                record_own_verdicts(session, flow_uuid, name, known)
                 candidates = decrement_successors(session, flow, comp, [name])
                 if flow.state == states.RUNNING and candidates:
-                    ready = ready_after(session, flow, comp, candidates, events, decide)
+                    ready = ready_after(session, flow, comp, candidates, events, known)
                     queue_atoms(session, flow, ready, states.EXECUTE, events)
                     dispatch.execute.extend(ready)
             else:
-                scope_decisions.on_execute_failure(
-                    session, flow, comp, name, failure, events, controller or _lookup(backend, flow_uuid)
-                )
+                scope_decisions.on_execute_failure(session, flow, comp, name, failure, events, known)
             scope_rounds.after_change(session, flow, comp, name, events, dispatch)
         else:
             new = states.REVERTED if failure is None else states.REVERT_FAILURE
@@ -258,13 +270,25 @@ def finish(
         return dispatch
 
     if mode != EXECUTE or failure is not None:
-        return backend.run(txn)
+        return asking(lambda known: backend.run(lambda session: txn(session, known)), answer, answers)
 
-    def fast(conn: Connection) -> Dispatch | None:
+    def fast(conn: Connection, known: Answers) -> Dispatch | None:
         dispatch = fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json, window)
-        return on_connection(conn, txn) if dispatch is fastpath.FALLBACK else dispatch
+        return on_connection(conn, lambda session: txn(session, known)) if dispatch is fastpath.FALLBACK else dispatch
 
-    return backend.run_core(fast)
+    return asking(lambda known: backend.run_core(lambda conn: fast(conn, known)), answer, answers)
+
+
+def ask(call: UserCall, decide: DeciderCall | None, lookup: scopes.ControllerLookup, flow_uuid: str) -> Any:
+    """Run the user code a transaction asked for (outside it): a decider, or a controller's ``on_failure``."""
+    if call.kind == DECIDE:
+        return decider_answer(decide, call)
+    history, kwargs = call.args
+    try:
+        obj = lookup(call.target)
+    except Exception as exc:  # not registered here: the controller cannot decide
+        return list(retries.could_not_decide(call.target, flow_uuid, exc))
+    return retries.on_failure_verdict(call.target, flow_uuid, obj, history, kwargs)
 
 
 def _replayed(

@@ -20,6 +20,7 @@ from celeryflow.runtime import backends, context, heartbeat, localbus, outage, s
 from celeryflow.runtime.dispatch import EXECUTE_TASK, REVERT_TASK, chained_next, publish
 from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
 from celeryflow.runtime.settings import Settings
+from celeryflow.runtime.verdicts import decide_links
 from celeryflow.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -165,10 +166,13 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
             if failure is not None:
                 result = None
         decide = None if mode == REVERT else _decider(runtime)
+        # The deciders on this atom's outgoing links depend on its result only: ask them now,
+        # outside the finish transaction (user code never runs while the flow row is locked).
+        answers = decide_links(runtime.comp, name, result_json, decide) if failure is None and decide else None
         dispatch = outage.persist(
             lambda: steps.finish(backend, runtime.comp, flow_uuid, name, epoch, mode, me, result=result,
                                  failure=failure, decide=decide, controller=runtime.atom,
-                                 window=settings.dispatch_window, result_json=result_json),
+                                 window=settings.dispatch_window, result_json=result_json, answers=answers),
             f"the {mode} outcome of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0),
         )
     localbus.notify()
