@@ -140,7 +140,8 @@ def test_flower_names_atoms_and_masks_store_values(stack: Any, process_group: Pr
     def seen() -> dict[str, dict[str, Any]] | None:
         tasks = _flow_tasks(flower)
         names = {t.get("name") for t in tasks.values()}
-        done = all(t.get("state") in ("SUCCESS", "FAILURE") for t in tasks.values())
+        # every event of every task in (a task-failed event can arrive before the task's name)
+        done = all(t.get("state") in ("SUCCESS", "FAILURE") and t.get("name") for t in tasks.values())
         return tasks if expected <= names and done and len(tasks) >= 7 else None
 
     tasks = wait_for(seen, timeout=30, interval=0.5,
