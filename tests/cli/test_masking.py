@@ -99,17 +99,17 @@ class Receipt(task.Task):
         return {"amount": 3, "payment": {"card": card_number}}
 
 
-def test_results_that_are_secrets_are_masked_in_show_and_status(tmp_path):
+def test_results_that_are_secrets_are_masked_in_show_and_status(tmp_path, db_url):
     from celeryflow import engines
     from celeryflow.contrib import snapshot
     from celeryflow.patterns import linear_flow
     from celeryflow.persistence.backends import fetch
 
-    url = f"sqlite:///{tmp_path / 'logbook.db'}"
+    url = db_url
     flow = linear_flow.Flow("pay").add(Tokenize("tokenize", provides="card"), Receipt("receipt", provides="receipt"))
     engine = engines.load(flow, store={"card_number": CARD, "traveller": "Ada"}, backend=url)
     engine.run(timeout=30)
-    shown = _cli(_env(tmp_path), tmp_path, "flows", "show", engine.flow_uuid)
+    shown = _cli({**_env(tmp_path), "CELERYFLOW_BACKEND": url}, tmp_path, "flows", "show", engine.flow_uuid)
     assert CARD not in shown
     doc = snapshot.status(snapshot.load_flow(fetch(url), engine.flow_uuid), results=True)
     assert doc["results"] == {"card": MASK, "receipt": {"amount": 3, "payment": {"card": MASK}}}

@@ -60,8 +60,8 @@ def _submit_without(blocked: str, broker: str, backend: str) -> dict[str, object
 
 
 @pytest.mark.parametrize("blocked", ["packaging", "redis"])
-def test_missing_redis_transport_dependency_names_the_module_and_the_extra(blocked, sqlite_url):
-    got = _submit_without(blocked, "redis://127.0.0.1:6379/15", sqlite_url)
+def test_missing_redis_transport_dependency_names_the_module_and_the_extra(blocked, db_url):
+    got = _submit_without(blocked, "redis://127.0.0.1:6379/15", db_url)
     assert got["type"] == "TransportNotInstalled", got
     assert got["module"] == blocked
     assert got["extra"] == "celeryflow[redis]"
@@ -71,11 +71,11 @@ def test_missing_redis_transport_dependency_names_the_module_and_the_extra(block
     assert repr(blocked) in message and "pip install 'celeryflow[redis]'" in message
 
 
-def test_missing_transport_dependency_writes_nothing(sqlite_url):
+def test_missing_transport_dependency_writes_nothing(db_url):
     from sqlalchemy import func, select
 
     from celeryflow.persistence.backends import fetch
     from celeryflow.persistence.tables import FlowRow
 
-    _submit_without("packaging", "redis://127.0.0.1:6379/15", sqlite_url)
-    assert fetch(sqlite_url).run(lambda s: s.scalar(select(func.count()).select_from(FlowRow))) == 0
+    _submit_without("packaging", "redis://127.0.0.1:6379/15", db_url)
+    assert fetch(db_url).run(lambda s: s.scalar(select(func.count()).select_from(FlowRow))) == 0

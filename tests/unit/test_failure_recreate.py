@@ -86,3 +86,21 @@ def test_ordinary_exceptions_still_come_back():
     assert type(nested) is Outer.InnerError and str(nested) == "deep"
     with pytest.raises(KeyError):
         _forged("builtins.KeyError", "k").reraise()
+
+
+def test_a_forged_system_exit_row_in_the_logbook_comes_back_wrapped(db_url):
+    """The same through a real logbook row on every database: what a conductor or a view reads."""
+    from celeryflow import states
+    from celeryflow.persistence import backends, models
+
+    backend = backends.fetch(db_url)
+    book, fd, atom = models.LogBook("forged"), models.FlowDetail("f"), models.TaskDetail("a")
+    atom.put(states.FAILURE, _forged("builtins.SystemExit", 0))
+    fd.add(atom)
+    book.add(fd)
+    backend.save_logbook(book)
+    read = backend.get_flow_details(fd.uuid).find_by_name("a")
+    assert read is not None and read.failure is not None
+    assert read.failure.exception_type_names[0] == "builtins.SystemExit"
+    with pytest.raises(WrappedFailure):
+        read.failure.reraise()
