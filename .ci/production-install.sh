@@ -27,7 +27,15 @@ INSTALL_DEADLINE="${CELERYFLOW_CI_INSTALL_DEADLINE:-150}"
 SMOKE_DEADLINE="${CELERYFLOW_CI_SMOKE_DEADLINE:-120}"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/celeryflow-production-install.XXXXXX")
+PIDFILE="$WORK/worker.pids"
 cleanup() {
+    # The smoke run stops its workers itself; should it have been killed, stop whatever
+    # worker it listed, by PID (each worker leads its own process group: its pool too).
+    if [ -f "$PIDFILE" ]; then
+        while read -r pid; do
+            [ -n "$pid" ] && kill -KILL -- "-$pid" 2>/dev/null || true
+        done <"$PIDFILE"
+    fi
     if [ -n "${CELERYFLOW_CI_KEEP_VENV:-}" ]; then
         echo "production-install: kept $WORK"
     else
@@ -51,8 +59,14 @@ timeout "$INSTALL_DEADLINE" "$PYTHON" -m venv "$WORK/venv" || fail "cannot creat
 # A copy of the tree (no .venv, no build leftovers) so the install cannot pick up
 # anything that `pip install` from a fresh clone would not see.
 mkdir "$WORK/src"
-git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
-    | (cd "$ROOT" && xargs -0 cp --parents -t "$WORK/src" 2>/dev/null) || fail "cannot copy the source tree"
+if git -C "$ROOT" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
+        | while IFS= read -r -d '' f; do [ -f "$f" ] && printf '%s\0' "$f"; done \
+        | xargs -0 cp --parents -t "$WORK/src") || fail "cannot copy the source tree"
+else
+    tar -C "$ROOT" --exclude=./.venv --exclude=./.git --exclude='*.egg-info' --exclude=./build \
+        -cf - . | tar -C "$WORK/src" -xf - || fail "cannot copy the source tree"
+fi
 remaining=$(( INSTALL_DEADLINE - (SECONDS - started) ))
 [ "$remaining" -gt 0 ] || fail "install deadline passed"
 timeout "$remaining" "$WORK/venv/bin/python" -m pip install --quiet "$WORK/src[$EXTRAS]" \
@@ -68,7 +82,8 @@ for module in pytest yaml flower flask django; do
 done
 
 set +e
-timeout --kill-after=10 "$SMOKE_DEADLINE" "$WORK/venv/bin/python" "$ROOT/.ci/production_smoke.py"
+CELERYFLOW_CI_PIDFILE="$PIDFILE" timeout --kill-after=15 "$SMOKE_DEADLINE" \
+    "$WORK/venv/bin/python" "$ROOT/.ci/production_smoke.py"
 rc=$?
 set -e
 if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then

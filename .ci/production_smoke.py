@@ -34,7 +34,8 @@ REDIS_PORT = int(os.environ.get("CELERYFLOW_CI_REDIS_PORT", "6379"))
 RABBITMQ_URL = os.environ.get("CELERYFLOW_CI_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 POSTGRES_URL = os.environ.get("CELERYFLOW_CI_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 FLOW_DEADLINE = float(os.environ.get("CELERYFLOW_CI_FLOW_DEADLINE", "60"))
-STOP_DEADLINE = 15.0
+STOP_DEADLINE = 8.0   # below the wrapper's --kill-after, so a timed-out run still stops its worker
+PIDFILE = os.environ.get("CELERYFLOW_CI_PIDFILE")  # the wrapper kills what is listed, should we be killed
 TOKEN = uuid.uuid4().hex[:10]
 
 #: The test suite's Redis db lock (tests/fixtures_services.py, RedisDbPool): claiming a
@@ -160,6 +161,9 @@ def start_worker(env: dict[str, str], workdir: Path, name: str) -> tuple[subproc
         # Its own session: stopping the worker's process group also stops its pool children.
         proc = subprocess.Popen(cmd, env=env, cwd=workdir, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+    if PIDFILE:
+        with open(PIDFILE, "a") as pids:
+            pids.write(f"{proc.pid}\n")
     log(f"worker {name} started, pid {proc.pid}, log {logfile}")
     return proc, logfile
 
@@ -255,7 +259,14 @@ def scenario(name: str, broker: str, backend: str, workdir: Path) -> None:
     log(f"{name}: worker + flows OK in {time.monotonic() - started:.1f}s")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    # `timeout` sends SIGTERM first: unwind through the finally blocks (worker stopped by
+    # its PID, queue, Redis db and schema removed) instead of dying on the spot.
+    raise Failed(f"terminated by signal {signum} (deadline)")
+
+
 def main() -> int:
+    signal.signal(signal.SIGTERM, _terminated)
     began = time.monotonic()
     try:
         with tempfile.TemporaryDirectory(prefix="celeryflow-smoke-") as tmp:
