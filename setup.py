@@ -20,7 +20,6 @@ LONG_DESCRIPTION = README.read_text(encoding="utf-8") if README.exists() else ""
 INSTALL_REQUIRES = [
     "celery>=5.7",
     "kombu>=5.7",
-    "redis>=5.0",
     "SQLAlchemy>=2.0",
     "alembic>=1.13",
     "click>=8.1",
@@ -28,12 +27,17 @@ INSTALL_REQUIRES = [
     "networkx>=3.0",
 ]
 
+# Broker transports come through Celery's own extras, as Celery documents them:
+# ``celery[redis]`` brings kombu's ``redis`` extra (redis *and* packaging, which kombu's
+# Redis transport imports). A bare ``redis`` requirement left ``packaging`` out and gave a
+# worker that died on start. RabbitMQ needs no extra: py-amqp is a dependency of kombu.
+# ``redis`` is also named directly because the Redis jobboard imports it itself.
 EXTRAS: dict[str, list[str]] = {
-    "redis": ["redis>=5"],
+    "redis": ["celery[redis]>=5.7", "redis>=5"],
     "postgres": ["psycopg[binary]>=3.1"],
     "mysql": ["PyMySQL>=1.1"],
     "flower": ["flower>=2.0"],
-    "django": ["Django>=4.2"],
+    "django": ["celery[django]>=5.7", "Django>=4.2"],
     "flask": ["Flask>=3.0"],
     "graph": ["graphviz>=0.20"],
 }

@@ -45,6 +45,23 @@ class ConfigurationError(CeleryflowError):
     """A setting or argument is invalid."""
 
 
+class TransportNotInstalled(ConfigurationError):
+    """The broker URL names a transport whose Python dependencies are not installed.
+
+    Not a :class:`BrokerUnavailable`: the broker may be up, this process cannot speak
+    to it. Nothing was written or sent.
+
+    Attributes:
+        module: the top-level module that could not be imported (``"packaging"``).
+        extra: what to install, in pip's spelling (``"celeryflow[redis]"``).
+    """
+
+    def __init__(self, message: str, module: str, extra: str, cause: BaseException | None = None) -> None:
+        super().__init__(message, cause)
+        self.module = module
+        self.extra = extra
+
+
 class NotFound(CeleryflowError):
     """A flow, atom, logbook or job that was asked for does not exist."""
 

@@ -4,12 +4,16 @@ Values may be JSON types plus ``datetime``/``date``/``time``, ``UUID``,
 ``Decimal`` and ``bytes``; these are tagged with kombu's ``__type__`` markers
 (kombu's own JSON codec is used, so the broker and the logbook agree).
 Anything else raises :class:`~celeryflow.exceptions.SerializationError` naming
-where the value came from and its type.
+where the value came from and its type; so do NaN and the infinities, which
+Python's ``json`` would write as the non-JSON tokens ``NaN``/``Infinity``
+(PostgreSQL's ``::json`` and most parsers outside Python reject them).
+Reading stays lenient: rows written before that rule still load.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 from kombu.utils import json as kjson
@@ -28,12 +32,16 @@ kjson.register_type(
 
 def _find_unserializable(value: Any, path: str) -> tuple[str, str] | None:
     """Locate the first value that kombu's codec cannot encode: (path, type name)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, f"float ({value!r})"
     if value is None or isinstance(value, (str, int, float, bool)):
         return None
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 return f"{path}[{key!r}] (key)", type(key).__qualname__
+            if isinstance(key, float) and not math.isfinite(key):
+                return f"{path}[{key!r}] (key)", f"float ({key!r})"
             found = _find_unserializable(item, f"{path}[{key!r}]")
             if found:
                 return found
@@ -45,7 +53,7 @@ def _find_unserializable(value: Any, path: str) -> tuple[str, str] | None:
                 return found
         return None
     try:
-        kjson.dumps(value)
+        kjson.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
         return path, type(value).__qualname__
     return None
@@ -62,13 +70,15 @@ def dumps(value: Any, what: str = "value") -> str:
         SerializationError: the value (or a part of it) is not JSON-serializable.
     """
     try:
-        return kjson.dumps(value)
+        # allow_nan=False: NaN and the infinities are not JSON (see the module docstring).
+        return kjson.dumps(value, allow_nan=False)
     except (TypeError, ValueError, OverflowError) as exc:
         found = _find_unserializable(value, "")
         where, type_name = found if found else ("", type(value).__qualname__)
         raise SerializationError(
             f"{what}{where} is a {type_name}, which is not JSON-serializable. celeryflow stores only "
-            "JSON values (plus datetime, UUID, Decimal, bytes); return or store plain data instead",
+            "JSON values (plus datetime, UUID, Decimal, bytes; finite floats only: NaN and Infinity are "
+            "not JSON, store None or a string instead); return or store plain data instead",
             exc,
         ) from exc
 

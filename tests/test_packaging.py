@@ -153,3 +153,42 @@ def test_classic_celery_worker_fixture_wins(request: pytest.FixtureRequest) -> N
     defs = request._fixturemanager.getfixturedefs("celery_worker", request.node)
     assert defs, "celery_worker fixture missing"
     assert defs[-1].func.__module__ == "celery.contrib.pytest"
+
+
+def test_redis_extra_depends_on_celerys_redis_extra(setup_kwargs: dict[str, Any]) -> None:
+    """kombu's Redis transport imports ``packaging`` (and ``redis``) through kombu's own
+    ``redis`` extra, which only ``celery[redis]`` brings: a bare ``redis`` requirement
+    gave a worker that died with No module named 'packaging'."""
+    extras = setup_kwargs["extras_require"]
+    assert any(re.match(r"celery\[[^\]]*\bredis\b[^\]]*\]", req) for req in extras["redis"]), extras["redis"]
+
+
+def test_no_broker_client_in_the_core_install(setup_kwargs: dict[str, Any]) -> None:
+    """The embedded default needs no broker client; a half-installed Redis client in the
+    core (``redis`` without kombu's extra) is what hid the missing extra."""
+    assert "redis" not in {_split(r)[0].lower() for r in setup_kwargs["install_requires"]}
+
+
+def _extras_in(text: str, pattern: str) -> set[str]:
+    m = re.search(pattern, text)
+    assert m, f"no match for {pattern!r}"
+    return set(m.group(1).split(","))
+
+
+def test_production_extras_agree_everywhere(setup_kwargs: dict[str, Any]) -> None:
+    """The README's production install, docs/operations.md, the CI job that installs
+    only those extras, and the compose image all name the same extras (the image more)."""
+    production = _extras_in((REPO / "README.md").read_text(encoding="utf-8"),
+                            r"## Production[^\n]*\n+```bash\npip install -e '\.\[([a-z,]+)\]'")
+    assert production >= {"redis", "postgres"}
+    assert production <= set(setup_kwargs["extras_require"])
+    operations = _extras_in((REPO / "docs" / "operations.md").read_text(encoding="utf-8"),
+                            r"pip install '\.\[([a-z,]+)\]'")
+    assert operations == production
+    script = _extras_in((REPO / ".ci" / "production-install.sh").read_text(encoding="utf-8"),
+                        r'EXTRAS="([a-z,]+)"')
+    assert script == production
+    image = _extras_in((REPO / "compose" / "Dockerfile").read_text(encoding="utf-8"),
+                       r"""pip install (?:--no-cache-dir )?["']\.\[([a-z,]+)\]["']""")
+    assert image >= production
+    assert re.search(r"^bash \S*\.ci/production-install\.sh", (REPO / ".ci" / "run").read_text(encoding="utf-8"), re.M)

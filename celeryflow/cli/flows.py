@@ -216,7 +216,7 @@ def show(backend_url: str | None, flow_id: str, as_json: bool, tracebacks: bool,
         elif a.revert_failure is not None:
             outcome = f"[red]revert: {_brief(a.revert_failure.pformat(), 62)}[/]"
         elif a.state == states.SUCCESS:
-            outcome = _brief(a.result)
+            outcome = _brief(view.masked_result(a.name))  # a provided card number is a secret too
         else:
             outcome = ""
         table.add_row(str(i), a.name, a.kind, styled(a.state), str(a.attempts), a.worker or "",

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, undefer
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import NotFound
+from celeryflow.masking import mask_value
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
 from celeryflow.types.failure import Failure
 
@@ -116,7 +117,22 @@ class FlowView:
     def masked_store(self, is_masked: Any = None) -> dict[str, Any]:
         """The store with secret-looking keys (settings ``mask_keys``) replaced by ``***``."""
         check = is_masked or _default_masker()
-        return {k: (MASK if check(k) else v) for k, v in self.store.items()}
+        masked: dict[str, Any] = mask_value(self.store, check, MASK)  # nested dicts too
+        return masked
+
+    def masked_result(self, name: str, is_masked: Any = None) -> Any:
+        """Atom ``name``'s result, masked whole if a name it provides looks secret (its own name
+        when the flow's compilation is unknown, as in :meth:`results`), else with its
+        secret-looking keys masked at any depth."""
+        check = is_masked or _default_masker()
+        atom = self.atoms[name]
+        if self.compilation is not None and name in self.compilation.atoms:
+            provided: Iterable[str] = self.compilation.atoms[name].save_as
+        else:
+            provided = (name,)
+        if any(check(symbol) for symbol in provided):
+            return MASK
+        return mask_value(atom.result, check, MASK)
 
     def results(self) -> dict[str, Any]:
         """What the atoms that succeeded provided, by provided name (``storage.fetch_all()`` minus the store)."""
@@ -386,7 +402,7 @@ def status(view: FlowView, *, results: bool = False, is_masked: Any = None) -> d
     }
     if results:
         doc["results"] = {
-            name: (MASK if check(name) else plain(value))
+            name: (MASK if check(name) else mask_value(plain(value), check, MASK))
             for name, value in view.results().items()
         }
     return doc

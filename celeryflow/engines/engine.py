@@ -10,10 +10,10 @@ import uuid as uuidlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from celeryflow import compiler, serialization, states
+from celeryflow import brokers, compiler, serialization, states
 from celeryflow.engines.storage import Storage
 from celeryflow.engines.waiter import Follower, event_details, last_event_id
-from celeryflow.exceptions import BrokerUnavailable, ConfigurationError, MissingDependencies
+from celeryflow.exceptions import ConfigurationError, MissingDependencies
 from celeryflow.runtime import backends as backend_keys
 from celeryflow.runtime import context, control, dispatch
 from celeryflow.runtime.settings import Settings
@@ -244,15 +244,9 @@ class CeleryEngine:
     def _check_broker(self) -> None:
         if self.is_embedded:
             return
-        try:
-            with self.app.connection_for_write() as conn:
-                conn.ensure_connection(max_retries=1, timeout=5)
-        except Exception as exc:
-            raise BrokerUnavailable(
-                f"The broker {_masked(self.app.conf.broker_url)} is unreachable; nothing was written or sent. "
-                "Start it or fix CELERYFLOW_BROKER_URL",
-                exc,
-            ) from exc
+        # A transport that cannot be imported is reported as such (TransportNotInstalled),
+        # not as an unreachable broker: see celeryflow/brokers.py.
+        brokers.check_broker(self.app)
 
     def run(self, timeout: float | None = None) -> None:
         """Run the flow until it is finished or suspended.
@@ -328,12 +322,6 @@ def _lazy_result(engine: CeleryEngine, atom_name: str | None) -> Any:
         return engine.storage.get(atom_name)
     except Exception:
         return None
-
-
-def _masked(url: Any) -> str:
-    from kombu.utils.url import maybe_sanitize_url
-
-    return str(maybe_sanitize_url(str(url)))
 
 
 def _book_identity(book: Any, flow_name: str) -> tuple[str | None, str | None]:

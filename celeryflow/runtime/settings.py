@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from celeryflow.exceptions import ConfigurationError
+from celeryflow.masking import DEFAULT_MASK_KEYS, is_secret_name
 
 
 def default_logbook_url() -> str:
@@ -20,9 +21,6 @@ def default_logbook_url() -> str:
 
 #: most atoms of one flow queued or running at once (see logbook.admit)
 DEFAULT_DISPATCH_WINDOW = 512
-
-DEFAULT_MASK_KEYS = ("password", "passwd", "secret", "token", "key", "credential")
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -60,8 +58,8 @@ class Settings:
         return cls(**values)
 
     def is_masked(self, key: str) -> bool:
-        lowered = key.lower()
-        return any(token in lowered for token in self.mask_keys)
+        """True if ``key`` looks secret under ``mask_keys`` (rules: celeryflow/masking.py)."""
+        return is_secret_name(key, self.mask_keys)
 
 
 def _coerce(name: str, type_name: Any, raw: Any) -> Any:

@@ -38,18 +38,37 @@ def _jsonable_args(args: Iterable[Any]) -> list[Any]:
     return out
 
 
-def _resolve_loaded_type(name: str) -> type[BaseException] | None:
-    """Find an exception class by dotted name among already-imported modules."""
+def _resolve_loaded_type(name: str) -> type[Exception] | None:
+    """Find an exception class by dotted name among already-imported modules.
+
+    The name comes from a logbook row, which is data (anyone who can write the database
+    can forge it), so the lookup runs no code and reaches no internals:
+
+    * only ``vars()`` of the module and of the classes on the way are read, never
+      ``getattr``: a module's lazy ``__getattr__`` (PEP 562) may import modules, and a
+      class's descriptors or metaclass ``__getattr__`` may run anything;
+    * no part of the name may start with an underscore (``__class__``,
+      ``__builtins__``, private helpers);
+    * the result must be an :class:`Exception` subclass: a forged ``SystemExit``,
+      ``KeyboardInterrupt`` or ``GeneratorExit`` would pass ``except Exception`` in a
+      conductor or a view and stop the process.
+    """
     module_name, _, qualname = name.rpartition(".")
     while module_name:
         module = sys.modules.get(module_name)
         if module is not None:
             obj: Any = module
             for part in qualname.split("."):
-                obj = getattr(obj, part, None)
+                if not part or part.startswith("_"):
+                    return None
+                try:
+                    namespace = vars(obj)
+                except TypeError:  # no __dict__: nothing to look in
+                    return None
+                obj = namespace.get(part)
                 if obj is None:
-                    break
-            if isinstance(obj, type) and issubclass(obj, BaseException):
+                    return None
+            if isinstance(obj, type) and issubclass(obj, Exception):
                 return obj
             return None
         # nested class: "pkg.mod.Outer.Inner" -> try "pkg.mod" with "Outer.Inner"
@@ -148,7 +167,13 @@ class Failure:
         )
 
     def recreate(self) -> BaseException | None:
-        """Rebuild the original exception in this process, if its type is already loaded."""
+        """Rebuild the original exception in this process, if its type is already loaded.
+
+        Only :class:`Exception` subclasses are rebuilt from stored data, found without
+        running code (see ``_resolve_loaded_type``); anything else gives None, and
+        :meth:`reraise` raises a :class:`WrappedFailure` instead. A failure captured
+        live in this process returns its own exception object, whatever its type.
+        """
         if self._exception is not None:
             return self._exception
         if not self._type_names:

@@ -38,7 +38,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from celeryflow.contrib.django import conf
-from celeryflow.exceptions import BrokerUnavailable, ConfigurationError
+from celeryflow.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -229,14 +229,9 @@ def _build(flow_or_factory: Any, store: Mapping[str, Any] | None, app: Any, back
 def _check_broker(engine: CeleryEngine) -> None:
     if engine.is_embedded:
         return
-    try:
-        with engine.app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=5)
-    except Exception as exc:
-        raise BrokerUnavailable(
-            f"The broker {engine.app.conf.broker_url!r} is unreachable; nothing was written or sent. "
-            "Start it or fix CELERYFLOW_BROKER_URL", exc,
-        ) from exc
+    from celeryflow import brokers
+
+    brokers.check_broker(engine.app)  # BrokerUnavailable, or TransportNotInstalled for a missing extra
 
 
 def _start_in(engine: CeleryEngine, backend: Any) -> Dispatch:
@@ -290,6 +285,7 @@ def submit(
 
     Raises:
         BrokerUnavailable: the broker is down: nothing was written (the view decides).
+        TransportNotInstalled: the broker's transport lacks a Python package (a missing extra).
         MissingDependencies, SerializationError, NotRegistered: bad input, nothing written.
     """
     from django.db import DEFAULT_DB_ALIAS, transaction
