@@ -170,15 +170,26 @@ def queue_atoms(session: Session, flow: FlowRow, names: list[str], intention: st
 
 
 def admit(flow: FlowRow, ready: list[str], window: int) -> list[str]:
-    """Of all the atoms ready at a (re)start, those to queue now; the rest are held.
+    """Of atoms that just became ready, those to queue now; the rest are held (``flow.held``).
 
-    At most ``window`` atoms of a flow are on the broker or running: a flow that
-    starts with 10,000 ready atoms publishes ``window`` messages, not 10,000, and
-    :func:`refill` queues the held ones as the in-flight count falls.
+    At most ``window`` atoms of a flow are on the broker or running, whichever wave
+    made them ready: a flow that starts with 10,000 ready atoms, or whose one atom
+    releases 10,000 successors, publishes only the window's room, and :func:`refill`
+    queues the held ones as the in-flight count falls. ``held`` only grows here (a
+    start or resume zeroes it first), so atoms held by earlier waves stay counted.
     """
     room = max(0, window - flow.outstanding)
-    flow.held = max(0, len(ready) - room)
+    flow.held += max(0, len(ready) - room)
     return ready[:room]
+
+
+def queue_ready(
+    session: Session, flow: FlowRow, names: list[str], events: Events, dispatch: Dispatch, window: int
+) -> None:
+    """Queue atoms that became ready for execution, as far as the dispatch window has room; hold the rest."""
+    ready = admit(flow, names, window)
+    queue_atoms(session, flow, ready, states.EXECUTE, events)
+    dispatch.execute.extend(ready)
 
 
 def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,

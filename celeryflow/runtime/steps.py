@@ -32,6 +32,7 @@ from celeryflow.runtime.logbook import (
     flow_meta,
     load_results,
     queue_atoms,
+    queue_ready,
     ready_after,
     set_flow_meta,
     settle,
@@ -196,8 +197,7 @@ def finish(
                 candidates = decrement_successors(session, flow, comp, [name])
                 if flow.state == states.RUNNING and candidates:
                     ready = ready_after(session, flow, comp, candidates, events, decide)
-                    queue_atoms(session, flow, ready, states.EXECUTE, events)
-                    dispatch.execute.extend(ready)
+                    queue_ready(session, flow, ready, events, dispatch, window)
             else:
                 scope_decisions.on_execute_failure(
                     session, flow, comp, name, failure, events, controller or _lookup(backend, flow_uuid)
@@ -245,7 +245,7 @@ def finish(
 
 def refuse(
     backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
-    mode: str | None = None,
+    mode: str | None = None, window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> Dispatch | None:
     """Take a queued atom the flow no longer wants off the books, and settle the flow.
 
@@ -272,7 +272,7 @@ def refuse(
         events = Events(flow_uuid, epoch, worker)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
         scope_rounds.after_change(session, flow, comp, name, events, dispatch)
-        settle(session, flow, comp, events, dispatch)
+        settle(session, flow, comp, events, dispatch, window)
         events.flush(session)
         return dispatch
 

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from celeryflow import engines, states, task
-from celeryflow.patterns import unordered_flow
+from celeryflow import engines, retry, states, task
+from celeryflow.patterns import linear_flow, unordered_flow
 from celeryflow.persistence.backends import fetch
 from celeryflow.persistence.tables import AtomRow, FlowRow
-from celeryflow.runtime import control, steps
+from celeryflow.runtime import control, fastpath, steps
 from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
 
 WINDOW = 4
@@ -43,14 +43,37 @@ def _flow_row(backend: Any, flow_uuid: str) -> tuple[str, int, int, int]:
     return backend.run(read)
 
 
-def _prepared(url: str) -> tuple[Any, Any, str]:
-    engine = engines.load(fan(), store={"x": 3}, backend=url)
+def head_then_fan(n: int = 20) -> linear_flow.Flow:
+    """``linear(a, unordered(n))``: the whole fan becomes ready when ``a`` finishes (a later wave)."""
+    return linear_flow.Flow("head-then-fan").add(Square("a", provides="y"), fan(n))
+
+
+def _in_flight(backend: Any, flow_uuid: str) -> int:
+    """Atoms of the flow on the broker or in a worker's hands, counted from the atom rows themselves."""
+
+    def read(session: Any) -> int:
+        return int(session.scalar(
+            select(func.count()).select_from(AtomRow).where(
+                AtomRow.flow_uuid == flow_uuid,
+                AtomRow.queued.is_(True) | AtomRow.state.in_((states.RUNNING, states.REVERTING)),
+            )
+        ) or 0)
+
+    return backend.run(read)
+
+
+def _prepared(url: str, flow: Any = None) -> tuple[Any, Any, str]:
+    engine = engines.load(flow if flow is not None else fan(), store={"x": 3}, backend=url)
     engine.prepare()
     return fetch(url), engine.compile(), engine.flow_uuid
 
 
-def _drive(backend: Any, comp: Any, flow_uuid: str, first: Dispatch, fail: str | None = None) -> list[str]:
-    """Deliver every dispatched message, one at a time, as a worker would; return the atoms executed."""
+def _drive(backend: Any, comp: Any, flow_uuid: str, first: Dispatch, fail: str | None = None, *,
+           fail_times: int = 1 << 30) -> list[str]:
+    """Deliver every dispatched message, one at a time, as a worker would; return the atoms executed.
+
+    ``fail`` fails its first ``fail_times`` executions.
+    """
     todo = [(name, EXECUTE) for name in first.execute]
     ran: list[str] = []
     while todo:
@@ -60,17 +83,18 @@ def _drive(backend: Any, comp: Any, flow_uuid: str, first: Dispatch, fail: str |
         if begun.verdict is steps.Verdict.SKIP:
             continue
         if begun.verdict is steps.Verdict.REFUSE:
-            after = steps.refuse(backend, comp, flow_uuid, name, epoch, "w:1", mode)
+            after = steps.refuse(backend, comp, flow_uuid, name, epoch, "w:1", mode, window=WINDOW)
         else:
             failure = None
             if mode == EXECUTE:
                 ran.append(name)
-                if name == fail:
+                if name == fail and ran.count(name) <= fail_times:
                     failure = {"exc_type_names": ["ValueError"], "exception_str": "boom", "traceback_str": ""}
             after = steps.finish(backend, comp, flow_uuid, name, epoch, mode, "w:1",
                                  result=None if failure else 9, failure=failure, window=WINDOW)
         _, outstanding, _, queued = _flow_row(backend, flow_uuid)
         assert outstanding <= WINDOW and queued <= WINDOW, (outstanding, queued)
+        assert _in_flight(backend, flow_uuid) <= WINDOW, name
         if after is not None:
             todo.extend((n, EXECUTE) for n in after.execute)
             todo.extend((n, REVERT) for n in after.revert)
@@ -89,6 +113,34 @@ def test_held_atoms_are_queued_as_the_window_drains(any_db_url: str) -> None:
     first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
     ran = _drive(backend, comp, flow_uuid, first)
     assert sorted(ran) == sorted(comp.atoms) and len(ran) == ATOMS  # each exactly once
+    assert _flow_row(backend, flow_uuid) == (states.SUCCESS, 0, 0, 0)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "general-path"])
+def test_a_later_wave_is_held_to_the_window(any_db_url: str, monkeypatch: pytest.MonkeyPatch, fast: bool) -> None:
+    """``a`` finishing makes 20 atoms ready at once: only the window's room is queued, the rest held."""
+    monkeypatch.setattr(fastpath, "ENABLED", fast)
+    backend, comp, flow_uuid = _prepared(any_db_url, head_then_fan(20))
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    assert first.execute == ["a"]
+    ran = _drive(backend, comp, flow_uuid, first)  # asserts the in-flight count after every step
+    assert sorted(ran) == sorted(comp.atoms) and len(ran) == 21
+    assert _flow_row(backend, flow_uuid) == (states.SUCCESS, 0, 0, 0)
+
+
+def test_each_round_of_a_retried_scope_is_held_to_the_window(any_db_url: str) -> None:
+    """A retry controller releases its whole scope when it runs, in every round; members refused while
+    their scope is reverted refill the window with atoms outside it: the window holds throughout."""
+    sub = unordered_flow.Flow("sub", retry=retry.Times(3, name="r", provides="attempt")).add(
+        *(Square(f"w{i:02d}", provides=f"v{i:02d}") for i in range(12))
+    )
+    flow = unordered_flow.Flow("retried").add(sub, *(Square(f"z{i:02d}", provides=f"y{i:02d}") for i in range(12)))
+    backend, comp, flow_uuid = _prepared(any_db_url, flow)
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    assert "r" in first.execute
+    ran = _drive(backend, comp, flow_uuid, first, fail="w00", fail_times=1)
+    assert ran.count("r") == 2 and ran.count("w00") == 2
+    assert sorted(set(ran)) == sorted(comp.atoms)
     assert _flow_row(backend, flow_uuid) == (states.SUCCESS, 0, 0, 0)
 
 
@@ -128,6 +180,35 @@ def test_embedded_engine_runs_a_flow_wider_than_its_window(sqlite_url: str, monk
     monkeypatch.setenv("CELERYFLOW_DISPATCH_WINDOW", str(WINDOW))
     results = engines.run(fan(), store={"x": 3}, backend=sqlite_url)
     assert [results[f"y{i:02d}"] for i in range(ATOMS)] == [9] * ATOMS
+
+
+#: (logbook URL, flow id) the probes below look at, and the in-flight counts they saw
+_PROBED: dict[str, Any] = {}
+
+
+class InFlightProbe(task.Task):
+    """Reads, while it executes, how many atoms of its flow are queued or running."""
+
+    def execute(self, x: int) -> int:
+        url, flow_uuid = _PROBED["where"]
+        _PROBED["seen"].append(_in_flight(fetch(url), flow_uuid))
+        return x * x
+
+
+def test_embedded_engine_holds_a_later_wave_to_its_window(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CELERYFLOW_DISPATCH_WINDOW", str(WINDOW))
+    width = 20
+    flow = linear_flow.Flow("head-then-fan").add(
+        Square("a", provides="y"),
+        unordered_flow.Flow("fan").add(*(InFlightProbe(f"p{i:02d}", provides=f"y{i:02d}") for i in range(width))),
+    )
+    engine = engines.load(flow, store={"x": 3}, backend=sqlite_url)
+    engine.prepare()
+    _PROBED.update(where=(sqlite_url, engine.flow_uuid), seen=[])
+    engine.run(timeout=60)
+    results = engine.storage.fetch_all()
+    assert [results[f"y{i:02d}"] for i in range(width)] == [9] * width
+    assert len(_PROBED["seen"]) == width and max(_PROBED["seen"]) <= WINDOW, _PROBED["seen"]
 
 
 def test_a_wide_flow_is_persisted_and_run_on_every_logbook(any_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
