@@ -27,7 +27,6 @@ from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
     cas_atom,
-    decode_failures,
     decrement_successors,
     flow_meta,
     load_results,
@@ -121,7 +120,7 @@ def begin(
             assert row is not None
             begun.result = serialization.loads(row.result)
             begun.failure = serialization.loads(row.failure)
-            begun.flow_failures = decode_failures(flow)
+            begun.flow_failures = scopes.revert_failures(session, comp, flow, name)
             begun.attempts = row.attempts
         return begun
 
