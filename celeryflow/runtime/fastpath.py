@@ -202,9 +202,9 @@ def finish(
     """Record a task's success, count it into its successors' joins, queue the ready ones.
 
     Returns the :class:`Dispatch` to publish after commit, or FALLBACK (nothing written),
-    also when held atoms may be due for the dispatch window (``logbook.refill``: once
+    also when held atoms may be due for the dispatch window (``window.refill``: once
     per half window). Successors beyond the window's room are held, as ``logbook.admit``
-    holds them: counted in ``flows.held``, left unqueued for ``refill``.
+    holds them: counted in ``flows.held``, left unqueued for ``window.refill``.
     """
     flow = _locked_plain_flow(conn, comp, flow_uuid, name, epoch, exclusive=True)
     if flow is None:

@@ -30,8 +30,8 @@ from celeryflow.runtime.logbook import (
     decrement_successors,
     flow_meta,
     load_results,
-    queue_atoms,
     queue_ready,
+    queue_reverts,
     ready_after,
     set_flow_meta,
     settle,
@@ -201,7 +201,7 @@ def finish(
                 scope_decisions.on_execute_failure(
                     session, flow, comp, name, failure, events, controller or _lookup(backend, flow_uuid)
                 )
-            scope_rounds.after_change(session, flow, comp, name, events, dispatch)
+            scope_rounds.after_change(session, flow, comp, name, events, dispatch, window)
         else:
             new = states.REVERTED if failure is None else states.REVERT_FAILURE
             if not cas_atom(
@@ -218,11 +218,10 @@ def finish(
             if flow.state in (states.RUNNING, states.SUSPENDING) and scopes.might_be_handled(flow):
                 scope = scopes.handled_scope(comp, flow_meta(flow), name)
             if scope is not None:
-                scope_rounds.after_revert(session, flow, comp, scope, name, failure, events, dispatch)
+                scope_rounds.after_revert(session, flow, comp, scope, name, failure, events, dispatch, window)
             elif failure is None:
                 ready = compensation.after_reverted(session, flow, comp, name)
-                queue_atoms(session, flow, ready, states.REVERT, events)
-                dispatch.revert.extend(ready)
+                queue_reverts(session, flow, ready, events, dispatch, window)
             else:
                 meta = flow_meta(flow)
                 meta["revert_failed"] = True
@@ -270,7 +269,7 @@ def refuse(
         flow.outstanding -= 1
         events = Events(flow_uuid, epoch, worker)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
-        scope_rounds.after_change(session, flow, comp, name, events, dispatch)
+        scope_rounds.after_change(session, flow, comp, name, events, dispatch, window)
         settle(session, flow, comp, events, dispatch, window)
         events.flush(session)
         return dispatch

@@ -1,4 +1,6 @@
-"""The dispatch window: at most CELERYFLOW_DISPATCH_WINDOW atoms of a flow queued or running.
+"""The dispatch window: at most CELERYFLOW_DISPATCH_WINDOW atoms of a flow queued or running,
+at every moment, whatever made them ready (a start, a finishing atom, a retry round, a
+compensation wave, a re-drive or a reclaim).
 
 The scheduler is driven here by hand (control.start, steps.begin/finish: what the
 engine and the workers run), so every intermediate state can be checked; one test
@@ -7,6 +9,7 @@ runs a whole flow through the embedded engine with a small window.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
@@ -15,8 +18,8 @@ from sqlalchemy import func, select
 from celeryflow import engines, retry, states, task
 from celeryflow.patterns import linear_flow, unordered_flow
 from celeryflow.persistence.backends import fetch
-from celeryflow.persistence.tables import AtomRow, FlowRow
-from celeryflow.runtime import control, fastpath, steps
+from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
+from celeryflow.runtime import control, fastpath, reclaim, steps
 from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
 
 WINDOW = 4
@@ -69,14 +72,17 @@ def _prepared(url: str, flow: Any = None) -> tuple[Any, Any, str]:
 
 
 def _drive(backend: Any, comp: Any, flow_uuid: str, first: Dispatch, fail: str | None = None, *,
-           fail_times: int = 1 << 30) -> list[str]:
+           fail_times: int = 1 << 30, reverts: int | None = None) -> list[str]:
     """Deliver every dispatched message, one at a time, as a worker would; return the atoms executed.
 
-    ``fail`` fails its first ``fail_times`` executions.
+    ``fail`` fails its first ``fail_times`` executions; with ``reverts``, stop (the rest of the
+    messages lost, as when the driver dies) once that many reverts have been recorded.
     """
     todo = [(name, EXECUTE) for name in first.execute]
+    todo.extend((name, REVERT) for name in first.revert)
     ran: list[str] = []
-    while todo:
+    reverted = 0
+    while todo and (reverts is None or reverted < reverts):
         name, mode = todo.pop(0)
         epoch = first.epoch
         begun = steps.begin(backend, comp, flow_uuid, name, epoch, mode, "w:1")
@@ -92,6 +98,7 @@ def _drive(backend: Any, comp: Any, flow_uuid: str, first: Dispatch, fail: str |
                     failure = {"exc_type_names": ["ValueError"], "exception_str": "boom", "traceback_str": ""}
             after = steps.finish(backend, comp, flow_uuid, name, epoch, mode, "w:1",
                                  result=None if failure else 9, failure=failure, window=WINDOW)
+            reverted += mode == REVERT
         _, outstanding, _, queued = _flow_row(backend, flow_uuid)
         assert outstanding <= WINDOW and queued <= WINDOW, (outstanding, queued)
         assert _in_flight(backend, flow_uuid) <= WINDOW, name
@@ -142,6 +149,74 @@ def test_each_round_of_a_retried_scope_is_held_to_the_window(any_db_url: str) ->
     assert ran.count("r") == 2 and ran.count("w00") == 2
     assert sorted(set(ran)) == sorted(comp.atoms)
     assert _flow_row(backend, flow_uuid) == (states.SUCCESS, 0, 0, 0)
+
+
+class Boom(task.Task):
+    """Fails when the driver says so (``_drive(fail=...)``); its revert is a plain one."""
+
+    def execute(self, x: int) -> int:
+        return x
+
+
+def test_a_compensation_wave_is_held_to_the_window(any_db_url: str) -> None:
+    """``linear(unordered(20), f)``: f fails, and once f is reverted its 20 predecessors are all
+    ready to revert: only the window's room is queued, the rest are held and refilled."""
+    flow = linear_flow.Flow("fan-then-fail").add(fan(20), Boom("f"))
+    backend, comp, flow_uuid = _prepared(any_db_url, flow)
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    ran = _drive(backend, comp, flow_uuid, first, fail="f")
+    assert sorted(ran) == sorted(comp.atoms)
+    assert _flow_row(backend, flow_uuid) == (states.REVERTED, 0, 0, 0)
+    assert set(_states(backend, flow_uuid).values()) == {states.REVERTED}
+
+
+def test_the_reverts_of_a_retry_round_are_held_to_the_window(any_db_url: str) -> None:
+    """A scope ``linear(unordered(12), f)`` retried after f fails: its 12 reverts come in window-sized waves."""
+    sub = linear_flow.Flow("sub", retry=retry.Times(2, name="r", provides="attempt")).add(
+        unordered_flow.Flow("inner").add(*(Square(f"w{i:02d}", provides=f"v{i:02d}") for i in range(12))),
+        Boom("f"),
+    )
+    backend, comp, flow_uuid = _prepared(any_db_url, linear_flow.Flow("retried").add(sub))
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    ran = _drive(backend, comp, flow_uuid, first, fail="f", fail_times=1)
+    assert ran.count("r") == 2 and ran.count("f") == 2 and ran.count("w00") == 2
+    assert _flow_row(backend, flow_uuid) == (states.SUCCESS, 0, 0, 0)
+
+
+@pytest.mark.parametrize("retried", [False, True], ids=["compensation", "retry-round"])
+def test_a_redrive_mid_compensation_queues_only_a_window_of_reverts(any_db_url: str, retried: bool) -> None:
+    """control.start (resume, sweep) on a flow half-way through a revert wave recomputes what is held."""
+    fan_then_fail = linear_flow.Flow("sub", retry=retry.Times(2, name="r", provides="attempt") if retried else None)
+    fan_then_fail.add(fan(20), Boom("f"))
+    backend, comp, flow_uuid = _prepared(any_db_url, linear_flow.Flow("outer").add(fan_then_fail))
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    _drive(backend, comp, flow_uuid, first, fail="f", fail_times=1, reverts=3)
+    again = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    assert 0 < len(again.revert) <= WINDOW and _in_flight(backend, flow_uuid) <= WINDOW
+    _drive(backend, comp, flow_uuid, again, fail="f", fail_times=0)
+    assert _flow_row(backend, flow_uuid)[:3] == ((states.SUCCESS if retried else states.REVERTED), 0, 0)
+
+
+def test_a_reclaim_refills_only_the_window(any_db_url: str) -> None:
+    """The sweep resets atoms whose worker died and refills: with its window, not the default one."""
+    backend, comp, flow_uuid = _prepared(any_db_url)
+    first = control.start(backend, comp, flow_uuid, owner="test", window=WINDOW)
+    for name in first.execute:  # claimed by a worker that then dies
+        assert steps.begin(backend, comp, flow_uuid, name, first.epoch, EXECUTE, "w:1").verdict is steps.Verdict.RUN
+    outcome = reclaim.reclaim(backend, comp, flow_uuid, now=utcnow() + dt.timedelta(hours=1), heartbeat_timeout=1.0,
+                              max_deliveries=5, owner="sweeper", window=WINDOW)
+    assert outcome.action == "reclaimed" and outcome.dispatch is not None
+    assert sorted(outcome.dispatch.execute) == sorted(first.execute)
+    assert _in_flight(backend, flow_uuid) == WINDOW
+    assert len(_drive(backend, comp, flow_uuid, outcome.dispatch)) == ATOMS
+    assert _flow_row(backend, flow_uuid) == (states.SUCCESS, 0, 0, 0)
+
+
+def _states(backend: Any, flow_uuid: str) -> dict[str, str]:
+    def read(session: Any) -> dict[str, str]:
+        return dict(session.execute(select(AtomRow.name, AtomRow.state).where(AtomRow.flow_uuid == flow_uuid)).all())
+
+    return backend.run(read)
 
 
 def test_held_atoms_never_start_once_the_flow_fails(any_db_url: str) -> None:
