@@ -269,6 +269,15 @@ class InFlightProbe(task.Task):
         _PROBED["seen"].append(_in_flight(fetch(url), flow_uuid))
         return x * x
 
+    def revert(self, x: int, **kwargs: Any) -> None:
+        url, flow_uuid = _PROBED["where"]
+        _PROBED["reverts"].append(_in_flight(fetch(url), flow_uuid))
+
+
+class Fails(task.Task):
+    def execute(self, x: int) -> int:
+        raise ValueError("the last atom fails")
+
 
 def test_embedded_engine_holds_a_later_wave_to_its_window(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CELERYFLOW_DISPATCH_WINDOW", str(WINDOW))
@@ -279,11 +288,29 @@ def test_embedded_engine_holds_a_later_wave_to_its_window(sqlite_url: str, monke
     )
     engine = engines.load(flow, store={"x": 3}, backend=sqlite_url)
     engine.prepare()
-    _PROBED.update(where=(sqlite_url, engine.flow_uuid), seen=[])
+    _PROBED.update(where=(sqlite_url, engine.flow_uuid), seen=[], reverts=[])
     engine.run(timeout=60)
     results = engine.storage.fetch_all()
     assert [results[f"y{i:02d}"] for i in range(width)] == [9] * width
     assert len(_PROBED["seen"]) == width and max(_PROBED["seen"]) <= WINDOW, _PROBED["seen"]
+
+
+def test_embedded_engine_holds_a_compensation_wave_to_its_window(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CELERYFLOW_DISPATCH_WINDOW", str(WINDOW))
+    width = 20
+    flow = linear_flow.Flow("fan-then-fail").add(
+        unordered_flow.Flow("fan").add(*(InFlightProbe(f"p{i:02d}", provides=f"y{i:02d}") for i in range(width))),
+        Fails("f"),
+    )
+    engine = engines.load(flow, store={"x": 3}, backend=sqlite_url)
+    engine.prepare()
+    _PROBED.update(where=(sqlite_url, engine.flow_uuid), seen=[], reverts=[])
+    with pytest.raises(ValueError, match="the last atom fails"):
+        engine.run(timeout=60)
+    assert engine.storage.get_flow_state() == states.REVERTED
+    assert len(_PROBED["reverts"]) == width and max(_PROBED["seen"] + _PROBED["reverts"]) <= WINDOW, _PROBED
 
 
 def test_a_wide_flow_is_persisted_and_run_on_every_logbook(any_db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
