@@ -240,6 +240,7 @@ class Sweeper:
         outcome = reclaim.reclaim(
             self.backend, comp, flow_uuid, now=now, heartbeat_timeout=settings.heartbeat_timeout,
             max_deliveries=settings.max_deliveries, owner=self.name, decide=decide, stale_atoms=stale_ok,
+            window=settings.dispatch_window,
         )
         if outcome.action == "none":
             return

@@ -84,7 +84,7 @@ class FlowRow(Base):
     meta: Mapped[str | None] = mapped_column(LongText, nullable=True)
     outstanding: Mapped[int] = mapped_column(Integer, default=0)
     #: ready atoms not yet queued because the dispatch window was full (CELERYFLOW_DISPATCH_WINDOW):
-    #: queued as the flow's in-flight count falls (logbook.refill).
+    #: queued as the flow's in-flight count falls (runtime.window.refill).
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     #: who last drove the flow (engine, conductor) and when it last showed life.
     owner: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)

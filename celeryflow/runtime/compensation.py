@@ -15,10 +15,11 @@ from celeryflow.runtime.logbook import (
     Events,
     flow_meta,
     load_atoms,
-    queue_atoms,
+    queue_reverts,
     set_flow_meta,
     set_flow_state,
 )
+from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -74,8 +75,9 @@ def start_revert(
     events: Events,
     dispatch: Dispatch,
     scope: Iterable[str] | None = None,
+    window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
-    """Plan and queue the compensation of ``scope`` (default: the whole flow).
+    """Plan and queue the compensation of ``scope`` (default: the whole flow), within the dispatch window.
 
     Called with the flow row locked and nothing outstanding, so no atom of the
     flow is running and the set of executed atoms is final.
@@ -107,9 +109,11 @@ def start_revert(
     meta["revert_plan"] = plan
     meta["revert_failed"] = failed_before
     set_flow_meta(flow, meta)
-    ready = sorted((n for n, c in rwaiting.items() if c == 0), key=lambda n: -comp.atoms[n].index)
-    queue_atoms(session, flow, ready, states.REVERT, events)
-    dispatch.revert.extend(ready)
+    # REVERTING ones first: a revert retried on request is never held (logbook.queue_reverts)
+    ready = sorted((n for n, c in rwaiting.items() if c == 0),
+                   key=lambda n: (rows[n].state != states.REVERTING, -comp.atoms[n].index))
+    flow.held = 0  # held executions never start now
+    queue_reverts(session, flow, ready, events, dispatch, window)
     if not ready:
         set_flow_state(flow, states.FAILURE if failed_before else states.REVERTED, events)
 

@@ -21,6 +21,7 @@ from celeryflow.runtime.logbook import (
     flow_meta,
     load_atoms,
     queue_atoms,
+    queue_reverts,
     ready_after,
     recount,
     set_flow_meta,
@@ -158,7 +159,7 @@ def start(
     """Run, resume or re-drive a flow: bump the epoch and queue whatever is ready.
 
     At most ``window`` atoms are queued; the other ready ones are held in the
-    logbook and queued as the flow's in-flight count falls (``logbook.refill``).
+    logbook and queued as the flow's in-flight count falls (``window.refill``).
 
     * PENDING / SUSPENDED / REVERTED (re-run from scratch) -> RUNNING.
     * RUNNING / REVERTING (the driver died, or a reclaim): atoms left RUNNING
@@ -228,7 +229,8 @@ def start(
             meta = flow_meta(flow)
             plan = meta.get("revert_plan")
             if plan is None:
-                compensation.start_revert(session, flow, comp, events, dispatch, scope=meta.get(scopes.REVERT_SCOPE))
+                compensation.start_revert(session, flow, comp, events, dispatch, scope=meta.get(scopes.REVERT_SCOPE),
+                                          window=window)
             else:
                 # what a failed revert depends on stays unreverted (unsafe under a failed compensation)
                 blocked = _under_failed_reverts(plan, rows)
@@ -237,16 +239,16 @@ def start(
                 }
                 counts = {n: sum(1 for m in pending if n in plan[m]) for n in pending}
                 compensation.set_counters(session, flow_uuid, "rwaiting", counts)
-                ready = [n for n in pending if counts[n] == 0]
-                queue_atoms(session, flow, ready, states.REVERT, events)
-                dispatch.revert.extend(ready)
+                # REVERTING ones first: they are never held (logbook.queue_reverts)
+                ready = sorted((n for n in pending if counts[n] == 0), key=lambda n: rows[n].state != states.REVERTING)
+                queue_reverts(session, flow, ready, events, dispatch, window)
         else:
             if flow.state != states.RUNNING:
                 set_flow_state(flow, states.RUNNING, events)
             recount(session, flow, comp, rows)
             session.flush()
             # Retry scopes that were being reverted when the flow stopped go on from where they were.
-            scope_rounds.resume(session, flow, comp, events, dispatch)
+            scope_rounds.resume(session, flow, comp, events, dispatch, window=window)
             candidates = [
                 n for n, r in rows.items()
                 if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0

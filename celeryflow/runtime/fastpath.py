@@ -107,7 +107,7 @@ _UNFINISHED = select(func.count()).select_from(_atoms).where(
 _SETTLE_COUNT = (
     update(_flows)
     .where(_flows.c.uuid == bindparam("b_flow"))
-    .values(outstanding=bindparam("b_outstanding"), progress_at=bindparam("b_now"))
+    .values(outstanding=bindparam("b_outstanding"), held=bindparam("b_held"), progress_at=bindparam("b_now"))
 )
 _SUCCEED_FLOW = (
     update(_flows)
@@ -211,8 +211,9 @@ def finish(
     """Record a task's success, count it into its successors' joins, queue the ready ones.
 
     Returns the :class:`Dispatch` to publish after commit, or FALLBACK (nothing written),
-    also when held atoms may be due for the dispatch window (``logbook.refill``: once
-    per half window).
+    also when held atoms may be due for the dispatch window (``window.refill``: once
+    per half window). Successors beyond the window's room are held, as ``logbook.admit``
+    holds them: counted in ``flows.held``, left unqueued for ``window.refill``.
     """
     flow = _locked_plain_flow(conn, comp, flow_uuid, name, epoch, exclusive=True)
     if flow is None:
@@ -227,6 +228,7 @@ def finish(
         return FALLBACK  # a late result: the general path logs why it is discarded
     events = [_event(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)]
     dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
+    held = int(flow.held or 0)
     if successors:
         joins = _count_in(conn, {"b_flow": flow_uuid, "b_names": successors})
         ready = [
@@ -234,6 +236,9 @@ def finish(
             if (row := joins.get(s)) is not None and row.waiting <= 0 and row.state == states.PENDING
             and row.intention == states.EXECUTE and not row.queued
         ]
+        room = max(0, window - (flow.outstanding - 1))
+        held += max(0, len(ready) - room)
+        ready = ready[:room]
         if ready:
             conn.execute(_QUEUE, {**base, "b_names": ready})
             dispatch.execute.extend(ready)
@@ -245,6 +250,6 @@ def finish(
     else:
         if outstanding == 0:
             LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow_uuid)
-        conn.execute(_SETTLE_COUNT, {**base, "b_outstanding": outstanding})
+        conn.execute(_SETTLE_COUNT, {**base, "b_outstanding": outstanding, "b_held": held})
     conn.execute(_ADD_EVENTS, events)
     return dispatch

@@ -179,37 +179,40 @@ def queue_atoms(session: Session, flow: FlowRow, names: list[str], intention: st
 
 
 def admit(flow: FlowRow, ready: list[str], window: int) -> list[str]:
-    """Of all the atoms ready at a (re)start, those to queue now; the rest are held.
+    """Of atoms that just became ready, those to queue now; the rest are held (``flow.held``).
 
-    At most ``window`` atoms of a flow are on the broker or running: a flow that
-    starts with 10,000 ready atoms publishes ``window`` messages, not 10,000, and
-    :func:`refill` queues the held ones as the in-flight count falls.
+    At most ``window`` atoms of a flow are on the broker or running, whichever wave
+    made them ready: a flow that starts with 10,000 ready atoms, or whose one atom
+    releases 10,000 successors, publishes only the window's room, and :func:`celeryflow.runtime.window.refill`
+    queues the held ones as the in-flight count falls. ``held`` only grows here (a
+    start or resume zeroes it first), so atoms held by earlier waves stay counted.
     """
     room = max(0, window - flow.outstanding)
-    flow.held = max(0, len(ready) - room)
+    flow.held += max(0, len(ready) - room)
     return ready[:room]
 
 
-def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,
-           window: int = DEFAULT_DISPATCH_WINDOW) -> None:
-    """Queue held atoms once the running flow's in-flight count fell to half the window."""
-    if not flow.held or flow.state != states.RUNNING or flow.outstanding > window // 2:
-        return
-    from celeryflow.runtime import scopes
-
-    want = max(1, min(flow.held, window - flow.outstanding))
-    names = list(session.scalars(
-        select(AtomRow.name)
-        .where(AtomRow.flow_uuid == flow.uuid, AtomRow.state == states.PENDING, AtomRow.waiting <= 0,
-               AtomRow.intention == states.EXECUTE, AtomRow.queued.is_(False))
-        .order_by(AtomRow.name)
-        .limit(want)
-    ))
-    # fewer than asked for: none is held any more (a retry scope or a reset took the others)
-    flow.held = flow.held - len(names) if len(names) == want else 0
-    ready = [n for n in names if not scopes.blocked(comp, flow, n)]
+def queue_ready(
+    session: Session, flow: FlowRow, names: list[str], events: Events, dispatch: Dispatch, window: int
+) -> None:
+    """Queue atoms that became ready for execution, as far as the dispatch window has room; hold the rest."""
+    ready = admit(flow, names, window)
     queue_atoms(session, flow, ready, states.EXECUTE, events)
     dispatch.execute.extend(ready)
+
+
+def queue_reverts(
+    session: Session, flow: FlowRow, names: list[str], events: Events, dispatch: Dispatch, window: int
+) -> None:
+    """Queue reverts that became ready as far as the dispatch window has room; hold the rest.
+
+    A held revert needs no mark of its own: it is an atom of the current compensation plan
+    (``revert_plan``, or a retrying scope's plan) meant to be reverted (intention REVERT),
+    with nothing left to revert before it (``rwaiting`` 0), not queued and not yet claimed.
+    """
+    ready = admit(flow, names, window)
+    queue_atoms(session, flow, ready, states.REVERT, events)
+    dispatch.revert.extend(ready)
 
 
 def decode_failures(flow: FlowRow) -> dict[str, Any]:
@@ -337,6 +340,8 @@ def settle(
     window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
     """Refill the dispatch window, and decide what a quiet flow (nothing outstanding) does next."""
+    from celeryflow.runtime.window import refill
+
     refill(session, flow, comp, events, dispatch, window)
     if flow.outstanding > 0 or dispatch:
         return
@@ -353,7 +358,7 @@ def settle(
         if "revert_plan" not in meta:
             from celeryflow.runtime.compensation import start_revert
 
-            start_revert(session, flow, comp, events, dispatch, scope=meta.get("revert_scope"))
+            start_revert(session, flow, comp, events, dispatch, scope=meta.get("revert_scope"), window=window)
         else:
             finish = states.FAILURE if meta.get("revert_failed") else states.REVERTED
             set_flow_state(flow, finish, events)

@@ -162,6 +162,7 @@ def reclaim(
     owner: str,
     decide: DeciderCall | None = None,
     stale_atoms: bool = True,
+    window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> Outcome:
     """Look at one flow under its row lock and re-drive it if it is stalled (one transaction).
 
@@ -173,6 +174,7 @@ def reclaim(
         decide: unused (kept for callers); :func:`redrive` takes it.
         stale_atoms: look at heartbeats (False right after a logbook outage, when every
             heartbeat is old because nobody could write).
+        window: the dispatch window the refill after a reclaim keeps to.
 
     Returns:
         What was done; ``outcome.dispatch`` must be published after this returns, and
@@ -198,7 +200,7 @@ def reclaim(
         lost = [r for r in queued if _older(r.queued_at, resend_cutoff)]
 
         if stale:
-            _reclaim_stale(session, flow, comp, rows, stale, running, owner, now, max_deliveries, out)
+            _reclaim_stale(session, flow, comp, rows, stale, running, owner, now, max_deliveries, out, window)
         elif lost and _older(flow.progress_at, resend_cutoff):
             _resend(flow, lost, resends, now, owner, out)
         elif quiet and not running and not queued:
@@ -228,6 +230,7 @@ def _reclaim_stale(
     now: dt.datetime,
     max_deliveries: int,
     out: Outcome,
+    window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
     old_epoch = flow.epoch
     events = _claim(flow, owner)
@@ -285,7 +288,7 @@ def _reclaim_stale(
         queue_atoms(session, flow, requeue_revert, states.REVERT, events)
         dispatch.revert.extend(requeue_revert)
     flow.progress_at = now
-    settle(session, flow, comp, events, dispatch)
+    settle(session, flow, comp, events, dispatch, window)
     events.flush(session)
     out.action, out.reason, out.epoch, out.dispatch = "reclaimed", "orphaned atoms", flow.epoch, dispatch
 

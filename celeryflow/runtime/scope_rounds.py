@@ -17,7 +17,15 @@ from sqlalchemy.orm import Session
 
 from celeryflow import states
 from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
-from celeryflow.runtime.logbook import Dispatch, Events, flow_meta, queue_atoms, recount, set_flow_meta
+from celeryflow.runtime.logbook import (
+    Dispatch,
+    Events,
+    flow_meta,
+    queue_atoms,
+    queue_reverts,
+    recount,
+    set_flow_meta,
+)
 from celeryflow.runtime.scope_decisions import doom
 from celeryflow.runtime.scopes import (
     EXECUTED,
@@ -31,6 +39,8 @@ from celeryflow.runtime.scopes import (
     retrying,
     revert_set,
 )
+from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.runtime.window import HELD_REVERT_STATES
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -39,14 +49,15 @@ LOG = logging.getLogger(__name__)
 
 
 def after_change(
-    session: Session, flow: FlowRow, comp: Compilation, name: str, events: Events, dispatch: Dispatch
+    session: Session, flow: FlowRow, comp: Compilation, name: str, events: Events, dispatch: Dispatch,
+    window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
     """An atom finished, failed or was refused: move its retrying scope on, if it is in one."""
     if not might_be_handled(flow):
         return
     controller = handled_scope(comp, flow_meta(flow), name)
     if controller is not None:
-        advance(session, flow, comp, controller, events, dispatch)
+        advance(session, flow, comp, controller, events, dispatch, window=window)
 
 
 def advance(
@@ -57,8 +68,10 @@ def advance(
     events: Events,
     dispatch: Dispatch,
     lost: frozenset[str] | None = frozenset(),
+    window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
-    """Drive a retrying scope: wait until quiet, plan and queue its reverts, then re-run it.
+    """Drive a retrying scope: wait until quiet, plan and queue its reverts (within the dispatch
+    window: the rest are held, ``window.refill``), then re-run it.
 
     ``lost``: atoms whose RUNNING/REVERTING state no worker holds any more (None: all
     of them, as on resume after the epoch bump); they do not count as in flight.
@@ -74,7 +87,7 @@ def advance(
         r.queued or (r.state in (states.RUNNING, states.REVERTING) and lost is not None and n not in lost)
         for n, r in rows.items()
     )
-    if inflight:
+    if inflight or _held(rows, entry):
         return
     remaining = {n for n, r in rows.items() if r.state in EXECUTED}
     if flow.state != states.RUNNING:
@@ -101,11 +114,22 @@ def advance(
             for pred in preds:
                 rwaiting[pred] += 1
         set_counters(session, flow.uuid, "rwaiting", rwaiting)
-        ready = sorted((n for n, c in rwaiting.items() if c == 0), key=lambda n: -comp.atoms[n].index)
-        queue_atoms(session, flow, ready, states.REVERT, events)
-        dispatch.revert.extend(ready)
+        # REVERTING ones (left by a lost worker) first: they are never held (logbook.queue_reverts)
+        ready = sorted((n for n, c in rwaiting.items() if c == 0),
+                       key=lambda n: (rows[n].state != states.REVERTING, -comp.atoms[n].index))
+        queue_reverts(session, flow, ready, events, dispatch, window)
         return
     complete(session, flow, comp, controller, entry, events, dispatch)
+
+
+def _held(rows: Mapping[str, AtomRow], entry: Mapping[str, Any]) -> bool:
+    """Reverts of the round's plan are held by the dispatch window: the round is not quiet, just waiting."""
+    plan = entry.get("plan") or {}
+    return any(
+        n in plan and r.intention == states.REVERT and r.rwaiting <= 0
+        and r.state in HELD_REVERT_STATES
+        for n, r in rows.items()
+    )
 
 
 def _plan(comp: Compilation, to_revert: set[str]) -> dict[str, list[str]]:
@@ -123,6 +147,7 @@ def after_revert(
     failure: dict[str, Any] | None,
     events: Events,
     dispatch: Dispatch,
+    window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
     """A revert inside a retrying scope finished (REVERTED or REVERT_FAILURE recorded)."""
     if failure is not None:
@@ -148,9 +173,8 @@ def after_revert(
         if flow.state == states.RUNNING:
             rows = fresh_rows(session, flow.uuid, preds)
             ready = [n for n in preds if rows[n].rwaiting <= 0 and rows[n].state in EXECUTED and not rows[n].queued]
-            queue_atoms(session, flow, ready, states.REVERT, events)
-            dispatch.revert.extend(ready)
-    advance(session, flow, comp, controller, events, dispatch)
+            queue_reverts(session, flow, ready, events, dispatch, window)
+    advance(session, flow, comp, controller, events, dispatch, window=window)
 
 
 def complete(
@@ -213,6 +237,7 @@ def resume(
     events: Events,
     dispatch: Dispatch,
     lost: frozenset[str] | None = None,
+    window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
     """Re-drive every retrying scope of a RUNNING flow (start/resume, or a reclaim).
 
@@ -229,4 +254,4 @@ def resume(
     meta[RETRYING] = active
     set_flow_meta(flow, meta)
     for controller in list(active):
-        advance(session, flow, comp, controller, events, dispatch, lost)
+        advance(session, flow, comp, controller, events, dispatch, lost, window)

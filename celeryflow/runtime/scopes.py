@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.persistence.tables import AtomRow, FlowRow
 from celeryflow.runtime.logbook import (
+    decode_failures,
     flow_meta,
 )
 
@@ -153,6 +154,28 @@ def record_failure(
     history[-1][1][atom] = failure
     save_history(session, flow_uuid, controller, history)
     return history
+
+
+def revert_failures(session: Session, comp: Compilation, flow: FlowRow, name: str) -> dict[str, Any]:
+    """The ``flow_failures`` a revert of ``name`` receives (failure dicts by atom name).
+
+    As TaskFlow, every failure that stands: the flow's recorded failures (a flow revert),
+    and, when ``name`` is reverted for a retry of its scope, the failures of the scope's
+    members in the attempt being undone (they are not flow failures: the flow may still
+    succeed; they are cleared when the round resets the scope).
+    """
+    failures = decode_failures(flow)
+    controller = handled_scope(comp, flow_meta(flow), name) if might_be_handled(flow) else None
+    if controller is not None:
+        rows = session.execute(
+            select(AtomRow.name, AtomRow.failure).where(
+                AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(list(members(comp, controller))),
+                AtomRow.failure.is_not(None),
+            )
+        )
+        for member, text in rows:
+            failures.setdefault(member, serialization.loads(text))
+    return failures
 
 
 def in_order(comp: Compilation, names: Iterable[str]) -> list[str]:

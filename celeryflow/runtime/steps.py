@@ -29,11 +29,11 @@ from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
     cas_atom,
-    decode_failures,
     decrement_successors,
     flow_meta,
     load_results,
-    queue_atoms,
+    queue_ready,
+    queue_reverts,
     ready_after,
     set_flow_meta,
     settle,
@@ -146,7 +146,7 @@ def begin(
             assert row is not None
             begun.result = serialization.loads(row.result)
             begun.failure = serialization.loads(row.failure)
-            begun.flow_failures = decode_failures(flow)
+            begun.flow_failures = scopes.revert_failures(session, comp, flow, name)
             begun.attempts = row.attempts
         return begun
 
@@ -236,11 +236,10 @@ def finish(
                 candidates = decrement_successors(session, flow, comp, [name])
                 if flow.state == states.RUNNING and candidates:
                     ready = ready_after(session, flow, comp, candidates, events, known)
-                    queue_atoms(session, flow, ready, states.EXECUTE, events)
-                    dispatch.execute.extend(ready)
+                    queue_ready(session, flow, ready, events, dispatch, window)
             else:
                 scope_decisions.on_execute_failure(session, flow, comp, name, failure, events, known)
-            scope_rounds.after_change(session, flow, comp, name, events, dispatch)
+            scope_rounds.after_change(session, flow, comp, name, events, dispatch, window)
         else:
             new = states.REVERTED if failure is None else states.REVERT_FAILURE
             if not cas_atom(
@@ -255,11 +254,10 @@ def finish(
             if flow.state in (states.RUNNING, states.SUSPENDING) and scopes.might_be_handled(flow):
                 scope = scopes.handled_scope(comp, flow_meta(flow), name)
             if scope is not None:
-                scope_rounds.after_revert(session, flow, comp, scope, name, failure, events, dispatch)
+                scope_rounds.after_revert(session, flow, comp, scope, name, failure, events, dispatch, window)
             elif failure is None:
                 ready = compensation.after_reverted(session, flow, comp, name)
-                queue_atoms(session, flow, ready, states.REVERT, events)
-                dispatch.revert.extend(ready)
+                queue_reverts(session, flow, ready, events, dispatch, window)
             else:
                 meta = flow_meta(flow)
                 meta["revert_failed"] = True
@@ -322,7 +320,7 @@ def _replayed(
 
 def refuse(
     backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
-    mode: str | None = None,
+    mode: str | None = None, window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> Dispatch | None:
     """Take a queued atom the flow no longer wants off the books, and settle the flow.
 
@@ -348,8 +346,8 @@ def refuse(
         flow.outstanding -= 1
         events = Events(flow_uuid, epoch, worker)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
-        scope_rounds.after_change(session, flow, comp, name, events, dispatch)
-        settle(session, flow, comp, events, dispatch)
+        scope_rounds.after_change(session, flow, comp, name, events, dispatch, window)
+        settle(session, flow, comp, events, dispatch, window)
         events.flush(session)
         return dispatch
 

@@ -140,7 +140,8 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         return
     if begun.verdict is steps.Verdict.REFUSE:
         _stop_chain(task)
-        dispatch = outage.persist(lambda: steps.refuse(backend, runtime.comp, flow_uuid, name, epoch, me, mode),
+        dispatch = outage.persist(lambda: steps.refuse(backend, runtime.comp, flow_uuid, name, epoch, me, mode,
+                                                       settings.dispatch_window),
                                   f"the refusal of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0))
         localbus.notify()
         _send(app, runtime, dispatch, backend_key, settings, task, epoch)

@@ -120,6 +120,16 @@ class Hanging(Step):
         super().__init__(name, trace, hang=hang, requires=["hang"], **kwargs)
 
 
+class FailureWitness(Step):
+    """A Step whose revert also records the ``flow_failures`` it received: ``{name: [type, type names]}``."""
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        seen = {name: [type(f).__name__, list(f.exception_type_names)]
+                for name, f in (kwargs.get("flow_failures") or {}).items()}
+        record(self.trace, "flow_failures", str(self.name), seen=seen)
+        super().revert(*args, **kwargs)
+
+
 def _retry_record(trace: str | None, what: str, name: str | None, history: Any, **data: Any) -> None:
     if trace:
         record(trace, what, str(name), attempts=len(history), **data)
@@ -276,6 +286,7 @@ def times_flow(trace: str, attempts: int = 3, fail_on: list[int] | None = None) 
 
 
 __all__ = [
+    "FailureWitness",
     "Hanging",
     "SetProvider",
     "Step",

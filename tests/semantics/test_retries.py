@@ -11,6 +11,7 @@ from celeryflow import exceptions, states
 from celeryflow.exceptions import SerializationError
 from celeryflow.patterns import graph_flow, linear_flow, unordered_flow
 from tests.semantics.atoms import (
+    FailureWitness,
     SetProvider,
     Step,
     StepError,
@@ -313,3 +314,28 @@ def test_failure_outside_a_retrying_scope_reverts_everything_once(flow_env):
     st = engine.storage
     assert st.get_flow_state() == states.REVERTED
     assert {s for s, _i in st.get_atoms_states().values()} == {states.REVERTED}
+
+
+def test_reverts_of_a_retry_round_receive_the_failure_being_retried(flow_env):
+    """As TaskFlow, and as on a flow revert: ``flow_failures`` is ``{failed atom: Failure}``."""
+    trace = flow_env.trace()
+    sub = linear_flow.Flow("sub", retry=TracedTimes(2, name="r", provides="attempt", trace=trace)).add(
+        FailureWitness("x", trace, key="attempt"), FailureWitness("y", trace, key="attempt", fail_on=[1])
+    )
+    engine = flow_env.load(linear_flow.Flow("witnessed").add(sub))
+    engine.run(timeout=60)
+    assert calls(trace).count(("execute", "y")) == 2
+    seen = {e["name"]: e["seen"] for e in read_trace(trace) if e["what"] == "flow_failures"}
+    failed = ["Failure", [f"{StepError.__module__}.StepError", "builtins.RuntimeError", "builtins.Exception",
+                          "builtins.BaseException"]]
+    assert seen == {"y": {"y": failed}, "x": {"y": failed}}
+
+
+def test_a_flow_revert_passes_the_same_flow_failures(flow_env):
+    trace = flow_env.trace()
+    flow = linear_flow.Flow("witnessed").add(FailureWitness("x", trace), FailureWitness("y", trace, fail=True))
+    with pytest.raises(StepError):
+        flow_env.load(flow).run(timeout=60)
+    seen = {e["name"]: e["seen"] for e in read_trace(trace) if e["what"] == "flow_failures"}
+    assert set(seen) == {"x", "y"} and seen["x"] == seen["y"] and list(seen["x"]) == ["y"]
+    assert seen["x"]["y"][0] == "Failure" and seen["x"]["y"][1][0].endswith("StepError")

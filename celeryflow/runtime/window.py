@@ -1,0 +1,90 @@
+"""The dispatch window: queue the atoms it held back once a flow's in-flight count falls.
+
+At most ``window`` atoms of a flow (``CELERYFLOW_DISPATCH_WINDOW``) are queued or running.
+Whatever makes atoms ready (a start, a finishing atom, a retry round, a compensation wave)
+queues only the window's room (:func:`celeryflow.runtime.logbook.admit`) and counts the rest
+in ``flows.held``; :func:`refill` queues them, from :func:`celeryflow.runtime.logbook.settle`,
+in the transaction of the atom whose end brought the in-flight count down to half the window.
+Held atoms carry no mark, so a re-drive (``control.start``) recomputes them from the atoms
+themselves: a held execution is a PENDING atom meant to execute whose join counter is 0 and
+that is not queued; a held revert is an executed atom of the current compensation plan (the
+flow's, or a retrying scope's) meant to be reverted, with nothing left to revert before it
+(``rwaiting`` 0), not queued and not yet claimed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from celeryflow import states
+from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.runtime import scopes
+from celeryflow.runtime.logbook import Dispatch, Events, flow_meta, queue_atoms
+from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+
+#: states of a revert that is held: executed, not yet claimed for reverting (REVERTING may be in a
+#: worker's hands, so a REVERTING atom is never held: callers queue those first)
+HELD_REVERT_STATES = (states.SUCCESS, states.FAILURE, states.RETRYING)
+
+
+def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,
+           window: int = DEFAULT_DISPATCH_WINDOW) -> None:
+    """Queue held atoms once the flow's in-flight count fell to half the window.
+
+    A running flow holds executions (and the reverts of a retry round); a reverting one, reverts.
+    """
+    if not flow.held or flow.outstanding > window // 2 or flow.state not in (states.RUNNING, states.REVERTING):
+        return
+    want = max(1, min(flow.held, window - flow.outstanding))
+    found = 0
+    meta = flow_meta(flow)
+    if flow.state == states.RUNNING:
+        stmt = (
+            select(AtomRow.name)
+            .where(AtomRow.flow_uuid == flow.uuid, AtomRow.state == states.PENDING, AtomRow.waiting <= 0,
+                   AtomRow.intention == states.EXECUTE, AtomRow.queued.is_(False))
+            .order_by(AtomRow.name)
+            .limit(want)
+        )
+        # Atoms of a scope being retried run in its next attempt: left out of the query, not
+        # counted as found (counted, they would use up ``held`` while atoms outside wait forever).
+        blocked = {m for c in scopes.retrying(meta) for m in scopes.members(comp, c)}
+        if blocked:
+            stmt = stmt.where(AtomRow.name.not_in(sorted(blocked)))
+        ready = list(session.scalars(stmt))
+        found = len(ready)
+        queue_atoms(session, flow, ready, states.EXECUTE, events)
+        dispatch.execute.extend(ready)
+    if flow.state == states.REVERTING:
+        plans: list[Mapping[str, Any]] = [meta.get("revert_plan") or {}]
+    else:
+        plans = [entry.get("plan") or {} for entry in scopes.retrying(meta).values()]
+    if found < want and any(plans):
+        reverts = _held_reverts(session, flow, comp, plans, want - found)
+        found += len(reverts)
+        queue_atoms(session, flow, reverts, states.REVERT, events)
+        dispatch.revert.extend(reverts)
+    # fewer than asked for: none is held any more (a retry scope, a failure or a reset took the others)
+    flow.held = flow.held - found if found == want else 0
+
+
+def _held_reverts(
+    session: Session, flow: FlowRow, comp: Compilation, plans: Iterable[Mapping[str, Any]], limit: int
+) -> list[str]:
+    """Up to ``limit`` held reverts of the current plans, latest atoms first."""
+    planned = {name for plan in plans for name in plan}
+    names = session.scalars(
+        select(AtomRow.name).where(
+            AtomRow.flow_uuid == flow.uuid, AtomRow.intention == states.REVERT, AtomRow.queued.is_(False),
+            AtomRow.rwaiting <= 0, AtomRow.state.in_(HELD_REVERT_STATES),
+        )
+    )
+    # an executed atom outside the plans (what a failed revert depends on) stays unreverted
+    return sorted((n for n in names if n in planned), key=lambda n: -comp.atoms[n].index)[:limit]
