@@ -111,6 +111,10 @@ def _copy_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None
             copy.write_row([row[name] for name in columns])
 
 
+#: atom states of an atom in a worker's hands (claimed for execute or revert)
+_IN_HAND = (states.RUNNING, states.REVERTING)
+
+
 def _locked(backend: Backend, session: Session, flow_uuid: str) -> FlowRow:
     flow = backend.lock_flow(session, flow_uuid)
     if flow is None:
@@ -297,7 +301,15 @@ def suspend(backend: Backend, comp: Compilation, flow_uuid: str) -> str:
 
 
 def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: str | None = None) -> Dispatch:
-    """Compensate a finished, suspended or stuck flow on request (FlowHandle.revert)."""
+    """Compensate a finished, suspended or stuck flow on request (FlowHandle.revert).
+
+    As on the failure path, nothing is reverted while it may still be executing: the flow
+    goes REVERTING at once (nothing new starts), atoms in a worker's hands keep their claim
+    and count as outstanding (their results are recorded: the claim survives the epoch
+    bump), and the compensation is planned once nothing runs (``settle`` ->
+    ``compensation.start_revert``). A dead worker's atom is reclaimed by the sweep, as in
+    any compensating flow.
+    """
 
     def txn(session: Session) -> Dispatch:
         flow = _locked(backend, session, flow_uuid)
@@ -313,30 +325,29 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
             meta.pop(key, None)
         scopes.forget(meta)
         set_flow_meta(flow, meta)
+        # read before the un-queueing below: a queued REVERTING atom waits for a message, it is not in hand
+        rows = load_atoms(session, flow_uuid)
+        in_hand = [r.name for r in rows.values() if r.state in _IN_HAND and not r.queued]
         session.execute(
             update(AtomRow)
             .where(AtomRow.flow_uuid == flow_uuid, AtomRow.queued.is_(True))
             .values(queued=False)
             .execution_options(synchronize_session=False)
         )
-        flow.outstanding = 0
+        flow.outstanding = len(in_hand)
         flow.held = 0
-        for row in load_atoms(session, flow_uuid).values():
-            if row.state == states.RUNNING:
-                row.state = states.FAILURE
-                events.add(
-                    "atom", states.RUNNING, states.FAILURE, atom=row.name, details={"reason": "reverted on request"}
-                )
-            elif row.state == states.REVERT_FAILURE:
+        for row in rows.values():
+            if row.state == states.REVERT_FAILURE:
                 # an operator retries a failed compensation: that revert runs again first,
                 # and what it depends on is only reverted after it succeeds
+                states.check_atom_transition(row.state, states.REVERTING, f"atom {row.name!r}")
                 row.state = states.REVERTING
                 events.add("atom", states.REVERT_FAILURE, states.REVERTING, atom=row.name,
                            details={"reason": "compensation retried on request"})
         if flow.state != states.REVERTING:
             set_flow_state(flow, states.REVERTING, events, requested=True)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
-        compensation.start_revert(session, flow, comp, events, dispatch)
+        settle(session, flow, comp, events, dispatch)  # plans the compensation once nothing is in hand
         events.flush(session)
         return dispatch
 
