@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid as uuidlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
@@ -27,7 +28,7 @@ from celeryflow.runtime.logbook import (
     set_flow_state,
     settle,
 )
-from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW, Settings
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -115,6 +116,25 @@ def _copy_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None
 _IN_HAND = (states.RUNNING, states.REVERTING)
 
 
+def claim_is_fresh(heartbeat_at: dt.datetime | None, heartbeat_timeout: float) -> bool:
+    """Whether a claim's last heartbeat is younger than ``heartbeat_timeout``: its worker lives.
+
+    The one place resume decides liveness (no heartbeat at all counts as stale), so the
+    clock it compares with is easy to swap (the database's, instead of this host's).
+    """
+    return heartbeat_at is not None and heartbeat_at > utcnow() - dt.timedelta(seconds=heartbeat_timeout)
+
+
+def _live_claims(session: Session, flow_uuid: str, heartbeat_timeout: float) -> set[str]:
+    """Atoms in a worker's hands (RUNNING/REVERTING, not waiting for a message) whose heartbeat is fresh."""
+    rows = session.execute(
+        select(AtomRow.name, AtomRow.heartbeat_at).where(
+            AtomRow.flow_uuid == flow_uuid, AtomRow.state.in_(_IN_HAND), AtomRow.queued.is_(False)
+        )
+    )
+    return {name for name, beat in rows if claim_is_fresh(beat, heartbeat_timeout)}
+
+
 def _locked(backend: Backend, session: Session, flow_uuid: str) -> FlowRow:
     flow = backend.lock_flow(session, flow_uuid)
     if flow is None:
@@ -144,6 +164,7 @@ def start(
     owner: str | None = None,
     decide: DeciderCall | None = None,
     window: int = DEFAULT_DISPATCH_WINDOW,
+    heartbeat_timeout: float | None = None,
 ) -> Dispatch:
     """Run, resume or re-drive a flow: bump the epoch and queue whatever is ready.
 
@@ -152,10 +173,14 @@ def start(
 
     * PENDING / SUSPENDED / REVERTED (re-run from scratch) -> RUNNING.
     * RUNNING / REVERTING (the driver died, or a reclaim): atoms left RUNNING
-      run again from the start (at-least-once), REVERTING ones are reverted
-      again; messages of the old epoch are fenced off.
+      whose heartbeat is stale (older than ``heartbeat_timeout``, default the
+      setting) run again from the start (at-least-once), stale REVERTING ones are
+      reverted again; atoms whose worker still heartbeats keep their claim and
+      count as outstanding (their results are recorded), so nothing runs twice at
+      once. Messages of the old epoch are fenced off and what was queued is sent again.
     * SUCCESS / FAILURE: nothing to do.
     """
+    timeout = Settings.from_sources().heartbeat_timeout if heartbeat_timeout is None else heartbeat_timeout
 
     def txn(session: Session) -> Dispatch:
         flow = _locked(backend, session, flow_uuid)
@@ -184,6 +209,8 @@ def start(
             scopes.forget(meta)
             set_flow_meta(flow, meta)
             flow.failures = None
+        # Claims whose worker still heartbeats are kept: re-driving them would run them twice at once.
+        live = _live_claims(session, flow_uuid, timeout)
         # Everything queued under the old epoch is fenced off: forget it and requeue.
         session.execute(
             update(AtomRow)
@@ -191,9 +218,9 @@ def start(
             .values(queued=False)
             .execution_options(synchronize_session=False)
         )
-        flow.outstanding = 0
+        flow.outstanding = len(live)
         flow.held = 0
-        session.flush()  # expire_all() below would drop the unflushed outstanding = 0
+        session.flush()  # expire_all() below would drop the unflushed outstanding
         session.expire_all()
         flow = _locked(backend, session, flow_uuid)
         rows = load_atoms(session, flow_uuid)
@@ -201,8 +228,9 @@ def start(
             flow.state == states.SUSPENDED and flow_meta(flow).get("suspended_from") == states.REVERTING
         )
         scoped = flow_meta(flow) if scopes.might_be_handled(flow) else {}
+        lost = frozenset(n for n, r in rows.items() if r.state in _IN_HAND and n not in live)
         for row in rows.values():
-            if row.state == states.RUNNING:
+            if row.state == states.RUNNING and row.name not in live:
                 # The worker that ran it is gone (or fenced off): at-least-once, run it again,
                 # or, when the flow (or its retry scope) is compensating, treat it as executed
                 # and revert it.
@@ -218,7 +246,9 @@ def start(
             meta = flow_meta(flow)
             plan = meta.get("revert_plan")
             if plan is None:
-                compensation.start_revert(session, flow, comp, events, dispatch, scope=meta.get(scopes.REVERT_SCOPE))
+                if not live:  # else: planned by settle() once the live claims have ended
+                    compensation.start_revert(session, flow, comp, events, dispatch,
+                                              scope=meta.get(scopes.REVERT_SCOPE))
             else:
                 # what a failed revert depends on stays unreverted (unsafe under a failed compensation)
                 blocked = _under_failed_reverts(plan, rows)
@@ -227,7 +257,7 @@ def start(
                 }
                 counts = {n: sum(1 for m in pending if n in plan[m]) for n in pending}
                 compensation.set_counters(session, flow_uuid, "rwaiting", counts)
-                ready = [n for n in pending if counts[n] == 0]
+                ready = [n for n in pending if counts[n] == 0 and n not in live]
                 queue_atoms(session, flow, ready, states.REVERT, events)
                 dispatch.revert.extend(ready)
         else:
@@ -236,7 +266,7 @@ def start(
             recount(session, flow, comp, rows)
             session.flush()
             # Retry scopes that were being reverted when the flow stopped go on from where they were.
-            scope_rounds.resume(session, flow, comp, events, dispatch)
+            scope_rounds.resume(session, flow, comp, events, dispatch, lost if live else None)
             candidates = [
                 n for n, r in rows.items()
                 if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0
