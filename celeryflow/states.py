@@ -63,6 +63,7 @@ _ALLOWED_ATOM: Final[frozenset[tuple[str, str]]] = frozenset(
         (RUNNING, SUCCESS),
         (RUNNING, FAILURE),
         (RUNNING, PENDING),  # reclaimed from a dead worker: executed again from the start
+        (PENDING, FAILURE),  # reset after a lost claim, not run again when its flow reverts: it may have run
         (SUCCESS, REVERTING),
         (FAILURE, REVERTING),
         (REVERTING, REVERTED),

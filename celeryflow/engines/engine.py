@@ -236,7 +236,8 @@ class CeleryEngine:
             context.register_live(self._runtime)  # again: dropped when it was last seen finishing
         decide = self._runtime.decide if any(a.deciders for a in self.compile().atoms.values()) else None
         what = control.start(self.backend, self.compile(), self.flow_uuid, store_updates=store,
-                             owner=self._owner, decide=decide, window=self.settings.dispatch_window)
+                             owner=self._owner, decide=decide, window=self.settings.dispatch_window,
+                             heartbeat_timeout=self.settings.heartbeat_timeout)
         self._stats["start_seconds"] = time.monotonic() - started
         self._publish(what)
         return self.flow_uuid

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from celeryflow import states
-from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow import serialization, states
+from celeryflow.exceptions import WorkerLost
+from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
 from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
+    cas_atom,
     flow_meta,
     load_atoms,
     queue_reverts,
@@ -20,6 +22,7 @@ from celeryflow.runtime.logbook import (
     set_flow_state,
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.types.failure import Failure
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -27,6 +30,43 @@ if TYPE_CHECKING:
 #: States of atoms that executed and therefore must be compensated (RETRYING: a retry
 #: controller whose subflow was being retried when the flow gave up).
 EXECUTED = (states.SUCCESS, states.FAILURE, states.REVERTING, states.RETRYING)
+
+
+def may_have_run(row: AtomRow) -> bool:
+    """A PENDING atom that was claimed for execute and then put back (a reclaim from a dead
+    worker, or a resume, resets RUNNING -> PENDING but keeps ``started_at``): it may have run.
+
+    Every full reset (re-run from scratch, ``engine.reset()``, a retry round) clears
+    ``started_at``, so the mark only covers the claim of the current attempt.
+    """
+    return row.state == states.PENDING and row.started_at is not None and not row.queued
+
+
+def fail_maybe_run(session: Session, flow: FlowRow, rows: Iterable[AtomRow], events: Events) -> set[str]:
+    """Record each of ``rows`` that :func:`may_have_run` as FAILURE (WorkerLost), so it is compensated.
+
+    Called when a compensation (of the flow or of a retry scope) is planned: the execution
+    that was given up on may have had effects, and it did not run again since. Returns the
+    atoms moved to FAILURE (guarded: an atom that moved meanwhile is left alone).
+    """
+    moved: set[str] = set()
+    now = utcnow()
+    for row in rows:
+        if not may_have_run(row):
+            continue
+        exc = WorkerLost(
+            f"The execution of atom {row.name!r} (flow {flow.uuid}) was given up on (its worker was lost, "
+            "or the flow was resumed) and had not run again when the flow was reverted; it may have had "
+            "effects, so it is reverted"
+        )
+        failure = serialization.dumps(Failure.from_exception(exc).to_dict())
+        if cas_atom(
+            session, flow.uuid, row.name, (states.PENDING,), states.FAILURE, events,
+            extra_where=(AtomRow.started_at.is_not(None), AtomRow.queued.is_(False)),
+            details={"reason": "may have run"}, failure=failure, finished_at=now,
+        ):
+            moved.add(row.name)
+    return moved
 
 
 def revert_plan(comp: Compilation, to_revert: set[str]) -> dict[str, list[str]]:
@@ -85,6 +125,7 @@ def start_revert(
     rows = load_atoms(session, flow.uuid)
     members = set(scope) if scope is not None else set(comp.atoms)
     to_revert = {name for name in members if rows[name].state in EXECUTED}
+    to_revert |= fail_maybe_run(session, flow, (rows[name] for name in members), events)
     meta = flow_meta(flow)
     failed_before = bool(meta.get("revert_failed"))
     if failed_before:

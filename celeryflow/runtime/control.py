@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid as uuidlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from celeryflow.runtime.logbook import (
     set_flow_state,
     settle,
 )
-from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW, Settings
 from celeryflow.runtime.verdicts import Answers, asking, decider_answer
 
 if TYPE_CHECKING:
@@ -126,6 +127,29 @@ def _copy_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None
             copy.write_row([row[name] for name in columns])
 
 
+#: atom states of an atom in a worker's hands (claimed for execute or revert)
+_IN_HAND = (states.RUNNING, states.REVERTING)
+
+
+def claim_is_fresh(heartbeat_at: dt.datetime | None, heartbeat_timeout: float) -> bool:
+    """Whether a claim's last heartbeat is younger than ``heartbeat_timeout``: its worker lives.
+
+    The one place resume decides liveness (no heartbeat at all counts as stale), so the
+    clock it compares with is easy to swap (the database's, instead of this host's).
+    """
+    return heartbeat_at is not None and heartbeat_at > utcnow() - dt.timedelta(seconds=heartbeat_timeout)
+
+
+def _live_claims(session: Session, flow_uuid: str, heartbeat_timeout: float) -> set[str]:
+    """Atoms in a worker's hands (RUNNING/REVERTING, not waiting for a message) whose heartbeat is fresh."""
+    rows = session.execute(
+        select(AtomRow.name, AtomRow.heartbeat_at).where(
+            AtomRow.flow_uuid == flow_uuid, AtomRow.state.in_(_IN_HAND), AtomRow.queued.is_(False)
+        )
+    )
+    return {name for name, beat in rows if claim_is_fresh(beat, heartbeat_timeout)}
+
+
 def _locked(backend: Backend, session: Session, flow_uuid: str) -> FlowRow:
     flow = backend.lock_flow(session, flow_uuid)
     if flow is None:
@@ -155,6 +179,7 @@ def start(
     owner: str | None = None,
     decide: DeciderCall | None = None,
     window: int = DEFAULT_DISPATCH_WINDOW,
+    heartbeat_timeout: float | None = None,
 ) -> Dispatch:
     """Run, resume or re-drive a flow: bump the epoch and queue whatever is ready.
 
@@ -163,10 +188,14 @@ def start(
 
     * PENDING / SUSPENDED / REVERTED (re-run from scratch) -> RUNNING.
     * RUNNING / REVERTING (the driver died, or a reclaim): atoms left RUNNING
-      run again from the start (at-least-once), REVERTING ones are reverted
-      again; messages of the old epoch are fenced off.
+      whose heartbeat is stale (older than ``heartbeat_timeout``, default the
+      setting) run again from the start (at-least-once), stale REVERTING ones are
+      reverted again; atoms whose worker still heartbeats keep their claim and
+      count as outstanding (their results are recorded), so nothing runs twice at
+      once. Messages of the old epoch are fenced off and what was queued is sent again.
     * SUCCESS / FAILURE: nothing to do.
     """
+    timeout = Settings.from_sources().heartbeat_timeout if heartbeat_timeout is None else heartbeat_timeout
 
     def txn(session: Session, known: Answers) -> Dispatch:
         flow = _locked(backend, session, flow_uuid)
@@ -195,6 +224,8 @@ def start(
             scopes.forget(meta)
             set_flow_meta(flow, meta)
             flow.failures = None
+        # Claims whose worker still heartbeats are kept: re-driving them would run them twice at once.
+        live = _live_claims(session, flow_uuid, timeout)
         # Everything queued under the old epoch is fenced off: forget it and requeue.
         session.execute(
             update(AtomRow)
@@ -202,9 +233,9 @@ def start(
             .values(queued=False)
             .execution_options(synchronize_session=False)
         )
-        flow.outstanding = 0
+        flow.outstanding = len(live)
         flow.held = 0
-        session.flush()  # expire_all() below would drop the unflushed outstanding = 0
+        session.flush()  # expire_all() below would drop the unflushed outstanding
         session.expire_all()
         flow = _locked(backend, session, flow_uuid)
         rows = load_atoms(session, flow_uuid)
@@ -212,8 +243,9 @@ def start(
             flow.state == states.SUSPENDED and flow_meta(flow).get("suspended_from") == states.REVERTING
         )
         scoped = flow_meta(flow) if scopes.might_be_handled(flow) else {}
+        lost = frozenset(n for n, r in rows.items() if r.state in _IN_HAND and n not in live)
         for row in rows.values():
-            if row.state == states.RUNNING:
+            if row.state == states.RUNNING and row.name not in live:
                 # The worker that ran it is gone (or fenced off): at-least-once, run it again,
                 # or, when the flow (or its retry scope) is compensating, treat it as executed
                 # and revert it.
@@ -229,8 +261,9 @@ def start(
             meta = flow_meta(flow)
             plan = meta.get("revert_plan")
             if plan is None:
-                compensation.start_revert(session, flow, comp, events, dispatch, scope=meta.get(scopes.REVERT_SCOPE),
-                                          window=window)
+                if not live:  # else: planned by settle() once the live claims have ended
+                    compensation.start_revert(session, flow, comp, events, dispatch,
+                                              scope=meta.get(scopes.REVERT_SCOPE), window=window)
             else:
                 # what a failed revert depends on stays unreverted (unsafe under a failed compensation)
                 blocked = _under_failed_reverts(plan, rows)
@@ -239,8 +272,10 @@ def start(
                 }
                 counts = {n: sum(1 for m in pending if n in plan[m]) for n in pending}
                 compensation.set_counters(session, flow_uuid, "rwaiting", counts)
-                # REVERTING ones first: they are never held (logbook.queue_reverts)
-                ready = sorted((n for n in pending if counts[n] == 0), key=lambda n: rows[n].state != states.REVERTING)
+                # REVERTING ones first: they are never held (logbook.queue_reverts); live claims
+                # (a revert still running in a worker that heartbeats) are not queued again
+                ready = sorted((n for n in pending if counts[n] == 0 and n not in live),
+                               key=lambda n: rows[n].state != states.REVERTING)
                 queue_reverts(session, flow, ready, events, dispatch, window)
         else:
             if flow.state != states.RUNNING:
@@ -248,7 +283,7 @@ def start(
             recount(session, flow, comp, rows)
             session.flush()
             # Retry scopes that were being reverted when the flow stopped go on from where they were.
-            scope_rounds.resume(session, flow, comp, events, dispatch, window=window)
+            scope_rounds.resume(session, flow, comp, events, dispatch, lost if live else None, window=window)
             candidates = [
                 n for n, r in rows.items()
                 if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0
@@ -315,7 +350,15 @@ def suspend(backend: Backend, comp: Compilation, flow_uuid: str) -> str:
 
 
 def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: str | None = None) -> Dispatch:
-    """Compensate a finished, suspended or stuck flow on request (FlowHandle.revert)."""
+    """Compensate a finished, suspended or stuck flow on request (FlowHandle.revert).
+
+    As on the failure path, nothing is reverted while it may still be executing: the flow
+    goes REVERTING at once (nothing new starts), atoms in a worker's hands keep their claim
+    and count as outstanding (their results are recorded: the claim survives the epoch
+    bump), and the compensation is planned once nothing runs (``settle`` ->
+    ``compensation.start_revert``). A dead worker's atom is reclaimed by the sweep, as in
+    any compensating flow.
+    """
 
     def txn(session: Session) -> Dispatch:
         flow = _locked(backend, session, flow_uuid)
@@ -331,30 +374,29 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
             meta.pop(key, None)
         scopes.forget(meta)
         set_flow_meta(flow, meta)
+        # read before the un-queueing below: a queued REVERTING atom waits for a message, it is not in hand
+        rows = load_atoms(session, flow_uuid)
+        in_hand = [r.name for r in rows.values() if r.state in _IN_HAND and not r.queued]
         session.execute(
             update(AtomRow)
             .where(AtomRow.flow_uuid == flow_uuid, AtomRow.queued.is_(True))
             .values(queued=False)
             .execution_options(synchronize_session=False)
         )
-        flow.outstanding = 0
+        flow.outstanding = len(in_hand)
         flow.held = 0
-        for row in load_atoms(session, flow_uuid).values():
-            if row.state == states.RUNNING:
-                row.state = states.FAILURE
-                events.add(
-                    "atom", states.RUNNING, states.FAILURE, atom=row.name, details={"reason": "reverted on request"}
-                )
-            elif row.state == states.REVERT_FAILURE:
+        for row in rows.values():
+            if row.state == states.REVERT_FAILURE:
                 # an operator retries a failed compensation: that revert runs again first,
                 # and what it depends on is only reverted after it succeeds
+                states.check_atom_transition(row.state, states.REVERTING, f"atom {row.name!r}")
                 row.state = states.REVERTING
                 events.add("atom", states.REVERT_FAILURE, states.REVERTING, atom=row.name,
                            details={"reason": "compensation retried on request"})
         if flow.state != states.REVERTING:
             set_flow_state(flow, states.REVERTING, events, requested=True)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
-        compensation.start_revert(session, flow, comp, events, dispatch)
+        settle(session, flow, comp, events, dispatch)  # plans the compensation once nothing is in hand
         events.flush(session)
         return dispatch
 

@@ -334,6 +334,8 @@ def _redrive(
 
 
 def redrive(backend: Backend, comp: Compilation, flow_uuid: str, owner: str,
-            decide: DeciderCall | None = None, window: int = DEFAULT_DISPATCH_WINDOW) -> Dispatch:
+            decide: DeciderCall | None = None, window: int = DEFAULT_DISPATCH_WINDOW,
+            heartbeat_timeout: float | None = None) -> Dispatch:
     """Re-drive a claimed stuck flow (nothing in flight): ``control.start`` (new epoch, ready work queued)."""
-    return control.start(backend, comp, flow_uuid, owner=owner, decide=decide, window=window)
+    return control.start(backend, comp, flow_uuid, owner=owner, decide=decide, window=window,
+                         heartbeat_timeout=heartbeat_timeout)

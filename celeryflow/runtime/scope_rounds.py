@@ -89,9 +89,13 @@ def advance(
     )
     if inflight or _held(rows, entry):
         return
-    remaining = {n for n, r in rows.items() if r.state in EXECUTED}
     if flow.state != states.RUNNING:
         return  # suspended (or suspending): control.start re-drives the scope on resume
+    from celeryflow.runtime.compensation import fail_maybe_run
+
+    # an execution given up on (reclaimed, resumed) and not run again may have had effects
+    remaining = {n for n, r in rows.items() if r.state in EXECUTED} | fail_maybe_run(session, flow, rows.values(),
+                                                                                     events)
     if remaining:
         if "plan" in entry:
             # Quiet, the flow is running, yet reverts remain unqueued: re-plan (resume).

@@ -24,6 +24,10 @@ from tests.support.procs import ProcessGroup, celery_worker_cmd, wait_for
 pytestmark = [pytest.mark.crash, pytest.mark.slow]
 
 EXPIRY = 2.0
+#: embedded conductors' heartbeats: the second conductor's resume re-runs the killed one's atom only
+#: once its claim is stale (a fresh claim is left alone), and the claim expiry (>= EXPIRY * 2/3
+#: after the kill) comes later than that
+HEARTBEATS = {"CELERYFLOW_HEARTBEAT_TIMEOUT": "1.0", "CELERYFLOW_HEARTBEAT_INTERVAL": "0.3"}
 
 
 def conductor_cmd(board: str, name: str, *extra: str) -> list[str]:
@@ -47,13 +51,13 @@ def test_killed_embedded_conductor_is_taken_over_after_expiry(tmp_path: Path) ->
     with job_backends.fetch("celeryflow", {"board": "sql", "url": url}) as board, \
             ProcessGroup(tmp_path / "procs") as group:
         job = board.post_flow(flows.three_steps, factory_args=[trace], factory_kwargs={"gate": gate})
-        group.start("first", conductor_cmd(url, "first", "--embedded"))
+        group.start("first", conductor_cmd(url, "first", "--embedded"), env=HEARTBEATS)
         wait_for(lambda: started(trace, "step2"), timeout=60, message=lambda: group.dump())
         assert board.find_owner(job) == "first"
         group.kill("first")
         killed = time.monotonic()
         Path(gate).touch()  # the next run of step2 goes through
-        group.start("second", conductor_cmd(url, "second", "--embedded"))
+        group.start("second", conductor_cmd(url, "second", "--embedded"), env=HEARTBEATS)
         wait_for(lambda: board.find_owner(job) == "second" or job.state == states.COMPLETE, timeout=60,
                  interval=0.02, message=lambda: group.dump())
         takeover = time.monotonic() - killed

@@ -3,8 +3,9 @@
 Embedded default (the caller *is* the worker): the flow is left RUNNING in an SQLite
 file logbook; ``engines.load_from_detail(flow_id, backend=url, store=...)`` and
 ``run()`` in a new process re-run only the atom that was running (new store values
-apply), never the finished ones. The flow was built by a registered factory, so the
-new process rebuilds it from the logbook alone.
+apply), never the finished ones, once the dead caller's claim on it is stale (resume
+leaves claims with a fresh heartbeat alone: their worker may be alive). The flow was
+built by a registered factory, so the new process rebuilds it from the logbook alone.
 
 Separate workers: killing the caller loses nothing; the flow finishes on the
 workers and a new process re-attaches to it by id.
@@ -17,9 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from celeryflow import engines, states
 from celeryflow.handle import FlowHandle
+from celeryflow.persistence import backends
+from celeryflow.persistence.tables import AtomRow
+from celeryflow.runtime.control import claim_is_fresh
 from tests.semantics.atoms import StepError, calls, read_trace
 from tests.support.procs import ProcessGroup, wait_for
 
@@ -40,7 +45,19 @@ def _kill_when(group: ProcessGroup, trace: str, what: tuple[str, str], id_file: 
     return id_file.read_text().strip()
 
 
-def test_embedded_caller_killed_mid_atom_then_resumed(tmp_path, process_group):
+#: the resuming process's heartbeat timeout: a claim of the killed caller is stale after this
+RESUME_TIMEOUT = 1.0
+
+
+def _until_claim_is_stale(url: str, flow_id: str, atom: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resume re-drives only stale claims: wait until the killed caller's claim on ``atom`` is stale."""
+    monkeypatch.setenv("CELERYFLOW_HEARTBEAT_TIMEOUT", str(RESUME_TIMEOUT))
+    beat = backends.fetch(url).run(lambda s: s.scalar(
+        select(AtomRow.heartbeat_at).where(AtomRow.flow_uuid == flow_id, AtomRow.name == atom)))
+    wait_for(lambda: not claim_is_fresh(beat, RESUME_TIMEOUT), timeout=30, interval=0.05)
+
+
+def test_embedded_caller_killed_mid_atom_then_resumed(tmp_path, process_group, monkeypatch):
     trace = str(tmp_path / "trace.log")
     url = f"sqlite:///{tmp_path / 'logbook.db'}"
     id_file = tmp_path / "flow_id"
@@ -48,6 +65,7 @@ def test_embedded_caller_killed_mid_atom_then_resumed(tmp_path, process_group):
     _start_caller(process_group, "embedded", "hanging_chain", trace, url, id_file, 60, embedded_only)
     flow_id = _kill_when(process_group, trace, ("execute", "slow"), id_file)
     killed_pid = read_trace(trace)[-1]["pid"]
+    _until_claim_is_stale(url, flow_id, "slow", monkeypatch)
 
     engine = engines.load_from_detail(flow_id, backend=url, store={"hang": False})
     st = engine.storage
@@ -65,13 +83,14 @@ def test_embedded_caller_killed_mid_atom_then_resumed(tmp_path, process_group):
     assert engine.storage.fetch_all() == {"hang": False, "a": "a", "b": "b", "slow": "slow", "c": "c"}
 
 
-def test_embedded_caller_killed_mid_revert_then_resumed(tmp_path, process_group):
+def test_embedded_caller_killed_mid_revert_then_resumed(tmp_path, process_group, monkeypatch):
     trace = str(tmp_path / "trace.log")
     url = f"sqlite:///{tmp_path / 'logbook.db'}"
     id_file = tmp_path / "flow_id"
     embedded_only = {"CELERYFLOW_BROKER_URL": None, "CELERYFLOW_BACKEND": None, "CELERYFLOW_IMPORTS": None}
     _start_caller(process_group, "embedded", "reverting_chain", trace, url, id_file, 60, embedded_only)
     flow_id = _kill_when(process_group, trace, ("revert", "b"), id_file)
+    _until_claim_is_stale(url, flow_id, "b", monkeypatch)
 
     engine = engines.load_from_detail(flow_id, backend=url, store={"hang": False})
     assert engine.storage.get_flow_state() == states.REVERTING
