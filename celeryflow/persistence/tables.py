@@ -18,6 +18,15 @@ Design notes (see docs/architecture.md):
   counter); ``rwaiting`` counts executed successors not yet reverted.
 * ``atom_details.queued`` marks an atom whose message is on the broker; the
   sweep re-dispatches queued atoms whose message was lost.
+* ``atom_details.claim_token`` fences one claim (one execution or revert), not a
+  process: ``begin`` writes a fresh token, and ``finish``, progress reports and
+  heartbeats only touch the row while it still carries theirs. Two executions in
+  one process (a thread or gevent pool, the embedded default, a retry round) are
+  told apart; the worker id (``host:pid``) is only for display.
+* Liveness timestamps (``heartbeat_at``, ``queued_at``, ``started_at``,
+  ``progress_at``) are written with :func:`db_utcnow`, the database's clock, and the
+  sweep compares them with the same clock: machines with skewed clocks never make
+  a live worker look dead.
 """
 
 from __future__ import annotations
@@ -36,17 +45,71 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 # MySQL's TEXT is 64 KiB; results and specs can be larger.
 LongText = Text().with_variant(Text(length=2**32 - 1), "mysql", "mariadb")
 UUID_LEN = 36
 NAME_LEN = 255
+#: length of a claim token (uuid4 hex)
+TOKEN_LEN = 32
 
 
 def utcnow() -> dt.datetime:
+    """This machine's clock (naive UTC): for display and records, never for liveness."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class db_utcnow(FunctionElement[dt.datetime]):
+    """The database's clock, naive UTC, as a SQL expression (compiled per dialect).
+
+    Liveness is judged by comparing timestamps written by many machines with the
+    sweep's "now": only one clock, the database's, keeps that comparison honest.
+    """
+
+    type = DateTime()
+    inherit_cache = True
+    name = "db_utcnow"
+
+
+@compiles(db_utcnow)
+def _db_utcnow_default(element: db_utcnow, compiler: SQLCompiler, **kw: object) -> str:
+    return "CURRENT_TIMESTAMP"
+
+
+@compiles(db_utcnow, "postgresql")
+def _db_utcnow_postgresql(element: db_utcnow, compiler: SQLCompiler, **kw: object) -> str:
+    # clock_timestamp(), not now(): a long transaction must not write a heartbeat from its start
+    return "timezone('utc', clock_timestamp())"
+
+
+@compiles(db_utcnow, "mysql")
+@compiles(db_utcnow, "mariadb")
+def _db_utcnow_mysql(element: db_utcnow, compiler: SQLCompiler, **kw: object) -> str:
+    return "UTC_TIMESTAMP(6)"
+
+
+@compiles(db_utcnow, "sqlite")
+def _db_utcnow_sqlite(element: db_utcnow, compiler: SQLCompiler, **kw: object) -> str:
+    # SQLAlchemy stores DateTime on SQLite as 'YYYY-MM-DD HH:MM:SS.ffffff' (text, compared as
+    # text): %f gives SS.SSS, so pad to six digits to sort and parse exactly like the stored values.
+    return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
+
+
+def db_now(session_or_connection: Any) -> dt.datetime:
+    """Read the database's clock (naive UTC) in one round trip."""
+    from sqlalchemy import select
+
+    value = session_or_connection.execute(select(db_utcnow())).scalar()
+    if isinstance(value, str):  # a driver that hands back text
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -86,6 +149,10 @@ class FlowRow(Base):
     #: ready atoms not yet queued because the dispatch window was full (CELERYFLOW_DISPATCH_WINDOW):
     #: queued as the flow's in-flight count falls (logbook.refill).
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: a retry scope of the flow is being retried (``meta["retrying"]`` is not empty): the
+    #: scheduler's cheap test before it decodes the meta, kept in a typed column because the
+    #: meta also holds user options (a substring test on it misfired). Written with the meta.
+    scope_retrying: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: who last drove the flow (engine, conductor) and when it last showed life.
     owner: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -128,6 +195,9 @@ class AtomRow(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     meta: Mapped[str | None] = mapped_column(LongText, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    #: the current claim (execute or revert): fresh at every ``begin``, required by finish,
+    #: progress and heartbeats (see the module docstring).
+    claim_token: Mapped[str | None] = mapped_column(String(TOKEN_LEN), nullable=True)
     queued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)

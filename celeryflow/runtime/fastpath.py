@@ -65,7 +65,7 @@ _CLAIM = (
     )
     .values(
         state=states.RUNNING, queued=False, attempts=_atoms.c.attempts + 1, worker=bindparam("b_worker"),
-        started_at=bindparam("b_now"), heartbeat_at=bindparam("b_now"),
+        started_at=bindparam("b_now"), heartbeat_at=bindparam("b_now"), claim_token=bindparam("b_token"),
     )
 )
 _SUCCEED = (
@@ -79,6 +79,8 @@ _SUCCEED = (
     .values(state=states.SUCCESS, result=bindparam("b_result"), failure=None, finished_at=bindparam("b_now"),
             progress=1.0)
 )
+#: the claim's token too (every worker message has one; see steps.finish)
+_SUCCEED_CLAIM = _SUCCEED.where(_atoms.c.claim_token == bindparam("b_token"))
 _RESULTS = select(_atoms.c.name, _atoms.c.result).where(
     _atoms.c.flow_uuid == bindparam("b_flow"),
     _atoms.c.name.in_(bindparam("b_names", expanding=True)),
@@ -166,7 +168,7 @@ def _locked_plain_flow(
 
 def begin(
     conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
-    make_begun: Callable[[dict[str, Any], str], Any],
+    make_begun: Callable[[dict[str, Any], str], Any], token: str | None = None,
 ) -> Any:
     """Claim a queued task of a running flow and read its inputs; FALLBACK for anything else.
 
@@ -178,7 +180,7 @@ def begin(
         return FALLBACK
     states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
     now = utcnow()
-    params = {"b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_now": now}
+    params = {"b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_now": now, "b_token": token}
     if conn.execute(_CLAIM, params).rowcount != 1:
         return FALLBACK
     conn.execute(_ADD_EVENTS, [_event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name)])
@@ -197,7 +199,7 @@ def begin(
 
 def finish(
     conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str, result_json: str | None,
-    window: int,
+    window: int, token: str | None = None,
 ) -> Any:
     """Record a task's success, count it into its successors' joins, queue the ready ones.
 
@@ -214,7 +216,11 @@ def finish(
     states.check_atom_transition(states.RUNNING, states.SUCCESS, f"atom {name!r}")
     now = utcnow()
     base = {"b_flow": flow_uuid, "b_now": now}
-    if conn.execute(_SUCCEED, {**base, "b_atom": name, "b_worker": worker, "b_result": result_json}).rowcount != 1:
+    succeed = _SUCCEED if token is None else _SUCCEED_CLAIM
+    claim = {"b_atom": name, "b_worker": worker, "b_result": result_json}
+    if token is not None:
+        claim["b_token"] = token
+    if conn.execute(succeed, {**base, **claim}).rowcount != 1:
         return FALLBACK  # a late result: the general path logs why it is discarded
     events = [_event(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)]
     dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)

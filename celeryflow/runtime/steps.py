@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,8 @@ class Begun:
     flow_name: str = ""
     attempts: int = 0
     history: list[Any] | None = None  # retry controllers: their persisted history
+    #: the claim's own fencing token (RUN only): finish, progress and heartbeats must present it
+    token: str | None = None
 
 
 def _inputs(
@@ -80,7 +83,13 @@ def _inputs(
 def begin(
     backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, mode: str, worker: str
 ) -> Begun:
-    """Claim ``name`` for execution (mode ``execute``) or compensation (``revert``)."""
+    """Claim ``name`` for execution (mode ``execute``) or compensation (``revert``).
+
+    A claim gets a fresh token (``Begun.token``, stored on the atom row): the worker id
+    names a process, and one process may run several executions of one atom (a thread
+    pool, the embedded default, a retry round); only the current claim's token finishes it.
+    """
+    token = uuid.uuid4().hex
 
     def txn(session: Session) -> Begun:
         flow = backend.lock_flow(session, flow_uuid, shared=True)
@@ -107,12 +116,13 @@ def begin(
             session, flow_uuid, name, olds, new, events,
             extra_where=(AtomRow.intention == intention, AtomRow.queued.is_(True)),
             queued=False, attempts=AtomRow.attempts + 1, worker=worker, started_at=now, heartbeat_at=now,
+            claim_token=token,
         )
         if not claimed:
             return Begun(Verdict.SKIP, "already claimed or no longer queued (duplicate delivery)")
         events.flush(session)
         kwargs = _inputs(session, flow_uuid, flow.store, comp, name, revert=(mode != EXECUTE))
-        begun = Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow.name)
+        begun = Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow.name, token=token)
         if comp.atoms[name].kind == "retry":
             begun.history = scopes.load_history(session, flow_uuid, name)
         if mode != EXECUTE:
@@ -128,8 +138,11 @@ def begin(
         return backend.run(txn)
 
     def fast(conn: Connection) -> Begun:
-        begun = fastpath.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed)
-        return on_connection(conn, txn) if begun is fastpath.FALLBACK else begun
+        begun = fastpath.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed, token)
+        if begun is fastpath.FALLBACK:
+            return on_connection(conn, txn)
+        begun.token = token
+        return begun
 
     return backend.run_core(fast)
 
@@ -153,13 +166,18 @@ def finish(
     controller: scopes.ControllerLookup | None = None,
     window: int = DEFAULT_DISPATCH_WINDOW,
     result_json: str | None = None,
+    token: str | None = None,
 ) -> Dispatch | None:
     """Record the outcome of ``name``; return what to publish (None: the message was stale).
 
     ``controller`` looks up live retry controllers by name (consulted when an atom
     inside a retry scope fails); by default the flow is rebuilt from the logbook.
     ``result_json``: ``result`` already encoded (the worker encoded it to check its size).
+    ``token``: the claim's token (``Begun.token``): the outcome is recorded only while that
+    claim is current. Without one (the sweep failing a poison atom it holds, callers driving
+    the scheduler by hand) the worker id alone is checked.
     """
+    claim = (AtomRow.worker == worker,) if token is None else (AtomRow.worker == worker, AtomRow.claim_token == token)
     if failure is not None:
         result_json = None
     elif result_json is None:
@@ -182,7 +200,7 @@ def finish(
             new = states.SUCCESS if failure is None else states.FAILURE
             if not cas_atom(
                 session, flow_uuid, name, (states.RUNNING,), new, events,
-                extra_where=(AtomRow.worker == worker,),
+                extra_where=claim,
                 result=result_json, failure=failure_json, finished_at=now, progress=1.0 if failure is None else 0.0,
             ):
                 LOG.warning("discarding late %s result of %s/%s from %s: the atom already moved on%s",
@@ -207,7 +225,7 @@ def finish(
             new = states.REVERTED if failure is None else states.REVERT_FAILURE
             if not cas_atom(
                 session, flow_uuid, name, (states.REVERTING,), new, events,
-                extra_where=(AtomRow.worker == worker,),
+                extra_where=claim,
                 revert_result=result_json, revert_failure=failure_json, finished_at=now,
             ):
                 LOG.warning("discarding late %s result of %s/%s from %s: the atom already moved on%s",
@@ -237,7 +255,7 @@ def finish(
         return backend.run(txn)
 
     def fast(conn: Connection) -> Dispatch | None:
-        dispatch = fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json, window)
+        dispatch = fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json, window, token)
         return on_connection(conn, txn) if dispatch is fastpath.FALLBACK else dispatch
 
     return backend.run_core(fast)
@@ -289,16 +307,24 @@ def _lookup(backend: Backend, flow_uuid: str) -> scopes.ControllerLookup:
 
 
 def record_progress(backend: Backend, flow_uuid: str, name: str, epoch: int, progress: float,
-                    details: dict[str, Any] | None, worker: str) -> None:
-    """Store an atom's progress and add a progress event (one short transaction)."""
+                    details: dict[str, Any] | None, worker: str, *, token: str | None = None) -> None:
+    """Store an atom's progress and add a progress event (one short transaction).
+
+    Only the claim ``token`` (else: ``worker``'s claim) reports progress: a fenced-off
+    execution refreshes nobody's heartbeat and adds no event.
+    """
+    claim = [AtomRow.worker == worker] if token is None else [AtomRow.worker == worker, AtomRow.claim_token == token]
 
     def txn(session: Session) -> None:
-        session.execute(
+        touched = session.execute(
             update(AtomRow)
-            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state == states.RUNNING)
+            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state == states.RUNNING, *claim)
             .values(progress=progress, heartbeat_at=utcnow())
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount  # type: ignore[attr-defined]
+        if touched != 1:
+            LOG.debug("progress of %s/%s from a claim that is no longer current: dropped", flow_uuid, name)
+            return
         events = Events(flow_uuid, epoch, worker)
         events.add("progress", None, None, atom=name, details={"progress": progress, **(details or {})})
         events.flush(session)
