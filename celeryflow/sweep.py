@@ -40,7 +40,7 @@ from sqlalchemy import exists, not_, or_, select
 from sqlalchemy.orm import Session
 
 from celeryflow.exceptions import CeleryflowError, StorageFailure
-from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
+from celeryflow.persistence.tables import AtomRow, FlowRow, db_now
 from celeryflow.runtime import backends as backend_keys
 from celeryflow.runtime import context, reclaim, steps
 from celeryflow.runtime.dispatch import publish
@@ -177,10 +177,8 @@ class Sweeper:
         started = time.monotonic()
         report = SweepReport()
         settings = self.settings
-        now = utcnow()
-        cutoff = now - dt.timedelta(seconds=settings.heartbeat_timeout)
         try:
-            candidates = self.backend.run(lambda s: self._candidates(s, cutoff), readonly=True, attempts=2)
+            now, candidates = self.backend.run(self._candidates, readonly=True, attempts=2)
         except StorageFailure as exc:
             report.errors.append(("*", str(exc)))
             # once per outage at WARNING (the loop keeps its interval: no tight retry loop)
@@ -216,10 +214,14 @@ class Sweeper:
             LOG.info("sweep: %s", report.as_dict())
         return report
 
-    def _candidates(self, session: Session, cutoff: dt.datetime) -> list[str]:
+    def _candidates(self, session: Session) -> tuple[dt.datetime, list[str]]:
+        # "now" is the database's: heartbeats and queue times are written with its clock, and
+        # this machine's may be off by more than the heartbeat timeout
+        now = db_now(session)
+        cutoff = now - dt.timedelta(seconds=self.settings.heartbeat_timeout)
         found = dict.fromkeys(stale_atom_flows(session, cutoff, self.batch))
         found.update(dict.fromkeys(stalled_flows(session, cutoff, self.batch)))
-        return list(found)
+        return now, list(found)
 
     def _one(self, flow_uuid: str, now: dt.datetime, stale_ok: bool, report: SweepReport) -> None:
         settings = self.settings

@@ -46,6 +46,8 @@ from sqlalchemy import (
     String,
     Text,
     false,
+    literal,
+    select,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -70,41 +72,86 @@ class db_utcnow(FunctionElement[dt.datetime]):
 
     Liveness is judged by comparing timestamps written by many machines with the
     sweep's "now": only one clock, the database's, keeps that comparison honest.
+    ``db_utcnow(seconds)`` is that clock plus ``seconds`` (a bound parameter).
     """
 
     type = DateTime()
     inherit_cache = True
     name = "db_utcnow"
 
+    def __init__(self, seconds: float | None = None) -> None:
+        args = () if seconds is None else (literal(float(seconds), Float()),)
+        super().__init__(*args)
+
+
+def _offset(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str | None:
+    clauses = list(element.clauses)
+    return compiler.process(clauses[0], **kw) if clauses else None
+
 
 @compiles(db_utcnow)
-def _db_utcnow_default(element: db_utcnow, compiler: SQLCompiler, **kw: object) -> str:
-    return "CURRENT_TIMESTAMP"
+def _db_utcnow_default(element: db_utcnow, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = _offset(element, compiler, **kw)
+    return "CURRENT_TIMESTAMP" if seconds is None else f"(CURRENT_TIMESTAMP + {seconds} * INTERVAL '1' SECOND)"
 
 
 @compiles(db_utcnow, "postgresql")
-def _db_utcnow_postgresql(element: db_utcnow, compiler: SQLCompiler, **kw: object) -> str:
+def _db_utcnow_postgresql(element: db_utcnow, compiler: SQLCompiler, **kw: Any) -> str:
     # clock_timestamp(), not now(): a long transaction must not write a heartbeat from its start
-    return "timezone('utc', clock_timestamp())"
+    seconds = _offset(element, compiler, **kw)
+    now = "timezone('utc', clock_timestamp())"
+    return now if seconds is None else f"({now} + make_interval(secs => {seconds}))"
 
 
 @compiles(db_utcnow, "mysql")
 @compiles(db_utcnow, "mariadb")
-def _db_utcnow_mysql(element: db_utcnow, compiler: SQLCompiler, **kw: object) -> str:
-    return "UTC_TIMESTAMP(6)"
+def _db_utcnow_mysql(element: db_utcnow, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = _offset(element, compiler, **kw)
+    now = "UTC_TIMESTAMP(6)"
+    return now if seconds is None else f"({now} + INTERVAL ROUND({seconds} * 1000000) MICROSECOND)"
 
 
 @compiles(db_utcnow, "sqlite")
-def _db_utcnow_sqlite(element: db_utcnow, compiler: SQLCompiler, **kw: object) -> str:
+def _db_utcnow_sqlite(element: db_utcnow, compiler: SQLCompiler, **kw: Any) -> str:
     # SQLAlchemy stores DateTime on SQLite as 'YYYY-MM-DD HH:MM:SS.ffffff' (text, compared as
     # text): %f gives SS.SSS, so pad to six digits to sort and parse exactly like the stored values.
-    return "(strftime('%Y-%m-%d %H:%M:%f', 'now') || '000')"
+    seconds = _offset(element, compiler, **kw)
+    modifier = "" if seconds is None else f", ({seconds}) || ' seconds'"
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now'{modifier}) || '000')"
+
+
+class db_epoch_ms(FunctionElement[int]):
+    """The database's clock in epoch milliseconds (the jobboards' claim expiry), as SQL."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "db_epoch_ms"
+
+
+@compiles(db_epoch_ms)
+def _db_epoch_ms_default(element: db_epoch_ms, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST(EXTRACT(EPOCH FROM CURRENT_TIMESTAMP) * 1000 AS BIGINT)"
+
+
+@compiles(db_epoch_ms, "postgresql")
+def _db_epoch_ms_postgresql(element: db_epoch_ms, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST(floor(extract(epoch from clock_timestamp()) * 1000) AS BIGINT)"
+
+
+@compiles(db_epoch_ms, "mysql")
+@compiles(db_epoch_ms, "mariadb")
+def _db_epoch_ms_mysql(element: db_epoch_ms, compiler: SQLCompiler, **kw: Any) -> str:
+    # independent of the session's time zone (UNIX_TIMESTAMP(NOW()) is not, around DST changes)
+    return "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)"
+
+
+@compiles(db_epoch_ms, "sqlite")
+def _db_epoch_ms_sqlite(element: db_epoch_ms, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 
 
 def db_now(session_or_connection: Any) -> dt.datetime:
     """Read the database's clock (naive UTC) in one round trip."""
-    from sqlalchemy import select
-
     value = session_or_connection.execute(select(db_utcnow())).scalar()
     if isinstance(value, str):  # a driver that hands back text
         value = dt.datetime.fromisoformat(value)

@@ -27,7 +27,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from celeryflow import serialization, states
-from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
+from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, db_utcnow, utcnow
 from celeryflow.runtime import scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import Dispatch
@@ -65,7 +65,7 @@ _CLAIM = (
     )
     .values(
         state=states.RUNNING, queued=False, attempts=_atoms.c.attempts + 1, worker=bindparam("b_worker"),
-        started_at=bindparam("b_now"), heartbeat_at=bindparam("b_now"), claim_token=bindparam("b_token"),
+        started_at=db_utcnow(), heartbeat_at=db_utcnow(), claim_token=bindparam("b_token"),
     )
 )
 _SUCCEED = (
@@ -100,7 +100,7 @@ _COUNT_IN_RETURNING = _COUNT_IN.returning(
 _QUEUE = (
     update(_atoms)
     .where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_names", expanding=True)))
-    .values(queued=True, queued_at=bindparam("b_now"), intention=states.EXECUTE)
+    .values(queued=True, queued_at=db_utcnow(), intention=states.EXECUTE)
 )
 _UNFINISHED = select(func.count()).select_from(_atoms).where(
     _atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.state.not_in(tuple(states.ATOM_DONE))
@@ -108,12 +108,12 @@ _UNFINISHED = select(func.count()).select_from(_atoms).where(
 _SETTLE_COUNT = (
     update(_flows)
     .where(_flows.c.uuid == bindparam("b_flow"))
-    .values(outstanding=bindparam("b_outstanding"), progress_at=bindparam("b_now"))
+    .values(outstanding=bindparam("b_outstanding"), progress_at=db_utcnow())
 )
 _SUCCEED_FLOW = (
     update(_flows)
     .where(_flows.c.uuid == bindparam("b_flow"), _flows.c.state == states.RUNNING)
-    .values(outstanding=0, state=states.SUCCESS, progress_at=bindparam("b_now"), updated_at=bindparam("b_now"),
+    .values(outstanding=0, state=states.SUCCESS, progress_at=db_utcnow(), updated_at=bindparam("b_now"),
             finished_at=bindparam("b_now"))
 )
 _ADD_EVENTS = insert(_events)
@@ -179,8 +179,7 @@ def begin(
     if flow is None:
         return FALLBACK
     states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
-    now = utcnow()
-    params = {"b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_now": now, "b_token": token}
+    params = {"b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token}
     if conn.execute(_CLAIM, params).rowcount != 1:
         return FALLBACK
     conn.execute(_ADD_EVENTS, [_event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name)])

@@ -40,7 +40,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from celeryflow import states
-from celeryflow.persistence.tables import AtomRow, utcnow
+from celeryflow.persistence.tables import AtomRow, db_utcnow
 
 if TYPE_CHECKING:
     from celeryflow.persistence.backends.base import Backend
@@ -163,7 +163,7 @@ def _touch(session: Session, keys: list[Key]) -> int:
             AtomRow.flow_uuid.in_(flows),
             AtomRow.name.in_(names),
         )
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=db_utcnow())
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.persistence.backends.base import on_connection
-from celeryflow.persistence.tables import AtomRow, utcnow
+from celeryflow.persistence.tables import AtomRow, db_utcnow, utcnow
 from celeryflow.runtime import compensation, fastpath, scope_decisions, scope_rounds, scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import (
@@ -98,7 +98,6 @@ def begin(
         if flow.epoch != epoch:
             return Begun(Verdict.SKIP, f"stale message: epoch {epoch}, flow is at {flow.epoch}")
         events = Events(flow_uuid, epoch, worker)
-        now = utcnow()
         if mode == EXECUTE:
             if flow.state != states.RUNNING:
                 return Begun(Verdict.REFUSE, f"flow is {flow.state}")
@@ -115,7 +114,8 @@ def begin(
         claimed = cas_atom(
             session, flow_uuid, name, olds, new, events,
             extra_where=(AtomRow.intention == intention, AtomRow.queued.is_(True)),
-            queued=False, attempts=AtomRow.attempts + 1, worker=worker, started_at=now, heartbeat_at=now,
+            queued=False, attempts=AtomRow.attempts + 1, worker=worker, started_at=db_utcnow(),
+            heartbeat_at=db_utcnow(),
             claim_token=token,
         )
         if not claimed:
@@ -207,7 +207,7 @@ def finish(
                             mode, flow_uuid, name, worker, fenced)
                 return None
             flow.outstanding -= 1
-            flow.progress_at = now
+            flow.progress_at = db_utcnow()  # liveness: the database's clock
             if failure is None:
                 if comp.atoms[name].kind == "retry":
                     scopes.record_value(session, flow_uuid, name, result)
@@ -232,7 +232,7 @@ def finish(
                             mode, flow_uuid, name, worker, fenced)
                 return None
             flow.outstanding -= 1
-            flow.progress_at = now
+            flow.progress_at = db_utcnow()
             scope = None
             if flow.state in (states.RUNNING, states.SUSPENDING) and scopes.might_be_handled(flow):
                 scope = scopes.handled_scope(comp, flow_meta(flow), name)
@@ -319,7 +319,7 @@ def record_progress(backend: Backend, flow_uuid: str, name: str, epoch: int, pro
         touched = session.execute(
             update(AtomRow)
             .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state == states.RUNNING, *claim)
-            .values(progress=progress, heartbeat_at=utcnow())
+            .values(progress=progress, heartbeat_at=db_utcnow())
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
         if touched != 1:
