@@ -48,7 +48,7 @@ _events = cast(Table, EventRow.__table__)
 
 _READ_FLOW = select(
     _flows.c.name, _flows.c.state, _flows.c.epoch, _flows.c.store, _flows.c.meta, _flows.c.outstanding,
-    _flows.c.held,
+    _flows.c.held, _flows.c.scope_retrying,
 ).where(_flows.c.uuid == bindparam("b_flow"))
 #: dialect name -> (shared lock, exclusive lock); SQLite has no row locks: BEGIN IMMEDIATE
 #: already made the transaction the only writer.

@@ -214,6 +214,8 @@ def flow_meta(flow: FlowRow) -> dict[str, Any]:
 
 def set_flow_meta(flow: FlowRow, meta: Mapping[str, Any]) -> None:
     flow.meta = serialization.dumps(dict(meta))
+    # the typed flag the scheduler tests (scopes.might_be_handled), kept with the meta it mirrors
+    flow.scope_retrying = bool(meta.get("retrying"))  # scopes.RETRYING (scopes imports this module)
 
 
 # --------------------------------------------------------------------------- execute phase
