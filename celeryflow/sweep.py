@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session
 from celeryflow.exceptions import CeleryflowError, StorageFailure
 from celeryflow.persistence.tables import AtomRow, FlowRow, db_now
 from celeryflow.runtime import backends as backend_keys
-from celeryflow.runtime import context, reclaim, steps
+from celeryflow.runtime import context, outage, reclaim, steps
 from celeryflow.runtime.dispatch import publish
 from celeryflow.runtime.settings import Settings
 
@@ -178,6 +178,7 @@ class Sweeper:
         report = SweepReport()
         settings = self.settings
         try:
+            gap_at = self.backend.run(self._pulse, attempts=2)
             now, candidates = self.backend.run(self._candidates, readonly=True, attempts=2)
         except StorageFailure as exc:
             report.errors.append(("*", str(exc)))
@@ -194,7 +195,14 @@ class Sweeper:
             self._grace_until = time.monotonic() + 2 * settings.heartbeat_interval + 1.0
             LOG.info("sweep: the logbook is back; heartbeats are judged again in %.1fs",
                      self._grace_until - time.monotonic())
-        stale_ok = time.monotonic() >= self._grace_until
+        # The grace after an outage is the logbook's fact (outage.pulse): also when this process
+        # never saw the outage (a beat-driven sweep that ran elsewhere while the logbook was down).
+        grace = outage.grace_seconds(settings.heartbeat_interval)
+        logbook_ok = gap_at is None or now >= gap_at + dt.timedelta(seconds=grace)
+        if not logbook_ok:
+            LOG.info("sweep: the logbook was not written to until %s (an outage?); heartbeats are judged "
+                     "again %.1fs after that", gap_at, grace)
+        stale_ok = time.monotonic() >= self._grace_until and logbook_ok
         report.skipped_heartbeats = not stale_ok
         for flow_uuid in candidates:
             report.examined += 1
@@ -213,6 +221,15 @@ class Sweeper:
         if report.acted or report.errors:
             LOG.info("sweep: %s", report.as_dict())
         return report
+
+    def _pulse(self, session: Session) -> dt.datetime | None:
+        """Write the logbook's pulse (recording a gap if it was silent too long); the last gap."""
+        settings = self.settings
+        # Silent longer than a heartbeat can be old on a live worker, and longer than the sweeps'
+        # own rhythm (else a logbook whose workers all died would stay in grace forever).
+        silence = max(settings.heartbeat_timeout - settings.heartbeat_interval, settings.sweep_interval) + 1.0
+        outage.pulse(session, silence, gap=self._db_failed)
+        return outage.last_gap(session)[1]
 
     def _candidates(self, session: Session) -> tuple[dt.datetime, list[str]]:
         # "now" is the database's: heartbeats and queue times are written with its clock, and

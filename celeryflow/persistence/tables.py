@@ -257,6 +257,23 @@ class AtomRow(Base):
     )
 
 
+class LivenessRow(Base):
+    """Facts about the logbook's liveness that every process shares (one row per fact).
+
+    The row ``"pulse"`` is written by every heartbeat batch and every sweep: ``at`` is the
+    last time anyone could write, ``gap_at`` the last time a writer found ``at`` older than
+    its silence threshold (nobody could write for a while: an outage). Any sweeper then
+    gives heartbeats a grace period after ``gap_at``, whether or not it saw the outage
+    itself (see :mod:`celeryflow.runtime.outage`).
+    """
+
+    __tablename__ = "celeryflow_liveness"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    gap_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
 class EventRow(Base):
     """The play-by-play: one row per transition or progress report, in commit order per flow."""
 

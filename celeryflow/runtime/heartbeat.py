@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from celeryflow import states
 from celeryflow.persistence.tables import AtomRow, db_utcnow
+from celeryflow.runtime import outage
 
 if TYPE_CHECKING:
     from celeryflow.persistence.backends.base import Backend
@@ -129,7 +130,8 @@ class Heartbeat:
             if not keys:
                 continue
             try:
-                touched += backend.run(partial(_touch, keys=keys), attempts=2)
+                touched += backend.run(partial(_touch, keys=keys, silence=outage.grace_seconds(self.interval)),
+                                       attempts=2)
                 self.beats += 1
             except Exception as exc:  # never kill the thread: the next tick retries
                 now = time.monotonic()
@@ -140,7 +142,7 @@ class Heartbeat:
         return touched
 
 
-def _touch(session: Session, keys: list[Key]) -> int:
+def _touch(session: Session, keys: list[Key], silence: float) -> int:
     flows = sorted({k[0] for k in keys})
     names = sorted({k[1] for k in keys})
     workers = sorted({k[2] for k in keys})
@@ -166,6 +168,8 @@ def _touch(session: Session, keys: list[Key]) -> int:
         .values(heartbeat_at=db_utcnow())
         .execution_options(synchronize_session=False)
     )
+    # last in the transaction (after the atom rows): the logbook could be written now
+    outage.pulse(session, silence)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 

@@ -1,4 +1,4 @@
-"""Atoms: a claim token per claim; flows: a typed "a retry scope is being retried" flag.
+"""Claim tokens, a typed retry-scope flag, and the logbook's liveness pulse.
 
 * ``celeryflow_atoms.claim_token``: the fencing token of one claim (one execution
   or revert), checked by finish, progress reports and heartbeats; the worker id
@@ -6,6 +6,9 @@
 * ``celeryflow_flows.scope_retrying``: replaces a substring test on the flow's
   ``meta`` JSON (where user options also live). Flows that are mid-retry when the
   schema is upgraded get it from their meta, decoded exactly.
+* ``celeryflow_liveness``: facts every process shares about whether the logbook
+  could be written (the ``"pulse"`` row: last write, last gap), so the outage grace
+  period holds for any sweeper, not only one that saw the outage.
 
 Revision ID: 0004
 Revises: 0003
@@ -34,6 +37,13 @@ def upgrade() -> None:
     op.add_column(
         "celeryflow_flows", sa.Column("scope_retrying", sa.Boolean(), nullable=False, server_default=sa.false())
     )
+    op.create_table(
+        "celeryflow_liveness",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("at", sa.DateTime(), nullable=True),
+        sa.Column("gap_at", sa.DateTime(), nullable=True),
+    )
+    op.execute("INSERT INTO celeryflow_liveness (name) VALUES ('pulse')")
     bind = op.get_bind()
     flows = sa.table("celeryflow_flows", sa.column("uuid", sa.String), sa.column("state", sa.String),
                      sa.column("meta", sa.Text), sa.column("scope_retrying", sa.Boolean))
@@ -51,6 +61,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("celeryflow_liveness")
     if op.get_bind().dialect.name == "sqlite":
         # In place (SQLite >= 3.35): batch mode would copy and drop the tables, and with foreign
         # keys on, dropping celeryflow_flows cascades to the atoms and events of every flow.
