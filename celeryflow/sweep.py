@@ -41,9 +41,9 @@ from sqlalchemy import exists, not_, or_, select
 from sqlalchemy.orm import Session
 
 from celeryflow.exceptions import CeleryflowError, StorageFailure
-from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
+from celeryflow.persistence.tables import AtomRow, FlowRow, db_now
 from celeryflow.runtime import backends as backend_keys
-from celeryflow.runtime import context, reclaim, steps
+from celeryflow.runtime import context, outage, reclaim, steps
 from celeryflow.runtime.dispatch import publish
 from celeryflow.runtime.settings import Settings
 
@@ -185,10 +185,9 @@ class Sweeper:
         started = time.monotonic()
         report = SweepReport()
         settings = self.settings
-        now = utcnow()
-        cutoff = now - dt.timedelta(seconds=settings.heartbeat_timeout)
         try:
-            candidates = self.backend.run(lambda s: self._candidates(s, cutoff), readonly=True, attempts=2)
+            gap_at = self.backend.run(self._pulse, attempts=2)
+            now, candidates = self.backend.run(self._candidates, readonly=True, attempts=2)
         except StorageFailure as exc:
             report.errors.append(("*", str(exc)))
             # once per outage at WARNING (the loop keeps its interval: no tight retry loop)
@@ -204,7 +203,14 @@ class Sweeper:
             self._grace_until = time.monotonic() + 2 * settings.heartbeat_interval + 1.0
             LOG.info("sweep: the logbook is back; heartbeats are judged again in %.1fs",
                      self._grace_until - time.monotonic())
-        stale_ok = time.monotonic() >= self._grace_until
+        # The grace after an outage is the logbook's fact (outage.pulse): also when this process
+        # never saw the outage (a beat-driven sweep that ran elsewhere while the logbook was down).
+        grace = outage.grace_seconds(settings.heartbeat_interval)
+        logbook_ok = gap_at is None or now >= gap_at + dt.timedelta(seconds=grace)
+        if not logbook_ok:
+            LOG.info("sweep: the logbook was not written to until %s (an outage?); heartbeats are judged "
+                     "again %.1fs after that", gap_at, grace)
+        stale_ok = time.monotonic() >= self._grace_until and logbook_ok
         report.skipped_heartbeats = not stale_ok
         for flow_uuid in candidates:
             report.examined += 1
@@ -224,13 +230,26 @@ class Sweeper:
             LOG.info("sweep: %s", report.as_dict())
         return report
 
-    def _candidates(self, session: Session, cutoff: dt.datetime) -> list[str]:
+    def _pulse(self, session: Session) -> dt.datetime | None:
+        """Write the logbook's pulse (recording a gap if it was silent too long); the last gap."""
+        settings = self.settings
+        # Silent longer than a heartbeat can be old on a live worker, and longer than the sweeps'
+        # own rhythm (else a logbook whose workers all died would stay in grace forever).
+        silence = max(settings.heartbeat_timeout - settings.heartbeat_interval, settings.sweep_interval) + 1.0
+        outage.pulse(session, silence, gap=self._db_failed)
+        return outage.last_gap(session)[1]
+
+    def _candidates(self, session: Session) -> tuple[dt.datetime, list[str]]:
+        # "now" is the database's: heartbeats and queue times are written with its clock, and
+        # this machine's may be off by more than the heartbeat timeout
+        now = db_now(session)
+        cutoff = now - dt.timedelta(seconds=self.settings.heartbeat_timeout)
         only = None if self.only is None else self.only()
         if only is not None and not only:
-            return []
+            return now, []
         found = dict.fromkeys(stale_atom_flows(session, cutoff, self.batch, only))
         found.update(dict.fromkeys(stalled_flows(session, cutoff, self.batch, only)))
-        return list(found)
+        return now, list(found)
 
     def _one(self, flow_uuid: str, now: dt.datetime, stale_ok: bool, report: SweepReport) -> None:
         settings = self.settings

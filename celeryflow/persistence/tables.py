@@ -18,6 +18,15 @@ Design notes (see docs/architecture.md):
   counter); ``rwaiting`` counts executed successors not yet reverted.
 * ``atom_details.queued`` marks an atom whose message is on the broker; the
   sweep re-dispatches queued atoms whose message was lost.
+* ``atom_details.claim_token`` fences one claim (one execution or revert), not a
+  process: ``begin`` writes a fresh token, and ``finish``, progress reports and
+  heartbeats only touch the row while it still carries theirs. Two executions in
+  one process (a thread or gevent pool, the embedded default, a retry round) are
+  told apart; the worker id (``host:pid``) is only for display.
+* Liveness timestamps (``heartbeat_at``, ``queued_at``, ``started_at``,
+  ``progress_at``) are written with :func:`db_utcnow`, the database's clock, and the
+  sweep compares them with the same clock: machines with skewed clocks never make
+  a live worker look dead.
 """
 
 from __future__ import annotations
@@ -36,17 +45,118 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
+    literal,
+    select,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 # MySQL's TEXT is 64 KiB; results and specs can be larger.
 LongText = Text().with_variant(Text(length=2**32 - 1), "mysql", "mariadb")
 UUID_LEN = 36
 NAME_LEN = 255
+#: length of a claim token (uuid4 hex)
+TOKEN_LEN = 32
 
 
 def utcnow() -> dt.datetime:
+    """This machine's clock (naive UTC): for display and records, never for liveness."""
     return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class db_utcnow(FunctionElement[dt.datetime]):
+    """The database's clock, naive UTC, as a SQL expression (compiled per dialect).
+
+    Liveness is judged by comparing timestamps written by many machines with the
+    sweep's "now": only one clock, the database's, keeps that comparison honest.
+    ``db_utcnow(seconds)`` is that clock plus ``seconds`` (a bound parameter).
+    """
+
+    type = DateTime()
+    inherit_cache = True
+    name = "db_utcnow"
+
+    def __init__(self, seconds: float | None = None) -> None:
+        args = () if seconds is None else (literal(float(seconds), Float()),)
+        super().__init__(*args)
+
+
+def _offset(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> str | None:
+    clauses = list(element.clauses)
+    return compiler.process(clauses[0], **kw) if clauses else None
+
+
+@compiles(db_utcnow)
+def _db_utcnow_default(element: db_utcnow, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = _offset(element, compiler, **kw)
+    return "CURRENT_TIMESTAMP" if seconds is None else f"(CURRENT_TIMESTAMP + {seconds} * INTERVAL '1' SECOND)"
+
+
+@compiles(db_utcnow, "postgresql")
+def _db_utcnow_postgresql(element: db_utcnow, compiler: SQLCompiler, **kw: Any) -> str:
+    # clock_timestamp(), not now(): a long transaction must not write a heartbeat from its start
+    seconds = _offset(element, compiler, **kw)
+    now = "timezone('utc', clock_timestamp())"
+    return now if seconds is None else f"({now} + make_interval(secs => {seconds}))"
+
+
+@compiles(db_utcnow, "mysql")
+@compiles(db_utcnow, "mariadb")
+def _db_utcnow_mysql(element: db_utcnow, compiler: SQLCompiler, **kw: Any) -> str:
+    seconds = _offset(element, compiler, **kw)
+    now = "UTC_TIMESTAMP(6)"
+    return now if seconds is None else f"({now} + INTERVAL ROUND({seconds} * 1000000) MICROSECOND)"
+
+
+@compiles(db_utcnow, "sqlite")
+def _db_utcnow_sqlite(element: db_utcnow, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLAlchemy stores DateTime on SQLite as 'YYYY-MM-DD HH:MM:SS.ffffff' (text, compared as
+    # text): %f gives SS.SSS, so pad to six digits to sort and parse exactly like the stored values.
+    seconds = _offset(element, compiler, **kw)
+    modifier = "" if seconds is None else f", ({seconds}) || ' seconds'"
+    return f"(strftime('%Y-%m-%d %H:%M:%f', 'now'{modifier}) || '000')"
+
+
+class db_epoch_ms(FunctionElement[int]):
+    """The database's clock in epoch milliseconds (the jobboards' claim expiry), as SQL."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "db_epoch_ms"
+
+
+@compiles(db_epoch_ms)
+def _db_epoch_ms_default(element: db_epoch_ms, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST(EXTRACT(EPOCH FROM CURRENT_TIMESTAMP) * 1000 AS BIGINT)"
+
+
+@compiles(db_epoch_ms, "postgresql")
+def _db_epoch_ms_postgresql(element: db_epoch_ms, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST(floor(extract(epoch from clock_timestamp()) * 1000) AS BIGINT)"
+
+
+@compiles(db_epoch_ms, "mysql")
+@compiles(db_epoch_ms, "mariadb")
+def _db_epoch_ms_mysql(element: db_epoch_ms, compiler: SQLCompiler, **kw: Any) -> str:
+    # independent of the session's time zone (UNIX_TIMESTAMP(NOW()) is not, around DST changes)
+    return "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)"
+
+
+@compiles(db_epoch_ms, "sqlite")
+def _db_epoch_ms_sqlite(element: db_epoch_ms, compiler: SQLCompiler, **kw: Any) -> str:
+    return "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
+
+
+def db_now(session_or_connection: Any) -> dt.datetime:
+    """Read the database's clock (naive UTC) in one round trip."""
+    value = session_or_connection.execute(select(db_utcnow())).scalar()
+    if isinstance(value, str):  # a driver that hands back text
+        value = dt.datetime.fromisoformat(value)
+    assert isinstance(value, dt.datetime)
+    return value.replace(tzinfo=None)
 
 
 class Base(DeclarativeBase):
@@ -86,6 +196,10 @@ class FlowRow(Base):
     #: ready atoms not yet queued because the dispatch window was full (CELERYFLOW_DISPATCH_WINDOW):
     #: queued as the flow's in-flight count falls (runtime.window.refill).
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: a retry scope of the flow is being retried (``meta["retrying"]`` is not empty): the
+    #: scheduler's cheap test before it decodes the meta, kept in a typed column because the
+    #: meta also holds user options (a substring test on it misfired). Written with the meta.
+    scope_retrying: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     #: who last drove the flow (engine, conductor) and when it last showed life.
     owner: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -128,6 +242,9 @@ class AtomRow(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     meta: Mapped[str | None] = mapped_column(LongText, nullable=True)
     worker: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
+    #: the current claim (execute or revert): fresh at every ``begin``, required by finish,
+    #: progress and heartbeats (see the module docstring).
+    claim_token: Mapped[str | None] = mapped_column(String(TOKEN_LEN), nullable=True)
     queued_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -138,6 +255,23 @@ class AtomRow(Base):
         # the sweep finds running atoms with a stale heartbeat
         Index("ix_celeryflow_atoms_state_heartbeat", "state", "heartbeat_at"),
     )
+
+
+class LivenessRow(Base):
+    """Facts about the logbook's liveness that every process shares (one row per fact).
+
+    The row ``"pulse"`` is written by every heartbeat batch and every sweep: ``at`` is the
+    last time anyone could write, ``gap_at`` the last time a writer found ``at`` older than
+    its silence threshold (nobody could write for a while: an outage). Any sweeper then
+    gives heartbeats a grace period after ``gap_at``, whether or not it saw the outage
+    itself (see :mod:`celeryflow.runtime.outage`).
+    """
+
+    __tablename__ = "celeryflow_liveness"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    gap_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class EventRow(Base):

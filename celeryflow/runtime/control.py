@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import InvalidState, NotFound
-from celeryflow.persistence.tables import AtomRow, FlowRow, LogBookRow, utcnow
+from celeryflow.persistence.tables import AtomRow, FlowRow, LogBookRow, db_now, utcnow
 from celeryflow.runtime import compensation, scope_rounds, scopes
 from celeryflow.runtime.logbook import (
     DeciderCall,
@@ -131,23 +131,24 @@ def _copy_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None
 _IN_HAND = (states.RUNNING, states.REVERTING)
 
 
-def claim_is_fresh(heartbeat_at: dt.datetime | None, heartbeat_timeout: float) -> bool:
+def claim_is_fresh(heartbeat_at: dt.datetime | None, heartbeat_timeout: float, now: dt.datetime) -> bool:
     """Whether a claim's last heartbeat is younger than ``heartbeat_timeout``: its worker lives.
 
-    The one place resume decides liveness (no heartbeat at all counts as stale), so the
-    clock it compares with is easy to swap (the database's, instead of this host's).
+    The one place resume decides liveness (no heartbeat at all counts as stale). ``now`` is
+    the database's clock, the one heartbeats are written with (never this host's).
     """
-    return heartbeat_at is not None and heartbeat_at > utcnow() - dt.timedelta(seconds=heartbeat_timeout)
+    return heartbeat_at is not None and heartbeat_at > now - dt.timedelta(seconds=heartbeat_timeout)
 
 
 def _live_claims(session: Session, flow_uuid: str, heartbeat_timeout: float) -> set[str]:
     """Atoms in a worker's hands (RUNNING/REVERTING, not waiting for a message) whose heartbeat is fresh."""
+    now = db_now(session)
     rows = session.execute(
         select(AtomRow.name, AtomRow.heartbeat_at).where(
             AtomRow.flow_uuid == flow_uuid, AtomRow.state.in_(_IN_HAND), AtomRow.queued.is_(False)
         )
     )
-    return {name for name, beat in rows if claim_is_fresh(beat, heartbeat_timeout)}
+    return {name for name, beat in rows if claim_is_fresh(beat, heartbeat_timeout, now)}
 
 
 def _locked(backend: Backend, session: Session, flow_uuid: str) -> FlowRow:

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Connection
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import DependencyFailure, NotFound
-from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
+from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, db_utcnow, utcnow
 from celeryflow.runtime import scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import Dispatch
@@ -49,7 +49,7 @@ _events = cast(Table, EventRow.__table__)
 
 _READ_FLOW = select(
     _flows.c.name, _flows.c.state, _flows.c.epoch, _flows.c.store, _flows.c.meta, _flows.c.outstanding,
-    _flows.c.held,
+    _flows.c.held, _flows.c.scope_retrying,
 ).where(_flows.c.uuid == bindparam("b_flow"))
 #: dialect name -> (shared lock, exclusive lock); SQLite has no row locks: BEGIN IMMEDIATE
 #: already made the transaction the only writer.
@@ -66,7 +66,7 @@ _CLAIM = (
     )
     .values(
         state=states.RUNNING, queued=False, attempts=_atoms.c.attempts + 1, worker=bindparam("b_worker"),
-        started_at=bindparam("b_now"), heartbeat_at=bindparam("b_now"),
+        started_at=db_utcnow(), heartbeat_at=db_utcnow(), claim_token=bindparam("b_token"),
     )
 )
 _SUCCEED = (
@@ -80,6 +80,8 @@ _SUCCEED = (
     .values(state=states.SUCCESS, result=bindparam("b_result"), failure=None, finished_at=bindparam("b_now"),
             progress=1.0)
 )
+#: the claim's token too (every worker message has one; see steps.finish)
+_SUCCEED_CLAIM = _SUCCEED.where(_atoms.c.claim_token == bindparam("b_token"))
 _RESULTS = select(_atoms.c.name, _atoms.c.result).where(
     _atoms.c.flow_uuid == bindparam("b_flow"),
     _atoms.c.name.in_(bindparam("b_names", expanding=True)),
@@ -99,7 +101,7 @@ _COUNT_IN_RETURNING = _COUNT_IN.returning(
 _QUEUE = (
     update(_atoms)
     .where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_names", expanding=True)))
-    .values(queued=True, queued_at=bindparam("b_now"), intention=states.EXECUTE)
+    .values(queued=True, queued_at=db_utcnow(), intention=states.EXECUTE)
 )
 _UNFINISHED = select(func.count()).select_from(_atoms).where(
     _atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.state.not_in(tuple(states.ATOM_DONE))
@@ -107,12 +109,12 @@ _UNFINISHED = select(func.count()).select_from(_atoms).where(
 _SETTLE_COUNT = (
     update(_flows)
     .where(_flows.c.uuid == bindparam("b_flow"))
-    .values(outstanding=bindparam("b_outstanding"), held=bindparam("b_held"), progress_at=bindparam("b_now"))
+    .values(outstanding=bindparam("b_outstanding"), held=bindparam("b_held"), progress_at=db_utcnow())
 )
 _SUCCEED_FLOW = (
     update(_flows)
     .where(_flows.c.uuid == bindparam("b_flow"), _flows.c.state == states.RUNNING)
-    .values(outstanding=0, state=states.SUCCESS, progress_at=bindparam("b_now"), updated_at=bindparam("b_now"),
+    .values(outstanding=0, state=states.SUCCESS, progress_at=db_utcnow(), updated_at=bindparam("b_now"),
             finished_at=bindparam("b_now"))
 )
 _ADD_EVENTS = insert(_events)
@@ -167,7 +169,7 @@ def _locked_plain_flow(
 
 def begin(
     conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
-    make_begun: Callable[[dict[str, Any] | None, str, Exception | None], Any],
+    make_begun: Callable[[dict[str, Any] | None, str, Exception | None], Any], token: str | None = None,
 ) -> Any:
     """Claim a queued task of a running flow and read its inputs; FALLBACK for anything else.
 
@@ -182,8 +184,7 @@ def begin(
     if flow is None:
         return FALLBACK
     states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
-    now = utcnow()
-    params = {"b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_now": now}
+    params = {"b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token}
     if conn.execute(_CLAIM, params).rowcount != 1:
         return FALLBACK
     conn.execute(_ADD_EVENTS, [_event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name)])
@@ -206,7 +207,7 @@ def begin(
 
 def finish(
     conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str, result_json: str | None,
-    window: int,
+    window: int, token: str | None = None,
 ) -> Any:
     """Record a task's success, count it into its successors' joins, queue the ready ones.
 
@@ -224,7 +225,11 @@ def finish(
     states.check_atom_transition(states.RUNNING, states.SUCCESS, f"atom {name!r}")
     now = utcnow()
     base = {"b_flow": flow_uuid, "b_now": now}
-    if conn.execute(_SUCCEED, {**base, "b_atom": name, "b_worker": worker, "b_result": result_json}).rowcount != 1:
+    succeed = _SUCCEED if token is None else _SUCCEED_CLAIM
+    claim = {"b_atom": name, "b_worker": worker, "b_result": result_json}
+    if token is not None:
+        claim["b_token"] = token
+    if conn.execute(succeed, {**base, **claim}).rowcount != 1:
         return FALLBACK  # a late result: the general path logs why it is discarded
     events = [_event(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)]
     dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)

@@ -6,12 +6,16 @@ execute or revert; every ``heartbeat_interval`` seconds the thread refreshes
 ``atoms.heartbeat_at`` of *all* atoms the process is running with **one**
 ``UPDATE`` per logbook (not one write per atom per tick)::
 
-    UPDATE celeryflow_atoms SET heartbeat_at = :now
-     WHERE worker = :me AND state IN ('RUNNING', 'REVERTING')
+    UPDATE celeryflow_atoms SET heartbeat_at = <the database's clock>
+     WHERE worker IN (:me) AND claim_token IN (:tokens) AND state IN ('RUNNING', 'REVERTING')
        AND flow_uuid IN (...) AND name IN (...)
 
-``worker = :me`` and the state guard mean a heartbeat never revives an atom
-that the conductor's sweep has reset and handed to someone else. The conductor
+The claim tokens (one per claim, see :func:`celeryflow.runtime.steps.begin`) and
+the state guard mean a heartbeat never revives an atom that the conductor's
+sweep has reset and handed to someone else, even to another execution in this
+same process (a thread pool, the embedded default): a fenced-off execution
+refreshes nobody's claim. The time written is the database's (``db_utcnow``),
+the clock the sweep judges it by. The conductor
 treats an atom whose heartbeat is older than ``heartbeat_timeout`` as orphaned
 (its worker died) and runs it again (see :mod:`celeryflow.sweep`).
 
@@ -32,11 +36,12 @@ from contextlib import contextmanager
 from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from celeryflow import states
-from celeryflow.persistence.tables import AtomRow, utcnow
+from celeryflow.persistence.tables import AtomRow, db_utcnow
+from celeryflow.runtime import outage
 
 if TYPE_CHECKING:
     from celeryflow.persistence.backends.base import Backend
@@ -46,6 +51,9 @@ LOG = logging.getLogger(__name__)
 #: seconds between two warnings about a failing heartbeat write
 WARN_EVERY = 60.0
 
+#: one registration: (flow uuid, atom name, worker id, claim token or None)
+Key = tuple[str, str, str, str | None]
+
 
 class Heartbeat:
     """The heartbeat thread of one process."""
@@ -53,8 +61,8 @@ class Heartbeat:
     def __init__(self, interval: float) -> None:
         self.interval = max(0.05, float(interval))
         self._lock = threading.Lock()
-        #: backend id -> (backend, {(flow_uuid, atom name, worker): registrations})
-        self._running: dict[int, tuple[Backend, dict[tuple[str, str, str], int]]] = {}
+        #: backend id -> (backend, {(flow_uuid, atom name, worker, claim token): registrations})
+        self._running: dict[int, tuple[Backend, dict[Key, int]]] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -62,20 +70,21 @@ class Heartbeat:
         self.beats = 0  # statements issued (for tests and statistics)
 
     # -- registration ------------------------------------------------------------------
-    def register(self, backend: Backend, flow_uuid: str, name: str, worker: str) -> None:
+    def register(self, backend: Backend, flow_uuid: str, name: str, worker: str, token: str | None = None) -> None:
+        """Heartbeat the claim ``token`` (None: whatever claim ``worker`` holds) on an atom."""
         with self._lock:
             _, atoms = self._running.setdefault(id(backend), (backend, {}))
-            key = (flow_uuid, name, worker)
+            key = (flow_uuid, name, worker, token)
             atoms[key] = atoms.get(key, 0) + 1
             self._ensure_thread()
 
-    def unregister(self, backend: Backend, flow_uuid: str, name: str, worker: str) -> None:
+    def unregister(self, backend: Backend, flow_uuid: str, name: str, worker: str, token: str | None = None) -> None:
         with self._lock:
             entry = self._running.get(id(backend))
             if entry is None:
                 return
             atoms = entry[1]
-            key = (flow_uuid, name, worker)
+            key = (flow_uuid, name, worker, token)
             count = atoms.get(key, 0) - 1
             if count > 0:
                 atoms[key] = count
@@ -84,7 +93,7 @@ class Heartbeat:
             if not atoms:
                 self._running.pop(id(backend), None)
 
-    def running(self) -> list[tuple[str, str, str]]:
+    def running(self) -> list[Key]:
         with self._lock:
             return [key for _, atoms in self._running.values() for key in atoms]
 
@@ -121,7 +130,8 @@ class Heartbeat:
             if not keys:
                 continue
             try:
-                touched += backend.run(partial(_touch, keys=keys), attempts=2)
+                touched += backend.run(partial(_touch, keys=keys, silence=outage.grace_seconds(self.interval)),
+                                       attempts=2)
                 self.beats += 1
             except Exception as exc:  # never kill the thread: the next tick retries
                 now = time.monotonic()
@@ -132,21 +142,34 @@ class Heartbeat:
         return touched
 
 
-def _touch(session: Session, keys: list[tuple[str, str, str]]) -> int:
+def _touch(session: Session, keys: list[Key], silence: float) -> int:
     flows = sorted({k[0] for k in keys})
     names = sorted({k[1] for k in keys})
     workers = sorted({k[2] for k in keys})
+    # A token is unique to one claim, so "token IN (...)" matches exactly our claims, whatever
+    # the cross product of flows and names; a registration without one (callers driving the
+    # scheduler by hand) keeps the older per-worker guard.
+    tokens = sorted({k[3] for k in keys if k[3] is not None})
+    untokened = sorted({k[2] for k in keys if k[3] is None})
+    claims = []
+    if tokens:
+        claims.append(AtomRow.claim_token.in_(tokens))
+    if untokened:
+        claims.append(AtomRow.worker.in_(untokened))
     result = session.execute(
         update(AtomRow)
         .where(
             AtomRow.worker.in_(workers),
+            or_(*claims),
             AtomRow.state.in_((states.RUNNING, states.REVERTING)),
             AtomRow.flow_uuid.in_(flows),
             AtomRow.name.in_(names),
         )
-        .values(heartbeat_at=utcnow())
+        .values(heartbeat_at=db_utcnow())
         .execution_options(synchronize_session=False)
     )
+    # last in the transaction (after the atom rows): the logbook could be written now
+    outage.pulse(session, silence)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
@@ -177,11 +200,12 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 @contextmanager
-def beating(backend: Backend, flow_uuid: str, name: str, worker: str, interval: float) -> Iterator[Heartbeat]:
-    """Heartbeat the atom ``name`` of ``flow_uuid`` (run by ``worker``) while the block runs."""
+def beating(backend: Backend, flow_uuid: str, name: str, worker: str, interval: float,
+            token: str | None = None) -> Iterator[Heartbeat]:
+    """Heartbeat the claim ``token`` on atom ``name`` of ``flow_uuid`` (run by ``worker``) while the block runs."""
     hb = get(interval)
-    hb.register(backend, flow_uuid, name, worker)
+    hb.register(backend, flow_uuid, name, worker, token)
     try:
         yield hb
     finally:
-        hb.unregister(backend, flow_uuid, name, worker)
+        hb.unregister(backend, flow_uuid, name, worker, token)

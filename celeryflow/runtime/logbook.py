@@ -21,7 +21,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
-from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
+from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, db_utcnow, utcnow
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 from celeryflow.runtime.verdicts import Answers, verdicts_for
 from celeryflow.runtime.verdicts import DeciderCall as DeciderCall  # re-exported: its callers import it from here
@@ -96,7 +96,8 @@ def set_flow_state(flow: FlowRow, new: str, events: Events, **details: Any) -> N
     if old != new:
         states.check_flow_transition(old, new, f"flow {flow.name!r}")
     flow.state = new
-    flow.progress_at = flow.updated_at = utcnow()
+    flow.updated_at = utcnow()
+    flow.progress_at = db_utcnow()  # liveness: the database's clock
     if new in states.FLOW_TERMINAL:
         flow.finished_at = flow.updated_at
     events.add("flow", old, new, details=details or None)
@@ -172,7 +173,7 @@ def queue_atoms(session: Session, flow: FlowRow, names: list[str], intention: st
     session.execute(
         update(AtomRow)
         .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(names))
-        .values(queued=True, queued_at=utcnow(), intention=intention)
+        .values(queued=True, queued_at=db_utcnow(), intention=intention)
         .execution_options(synchronize_session=False)
     )
     flow.outstanding += len(names)
@@ -225,6 +226,8 @@ def flow_meta(flow: FlowRow) -> dict[str, Any]:
 
 def set_flow_meta(flow: FlowRow, meta: Mapping[str, Any]) -> None:
     flow.meta = serialization.dumps(dict(meta))
+    # the typed flag the scheduler tests (scopes.might_be_handled), kept with the meta it mirrors
+    flow.scope_retrying = bool(meta.get("retrying"))  # scopes.RETRYING (scopes imports this module)
 
 
 # --------------------------------------------------------------------------- execute phase

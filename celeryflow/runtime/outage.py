@@ -15,17 +15,30 @@
 
 Each retry waits; nothing loops tight, and nothing here raises into the worker
 except Celery's own ``Retry``.
+
+* After an outage every heartbeat is old, because nobody could write one. The
+  grace period that follows is a fact of the logbook, not of one process: every
+  heartbeat batch and every sweep writes the ``"pulse"`` row of
+  ``celeryflow_liveness`` (:func:`pulse`, the database's clock), and a writer that
+  finds the previous pulse older than its silence threshold records a gap. Any
+  sweeper, including a beat-driven one in a process that never saw the outage,
+  judges heartbeats again only :func:`grace_seconds` after the last gap.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from sqlalchemy import Table, case, insert, select, update
+from sqlalchemy.orm import Session
 
 from celeryflow.exceptions import StorageFailure
+from celeryflow.persistence.tables import LivenessRow, db_now, db_utcnow
 
 if TYPE_CHECKING:
     from celery import Task
@@ -80,3 +93,43 @@ def persist(fn: Callable[[], T], what: str, patience: float, sleep: Callable[[fl
             delay = min(countdown(attempt - 1), left)
             LOG.warning("celeryflow: could not record %s (%s); retrying in %.1fs", what, exc, delay)
             sleep(delay)
+
+
+# ---------------------------------------------------------------------- the logbook's pulse
+
+#: the liveness row written by every heartbeat batch and every sweep
+PULSE = "pulse"
+_liveness = cast(Table, LivenessRow.__table__)
+
+
+def grace_seconds(heartbeat_interval: float) -> float:
+    """How long after a gap heartbeats are not judged: live workers refresh within two intervals."""
+    return 2 * heartbeat_interval + 1.0
+
+
+def pulse(session: Session, silence: float, *, gap: bool = False) -> None:
+    """Record that the logbook can be written now (the database's clock).
+
+    A previous pulse older than ``silence`` seconds means nobody could write (or nobody
+    ran) for that long: the gap is recorded, so every sweeper knows heartbeats may be old
+    for a reason other than death. ``gap=True``: the caller itself just saw the logbook fail.
+    """
+    c = _liveness.c
+    gap_at: Any = db_utcnow() if gap else case((c.at < db_utcnow(-silence), db_utcnow()), else_=c.gap_at)
+    # gap_at first: MySQL assigns left to right, and its test must see the previous pulse
+    done = session.execute(
+        update(_liveness).where(c.name == PULSE).ordered_values((c.gap_at, gap_at), (c.at, db_utcnow()))
+    ).rowcount  # type: ignore[attr-defined]
+    if not done:  # the migration inserts the row; re-create it if someone deleted it
+        session.execute(insert(_liveness).values(name=PULSE, at=db_utcnow(), gap_at=db_utcnow() if gap else None))
+
+
+def last_gap(session: Session) -> tuple[dt.datetime, dt.datetime | None]:
+    """The database's clock and the last recorded gap in the pulse (None: never)."""
+    found = session.execute(select(db_utcnow(), _liveness.c.gap_at).where(_liveness.c.name == PULSE)).first()
+    if found is None:
+        return db_now(session), None
+    now = found[0]
+    if isinstance(now, str):
+        now = dt.datetime.fromisoformat(now)
+    return now, found[1]

@@ -7,7 +7,6 @@ The semantics are in :mod:`celeryflow.runtime.scopes`.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -16,7 +15,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from celeryflow import states
-from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
+from celeryflow.persistence.tables import AtomRow, FlowRow, db_utcnow
 from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
@@ -228,7 +227,7 @@ def complete(
         session.execute(
             update(AtomRow)
             .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name == controller)
-            .values(queued_at=utcnow() + dt.timedelta(seconds=countdown))
+            .values(queued_at=db_utcnow(countdown))
             .execution_options(synchronize_session=False)
         )
     dispatch.execute.append(controller)

@@ -9,7 +9,8 @@ entry, persisted in the controller's ``atoms.history`` column). The outcome,
 as in TaskFlow's completer:
 
 * RETRY (controller ``C``): the flow stays RUNNING. ``C`` goes RETRYING and is
-  recorded in the flow meta under ``"retrying"``. Its members stop starting
+  recorded in the flow meta under ``"retrying"`` (and flagged in the typed column
+  ``flows.scope_retrying``, the cheap test every message makes). Its members stop starting
   (queued ones are refused, ready ones are not queued); once none of them is
   queued or running the executed members are reverted in reverse dependency
   order (a plan kept in the meta, counted down in ``atoms.rwaiting``); then the
@@ -96,8 +97,12 @@ def handled_scope(comp: Compilation, meta: Mapping[str, Any], name: str) -> str 
 
 
 def might_be_handled(flow: FlowRow) -> bool:
-    """Cheap pre-check before decoding the meta: is any scope being retried?"""
-    return bool(flow.meta) and f'"{RETRYING}"' in (flow.meta or "")
+    """Cheap pre-check before decoding the meta: is any scope being retried?
+
+    A typed column (``flows.scope_retrying``, written with the meta by ``set_flow_meta``),
+    not a search of the meta JSON, where user engine options also live.
+    """
+    return bool(flow.scope_retrying)
 
 
 def members(comp: Compilation, controller: str) -> tuple[str, ...]:

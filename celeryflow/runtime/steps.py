@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.exceptions import DependencyFailure, MissingDependencies, NotFound
 from celeryflow.persistence.backends.base import on_connection
-from celeryflow.persistence.tables import AtomRow, utcnow
+from celeryflow.persistence.tables import AtomRow, db_utcnow, utcnow
 from celeryflow.runtime import compensation, fastpath, retries, scope_decisions, scope_rounds, scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import (
@@ -65,6 +66,8 @@ class Begun:
     flow_name: str = ""
     attempts: int = 0
     history: list[Any] | None = None  # retry controllers: their persisted history
+    #: the claim's own fencing token (RUN only): finish, progress and heartbeats must present it
+    token: str | None = None
     #: claimed, but its inputs cannot be resolved: the Failure dict to finish it with, unrun
     input_error: dict[str, Any] | None = None
 
@@ -101,7 +104,13 @@ def _inputs(
 def begin(
     backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, mode: str, worker: str
 ) -> Begun:
-    """Claim ``name`` for execution (mode ``execute``) or compensation (``revert``)."""
+    """Claim ``name`` for execution (mode ``execute``) or compensation (``revert``).
+
+    A claim gets a fresh token (``Begun.token``, stored on the atom row): the worker id
+    names a process, and one process may run several executions of one atom (a thread
+    pool, the embedded default, a retry round); only the current claim's token finishes it.
+    """
+    token = uuid.uuid4().hex
 
     def txn(session: Session) -> Begun:
         flow = backend.lock_flow(session, flow_uuid, shared=True)
@@ -110,7 +119,6 @@ def begin(
         if flow.epoch != epoch:
             return Begun(Verdict.SKIP, f"stale message: epoch {epoch}, flow is at {flow.epoch}")
         events = Events(flow_uuid, epoch, worker)
-        now = utcnow()
         if mode == EXECUTE:
             if flow.state != states.RUNNING:
                 return Begun(Verdict.REFUSE, f"flow is {flow.state}")
@@ -127,7 +135,9 @@ def begin(
         claimed = cas_atom(
             session, flow_uuid, name, olds, new, events,
             extra_where=(AtomRow.intention == intention, AtomRow.queued.is_(True)),
-            queued=False, attempts=AtomRow.attempts + 1, worker=worker, started_at=now, heartbeat_at=now,
+            queued=False, attempts=AtomRow.attempts + 1, worker=worker, started_at=db_utcnow(),
+            heartbeat_at=db_utcnow(),
+            claim_token=token,
         )
         if not claimed:
             return Begun(Verdict.SKIP, "already claimed or no longer queued (duplicate delivery)")
@@ -137,8 +147,10 @@ def begin(
         except INPUT_ERRORS as exc:
             # Never raise here: that would roll the claim back and the sweep would resend the
             # message forever. The claim commits and the error is the atom's (revert) failure.
-            return _claimed(None, flow.name, exc)
-        begun = Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow.name)
+            failed = _claimed(None, flow.name, exc)
+            failed.token = token  # the failure is recorded by this claim
+            return failed
+        begun = Begun(Verdict.RUN, kwargs=kwargs, flow_name=flow.name, token=token)
         if comp.atoms[name].kind == "retry":
             begun.history = scopes.load_history(session, flow_uuid, name)
         if mode != EXECUTE:
@@ -154,8 +166,11 @@ def begin(
         return backend.run(txn)
 
     def fast(conn: Connection) -> Begun:
-        begun = fastpath.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed)
-        return on_connection(conn, txn) if begun is fastpath.FALLBACK else begun
+        begun = fastpath.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed, token)
+        if begun is fastpath.FALLBACK:
+            return on_connection(conn, txn)
+        begun.token = token
+        return begun
 
     return backend.run_core(fast)
 
@@ -184,6 +199,7 @@ def finish(
     window: int = DEFAULT_DISPATCH_WINDOW,
     result_json: str | None = None,
     answers: Answers | None = None,
+    token: str | None = None,
 ) -> Dispatch | None:
     """Record the outcome of ``name``; return what to publish (None: the message was stale).
 
@@ -196,7 +212,11 @@ def finish(
     ``controller`` looks up live retry controllers by name; by default the flow is
     rebuilt from the logbook.
     ``result_json``: ``result`` already encoded (the worker encoded it to check its size).
+    ``token``: the claim's token (``Begun.token``): the outcome is recorded only while that
+    claim is current. Without one (the sweep failing a poison atom it holds, callers driving
+    the scheduler by hand) the worker id alone is checked.
     """
+    claim = (AtomRow.worker == worker,) if token is None else (AtomRow.worker == worker, AtomRow.claim_token == token)
     if failure is not None:
         result_json = None
     elif result_json is None:
@@ -223,12 +243,12 @@ def finish(
             new = states.SUCCESS if failure is None else states.FAILURE
             if not cas_atom(
                 session, flow_uuid, name, (states.RUNNING,), new, events,
-                extra_where=(AtomRow.worker == worker,),
+                extra_where=claim,
                 result=result_json, failure=failure_json, finished_at=now, progress=1.0 if failure is None else 0.0,
             ):
                 return _replayed(session, flow, name, mode, new, worker, result_json, failure_json, fenced)
             flow.outstanding -= 1
-            flow.progress_at = now
+            flow.progress_at = db_utcnow()  # liveness: the database's clock
             if failure is None:
                 if comp.atoms[name].kind == "retry":
                     scopes.record_value(session, flow_uuid, name, result)
@@ -244,12 +264,12 @@ def finish(
             new = states.REVERTED if failure is None else states.REVERT_FAILURE
             if not cas_atom(
                 session, flow_uuid, name, (states.REVERTING,), new, events,
-                extra_where=(AtomRow.worker == worker,),
+                extra_where=claim,
                 revert_result=result_json, revert_failure=failure_json, finished_at=now,
             ):
                 return _replayed(session, flow, name, mode, new, worker, result_json, failure_json, fenced)
             flow.outstanding -= 1
-            flow.progress_at = now
+            flow.progress_at = db_utcnow()
             scope = None
             if flow.state in (states.RUNNING, states.SUSPENDING) and scopes.might_be_handled(flow):
                 scope = scopes.handled_scope(comp, flow_meta(flow), name)
@@ -271,7 +291,7 @@ def finish(
         return asking(lambda known: backend.run(lambda session: txn(session, known)), answer, answers)
 
     def fast(conn: Connection, known: Answers) -> Dispatch | None:
-        dispatch = fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json, window)
+        dispatch = fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json, window, token)
         return on_connection(conn, lambda session: txn(session, known)) if dispatch is fastpath.FALLBACK else dispatch
 
     return asking(lambda known: backend.run_core(lambda conn: fast(conn, known)), answer, answers)
@@ -364,16 +384,24 @@ def _lookup(backend: Backend, flow_uuid: str) -> scopes.ControllerLookup:
 
 
 def record_progress(backend: Backend, flow_uuid: str, name: str, epoch: int, progress: float,
-                    details: dict[str, Any] | None, worker: str) -> None:
-    """Store an atom's progress and add a progress event (one short transaction)."""
+                    details: dict[str, Any] | None, worker: str, *, token: str | None = None) -> None:
+    """Store an atom's progress and add a progress event (one short transaction).
+
+    Only the claim ``token`` (else: ``worker``'s claim) reports progress: a fenced-off
+    execution refreshes nobody's heartbeat and adds no event.
+    """
+    claim = [AtomRow.worker == worker] if token is None else [AtomRow.worker == worker, AtomRow.claim_token == token]
 
     def txn(session: Session) -> None:
-        session.execute(
+        touched = session.execute(
             update(AtomRow)
-            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state == states.RUNNING)
-            .values(progress=progress, heartbeat_at=utcnow())
+            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state == states.RUNNING, *claim)
+            .values(progress=progress, heartbeat_at=db_utcnow())
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount  # type: ignore[attr-defined]
+        if touched != 1:
+            LOG.debug("progress of %s/%s from a claim that is no longer current: dropped", flow_uuid, name)
+            return
         events = Events(flow_uuid, epoch, worker)
         events.add("progress", None, None, atom=name, details={"progress": progress, **(details or {})})
         events.flush(session)

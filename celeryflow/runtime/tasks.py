@@ -149,13 +149,14 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
 
     def progress(atom: Any, value: float, details: dict[str, Any] | None) -> None:
         try:
-            steps.record_progress(backend, flow_uuid, name, epoch, value, details, me)
+            steps.record_progress(backend, flow_uuid, name, epoch, value, details, me, token=begun.token)
         except StorageFailure as exc:  # progress is best effort: never fail the atom for it
             LOG.warning("progress of %s/%s not recorded: %s", flow_uuid, name, exc)
             return
         localbus.notify()
 
-    with heartbeat.beating(backend, flow_uuid, name, me, settings.heartbeat_interval):
+    # the claim's token, not the worker id, fences this execution: this process may run others
+    with heartbeat.beating(backend, flow_uuid, name, me, settings.heartbeat_interval, begun.token):
         token = atommod.progress_sink.set(progress)
         try:
             result, failure = _call_atom(runtime, name, mode, begun)
@@ -173,7 +174,8 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         dispatch = outage.persist(
             lambda: steps.finish(backend, runtime.comp, flow_uuid, name, epoch, mode, me, result=result,
                                  failure=failure, decide=decide, controller=runtime.atom,
-                                 window=settings.dispatch_window, result_json=result_json, answers=answers),
+                                 window=settings.dispatch_window, result_json=result_json, answers=answers,
+                                 token=begun.token),
             f"the {mode} outcome of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0),
         )
     localbus.notify()

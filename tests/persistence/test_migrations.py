@@ -19,7 +19,7 @@ from tests.persistence import helpers
 
 TABLES = {
     "celeryflow_logbooks", "celeryflow_flows", "celeryflow_atoms", "celeryflow_events",
-    "celeryflow_jobs", "celeryflow_jobs_trash",
+    "celeryflow_jobs", "celeryflow_jobs_trash", "celeryflow_liveness",
 }
 HEAD = migrate.head()
 
@@ -182,3 +182,34 @@ def test_flow_held_column_migrates_without_losing_flows(db_url: str) -> None:
     assert counts() == before
     migrate.upgrade(backend)
     assert counts() == before and _schema_diff(backend) == []
+
+
+def test_claim_token_and_scope_flag_migrate_in_place(db_url: str) -> None:
+    """0004 adds atoms.claim_token and flows.scope_retrying (set from the meta of flows mid-retry, exactly)."""
+    from celeryflow import engines, task
+    from celeryflow.patterns import linear_flow
+
+    class Two(task.Task):
+        def execute(self) -> int:
+            return 2
+
+    backend = backends.fetch(db_url)
+    backend.upgrade()
+    engines.run(linear_flow.Flow("kept").add(Two("a")), backend=db_url)
+    migrate.downgrade(backend, "0003")
+    with backend.connect() as conn:
+        assert "claim_token" not in {c["name"] for c in inspect(conn).get_columns("celeryflow_atoms")}
+        conn.execute(text(
+            "INSERT INTO celeryflow_flows (uuid, name, state, epoch, meta, outstanding, held, progress_at, created_at,"
+            " updated_at) VALUES (:uuid, 'f', 'RUNNING', 1, :meta, 0, 0, :now, :now, :now)"
+        ), [
+            {"uuid": "mid-retry", "meta": '{"retrying": {"r": {"countdown": 0}}}', "now": "2026-01-01 00:00:00"},
+            {"uuid": "an-option", "meta": '{"options": {"note": "retrying"}}', "now": "2026-01-01 00:00:00"},
+        ])
+        conn.commit()
+    migrate.upgrade(backend)
+    assert _schema_diff(backend) == []
+    with backend.connect(readonly=True) as conn:
+        flags = dict(conn.execute(text("SELECT uuid, scope_retrying FROM celeryflow_flows")).all())
+    assert bool(flags["mid-retry"]) is True and bool(flags["an-option"]) is False
+    assert sum(bool(v) for v in flags.values()) == 1

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from celeryflow import engines, states
 from celeryflow.handle import FlowHandle
 from celeryflow.persistence import backends
-from celeryflow.persistence.tables import AtomRow
+from celeryflow.persistence.tables import AtomRow, db_now
 from celeryflow.runtime.control import claim_is_fresh
 from tests.semantics.atoms import StepError, calls, read_trace
 from tests.support.procs import ProcessGroup, wait_for
@@ -52,9 +52,11 @@ RESUME_TIMEOUT = 1.0
 def _until_claim_is_stale(url: str, flow_id: str, atom: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Resume re-drives only stale claims: wait until the killed caller's claim on ``atom`` is stale."""
     monkeypatch.setenv("CELERYFLOW_HEARTBEAT_TIMEOUT", str(RESUME_TIMEOUT))
-    beat = backends.fetch(url).run(lambda s: s.scalar(
+    backend = backends.fetch(url)
+    beat = backend.run(lambda s: s.scalar(
         select(AtomRow.heartbeat_at).where(AtomRow.flow_uuid == flow_id, AtomRow.name == atom)))
-    wait_for(lambda: not claim_is_fresh(beat, RESUME_TIMEOUT), timeout=30, interval=0.05)
+    # the database's clock: the one heartbeats are written with
+    wait_for(lambda: not claim_is_fresh(beat, RESUME_TIMEOUT, backend.run(db_now)), timeout=30, interval=0.05)
 
 
 def test_embedded_caller_killed_mid_atom_then_resumed(tmp_path, process_group, monkeypatch):

@@ -8,8 +8,9 @@
   one transaction when the flow's logbook is the board's database.
 * ``wait()`` polls with back-off (20 ms growing to 1 s); a post from the same
   process wakes waiters at once.
-* Claim expiry uses the claimer's clock (epoch milliseconds): keep hosts in NTP
-  sync, with skew well under ``claim_expiry``.
+* Claim expiry is judged by the database's clock (epoch milliseconds,
+  ``db_epoch_ms``), written and compared in SQL: conductors on hosts whose clocks
+  disagree never take a live claim for an expired one.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ from sqlalchemy.orm import Session
 
 from celeryflow import states
 from celeryflow.exceptions import ConfigurationError, NotFound
-from celeryflow.jobs.backends.base import JobBoard, JobRef, now_ms
+from celeryflow.jobs.backends.base import JobBoard, JobRef
 from celeryflow.jobs.backends.sql_tables import JobRow, TrashedJobRow
 from celeryflow.jobs.job import Job, JobPriority, TrashedJob
-from celeryflow.persistence.tables import utcnow
+from celeryflow.persistence.tables import db_epoch_ms, utcnow
 
 if TYPE_CHECKING:
     from celeryflow.engines.engine import CeleryEngine
@@ -143,8 +144,8 @@ class SQLJobBoard(JobBoard):
         return JobRow.board == self.namespace
 
     @staticmethod
-    def _claimable(now: int) -> Any:
-        return or_(JobRow.owner.is_(None), JobRow.claim_expires <= now)
+    def _claimable() -> Any:
+        return or_(JobRow.owner.is_(None), JobRow.claim_expires <= db_epoch_ms())
 
     @staticmethod
     def _as_record(row: JobRow) -> dict[str, Any]:
@@ -160,7 +161,7 @@ class SQLJobBoard(JobBoard):
             def page(session: Session, after: tuple[int, int] | None = last) -> list[dict[str, Any]]:
                 query = select(JobRow).where(self._mine())
                 if only_unclaimed:
-                    query = query.where(self._claimable(now_ms()))
+                    query = query.where(self._claimable())
                 if after is not None:
                     query = query.where(
                         or_(JobRow.priority > after[0], and_(JobRow.priority == after[0], JobRow.seq > after[1]))
@@ -200,11 +201,12 @@ class SQLJobBoard(JobBoard):
         )
         session.execute(delete(JobRow).where(JobRow.seq == row.seq))
 
-    def _owner_row(self, session: Session, uuid: str) -> tuple[str | None, int | None] | None:
+    def _owner_row(self, session: Session, uuid: str) -> tuple[str | None, int | None, int] | None:
+        """(owner, claim expiry, the database's clock), all in epoch milliseconds."""
         found = session.execute(
-            select(JobRow.owner, JobRow.claim_expires).where(self._mine(), JobRow.uuid == uuid)
+            select(JobRow.owner, JobRow.claim_expires, db_epoch_ms()).where(self._mine(), JobRow.uuid == uuid)
         ).first()
-        return None if found is None else (found[0], found[1])
+        return None if found is None else (found[0], found[1], int(found[2]))
 
     @staticmethod
     def _live_owner(owner: str | None, expires: int | None, now: int) -> str | None:
@@ -218,7 +220,7 @@ class SQLJobBoard(JobBoard):
         found = self.backend.run(lambda session: self._owner_row(session, uuid), readonly=True)
         if found is None:
             return None
-        return self._live_owner(found[0], found[1], now_ms())
+        return self._live_owner(*found)
 
     def state_of(self, job: JobRef) -> str:
         self._check_connected()
@@ -226,7 +228,7 @@ class SQLJobBoard(JobBoard):
         found = self.backend.run(lambda session: self._owner_row(session, uuid), readonly=True)
         if found is None:
             return states.COMPLETE
-        return states.CLAIMED if self._live_owner(found[0], found[1], now_ms()) else states.UNCLAIMED
+        return states.CLAIMED if self._live_owner(*found) else states.UNCLAIMED
 
     @property
     def job_count(self) -> int:
@@ -239,7 +241,7 @@ class SQLJobBoard(JobBoard):
 
     def _has_claimable(self) -> bool:
         def read(session: Session) -> bool:
-            query = select(JobRow.seq).where(self._mine(), self._claimable(now_ms())).limit(1)
+            query = select(JobRow.seq).where(self._mine(), self._claimable()).limit(1)
             return session.execute(query).first() is not None
 
         return bool(self.backend.run(read, readonly=True))
@@ -282,11 +284,10 @@ class SQLJobBoard(JobBoard):
         seconds = self._expiry(expiry)
 
         def txn(session: Session) -> tuple[bool, str | None]:
-            now = now_ms()
-            expires = None if seconds is None else now + int(seconds * 1000)
+            expires = None if seconds is None else db_epoch_ms() + int(seconds * 1000)
             result = cast(CursorResult[Any], session.execute(
                 update(JobRow)
-                .where(self._mine(), JobRow.uuid == uuid, self._claimable(now))
+                .where(self._mine(), JobRow.uuid == uuid, self._claimable())
                 .values(owner=who, claim_expires=expires, claimed_at=utcnow(), claims=JobRow.claims + 1)
                 .execution_options(synchronize_session=False)
             ))
@@ -305,7 +306,7 @@ class SQLJobBoard(JobBoard):
         self._check_who(who)
         uuid = self._uuid(job)
 
-        def txn(session: Session) -> tuple[bool, tuple[str | None, int | None] | None]:
+        def txn(session: Session) -> tuple[bool, tuple[str | None, int | None, int] | None]:
             result = cast(CursorResult[Any], session.execute(statement(uuid, session)))
             if result.rowcount >= 1:
                 return True, None
@@ -316,7 +317,7 @@ class SQLJobBoard(JobBoard):
             return
         if found is None:
             raise NotFound(f"Job {uuid} is not on the board {self.name!r} (consumed or trashed)")
-        raise self._not_owner(uuid, self._live_owner(found[0], found[1], now_ms()) or found[0], who, action)
+        raise self._not_owner(uuid, self._live_owner(*found) or found[0], who, action)
 
     def _where_owned(self, uuid: str, who: str) -> Any:
         return and_(self._mine(), JobRow.uuid == uuid, JobRow.owner == who)
@@ -325,7 +326,7 @@ class SQLJobBoard(JobBoard):
         seconds = self._expiry(expiry)
 
         def statement(uuid: str, session: Session) -> Any:
-            expires = None if seconds is None else now_ms() + int(seconds * 1000)
+            expires = None if seconds is None else db_epoch_ms() + int(seconds * 1000)
             return (update(JobRow).where(self._where_owned(uuid, who)).values(claim_expires=expires)
                     .execution_options(synchronize_session=False))
 
@@ -351,7 +352,7 @@ class SQLJobBoard(JobBoard):
         self._check_who(who)
         uuid = self._uuid(job)
 
-        def txn(session: Session) -> tuple[bool, tuple[str | None, int | None] | None]:
+        def txn(session: Session) -> tuple[bool, tuple[str | None, int | None, int] | None]:
             row = session.scalars(select(JobRow).where(self._where_owned(uuid, who)).with_for_update()).one_or_none()
             if row is None:
                 return False, self._owner_row(session, uuid)
