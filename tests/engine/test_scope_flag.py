@@ -43,7 +43,7 @@ def test_an_option_mentioning_the_bookkeeping_key_keeps_the_fast_path(db_url: st
     assert '"retrying"' in (row.meta or "")  # the option is in the meta...
     assert not scopes.might_be_handled(row)  # ... and no scope is being retried
     claimed = backend.run_core(lambda conn: fastpath.begin(
-        conn, comp, flow_uuid, "a", dispatch.epoch, "w:1", lambda kwargs, name: (kwargs, name), "t" * 32))
+        conn, comp, flow_uuid, "a", dispatch.epoch, "w:1", lambda kwargs, name, error: (kwargs, name), "t" * 32))
     assert claimed is not fastpath.FALLBACK, "a plain claim took the slow path"
 
 
