@@ -100,6 +100,30 @@ def installed_app() -> Celery | None:
     return _installed
 
 
+_stock: dict[tuple[str | None, ...], Celery] = {}
+_stock_lock = threading.Lock()  # not _lock: make_app() -> install() takes that one
+
+
+def _stock_app() -> Celery:
+    """The stock app for the environment as it is now (one per distinct configuration).
+
+    Built on first use and not made the installed default: the rule stays "a configured
+    broker is used", even if the environment changes later (tests, re-configured processes).
+    """
+    global _installed
+    key = tuple(os.environ.get(name) for name in ("CELERYFLOW_BROKER_URL", "CELERYFLOW_BACKEND",
+                                                    "CELERYFLOW_RESULT_BACKEND", "CELERYFLOW_IMPORTS"))
+    with _stock_lock:
+        app = _stock.get(key)
+        if app is None:
+            from celeryflow_tasks.app import make_app
+
+            previous = _installed
+            app = _stock[key] = make_app("celeryflow")
+            _installed = previous  # make_app installs it; the default stays as it was
+        return app
+
+
 def default_app() -> Celery:
     """The app ``engines.load(app=None)`` uses: one rule for every caller (scripts, views, CLI, Flask).
 
@@ -110,10 +134,7 @@ def default_app() -> Celery:
     if _installed is not None:
         return _installed
     if os.environ.get("CELERYFLOW_BROKER_URL"):
-        # importing it builds the stock app from the environment and installs it
-        from celeryflow_tasks.app import app as stock_app
-
-        return stock_app
+        return _stock_app()
     from celeryflow.runtime.embedded import embedded_app
 
     return embedded_app()

@@ -361,3 +361,16 @@ class ProcessGroup:
 
 
 atexit.register(stop_all_groups)
+
+
+def unexpected_tracebacks(output: str) -> list[str]:
+    """The log records of a worker's output that hold a traceback other than Celery's own record
+    of a failed task ("... raised unexpected: ..."): an atom that failed is a FAILED Celery task,
+    logged by Celery with its traceback (issue #12, item 6); any other traceback is a bug."""
+    records: list[str] = []
+    for line in output.splitlines():
+        if line.startswith("[20") or not records:
+            records.append(line)
+        else:
+            records[-1] += "\n" + line
+    return [r for r in records if "Traceback" in r and "raised unexpected:" not in r]
