@@ -301,16 +301,20 @@ def _add_counts(session: Session, flows: dict[str, FlowSummary]) -> None:
         )
         for flow_uuid, total, done in counts:
             flows[flow_uuid].total, flows[flow_uuid].done = int(total), int(done or 0)
+        # an atom that failed keeps its failure after it was compensated (state REVERTED), so a
+        # REVERTED flow still names the atom that failed
+        has_failure = AtomRow.failure.is_not(None) | AtomRow.revert_failure.is_not(None)
         busy = session.execute(
-            select(AtomRow.flow_uuid, AtomRow.name, AtomRow.state)
+            select(AtomRow.flow_uuid, AtomRow.name, AtomRow.state, has_failure.label("has_failure"))
             .where(AtomRow.flow_uuid.in_(chunk),
-                   AtomRow.state.in_([states.RUNNING, states.REVERTING, states.FAILURE, states.REVERT_FAILURE]))
+                   AtomRow.state.in_([states.RUNNING, states.REVERTING, states.FAILURE, states.REVERT_FAILURE])
+                   | has_failure)
             .order_by(AtomRow.name)
         )
-        for flow_uuid, atom, atom_state in busy:
+        for flow_uuid, atom, atom_state, failed in busy:
             if atom_state in (states.RUNNING, states.REVERTING):
                 flows[flow_uuid].running.append(atom)
-            else:
+            if failed or atom_state in (states.FAILURE, states.REVERT_FAILURE):
                 flows[flow_uuid].failed.append(atom)
 
 

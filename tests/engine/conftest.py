@@ -47,3 +47,14 @@ def flow_env(request: pytest.FixtureRequest, tmp_path: Path) -> FlowEnv:
         return FlowEnv("embedded", f"sqlite:///{tmp_path / 'logbook.db'}", None, tmp_path)
     env: FlowEnv = request.getfixturevalue("remote_env")
     return env
+
+
+@pytest.fixture
+def restore_default_app() -> Iterator[None]:
+    """Put back the process's installed app after a test that calls ``celeryflow.install``."""
+    import sys
+
+    module: Any = sys.modules["celeryflow.install"]
+    previous = module._installed
+    yield
+    module._installed = previous

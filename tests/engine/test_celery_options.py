@@ -57,16 +57,6 @@ def test_bad_options_are_refused_with_a_reason(options, match):
         WhereAmI("x", "/dev/null").with_celery_options(**options)
 
 
-@pytest.fixture
-def restore_default_app():
-    import sys
-
-    module = sys.modules["celeryflow.install"]
-    previous = module._installed
-    yield
-    module._installed = previous
-
-
 def test_an_atom_runs_on_the_workers_of_its_queue(redis_url, sqlite_url, tmp_path: Path, restore_default_app):
     app = Celery("queues", broker=redis_url, set_as_current=False)
     celeryflow.install(app, backend=sqlite_url, beat=False)

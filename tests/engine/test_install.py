@@ -18,14 +18,6 @@ from tests.engine.atoms import Step, StepError, chain_of, read_trace
 from tests.support.procs import REPO_ROOT
 
 
-@pytest.fixture
-def restore_default_app():
-    module = sys.modules["celeryflow.install"]
-    previous = module._installed
-    yield
-    module._installed = previous
-
-
 def test_install_on_an_existing_app_with_in_process_worker(redis_url, sqlite_url, tmp_path, restore_default_app):
     app = Celery("myproject", broker=redis_url, set_as_current=False)
     app.conf.task_ignore_result = True
