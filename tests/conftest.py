@@ -15,3 +15,21 @@ pytest_plugins = [
     "tests.fixtures_db",
     "tests.fixtures_celery",
 ]
+
+
+import sys as _sys  # noqa: E402
+from collections.abc import Iterator as _Iterator  # noqa: E402
+
+import pytest as _pytest  # noqa: E402
+
+
+@_pytest.fixture(autouse=True)
+def _keep_the_installed_app() -> _Iterator[None]:
+    """A test that installs an app (or builds the stock one) leaves no process-wide default behind:
+    later tests with ``app=None`` must get the embedded default, not a broker nobody serves."""
+    module = _sys.modules.get("celeryflow.install")
+    previous = getattr(module, "_installed", None)
+    yield
+    module = _sys.modules.get("celeryflow.install")
+    if module is not None:
+        module._installed = previous  # type: ignore[attr-defined]

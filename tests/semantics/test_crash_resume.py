@@ -25,6 +25,7 @@ from celeryflow.handle import FlowHandle
 from celeryflow.persistence import backends
 from celeryflow.persistence.tables import AtomRow, db_now
 from celeryflow.runtime.control import claim_is_fresh
+from celeryflow.runtime.embedded import embedded_app
 from tests.semantics.atoms import StepError, calls, read_trace
 from tests.support.procs import ProcessGroup, wait_for
 
@@ -52,6 +53,9 @@ RESUME_TIMEOUT = 1.0
 def _until_claim_is_stale(url: str, flow_id: str, atom: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Resume re-drives only stale claims: wait until the killed caller's claim on ``atom`` is stale."""
     monkeypatch.setenv("CELERYFLOW_HEARTBEAT_TIMEOUT", str(RESUME_TIMEOUT))
+    # the embedded app's own setting wins over the environment: pin it for this test too, so
+    # nothing an earlier test left on the process-wide app changes what "stale" means here
+    monkeypatch.setitem(embedded_app().conf, "celeryflow_heartbeat_timeout", RESUME_TIMEOUT)
     backend = backends.fetch(url)
     beat = backend.run(lambda s: s.scalar(
         select(AtomRow.heartbeat_at).where(AtomRow.flow_uuid == flow_id, AtomRow.name == atom)))
@@ -69,7 +73,7 @@ def test_embedded_caller_killed_mid_atom_then_resumed(tmp_path, process_group, m
     killed_pid = read_trace(trace)[-1]["pid"]
     _until_claim_is_stale(url, flow_id, "slow", monkeypatch)
 
-    engine = engines.load_from_detail(flow_id, backend=url, store={"hang": False})
+    engine = engines.load_from_detail(flow_id, backend=url, store={"hang": False}, app=embedded_app())
     st = engine.storage
     assert st.get_flow_state() == states.RUNNING
     assert [st.get_atom_state(n) for n in ("a", "b", "slow", "c")] == [
@@ -94,7 +98,7 @@ def test_embedded_caller_killed_mid_revert_then_resumed(tmp_path, process_group,
     flow_id = _kill_when(process_group, trace, ("revert", "b"), id_file)
     _until_claim_is_stale(url, flow_id, "b", monkeypatch)
 
-    engine = engines.load_from_detail(flow_id, backend=url, store={"hang": False})
+    engine = engines.load_from_detail(flow_id, backend=url, store={"hang": False}, app=embedded_app())
     assert engine.storage.get_flow_state() == states.REVERTING
     assert engine.storage.get_atom_state("b") == states.REVERTING
     with pytest.raises(StepError, match="c failed"):
