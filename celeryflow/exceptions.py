@@ -37,6 +37,10 @@ class StorageFailure(CeleryflowError):
     """The logbook could not be read or written (database unreachable, bad URL...)."""
 
 
+class BackendClosed(StorageFailure):
+    """The logbook backend object was closed: no retry can succeed; fetch a new one."""
+
+
 class BrokerUnavailable(CeleryflowError):
     """The Celery broker cannot be reached (nothing was sent)."""
 
@@ -206,6 +210,7 @@ class WrappedFailure(CeleryflowError):
 __all__ = [
     "AlreadyExists",
     "AmbiguousDependency",
+    "BackendClosed",
     "BrokerUnavailable",
     "CeleryflowError",
     "ConfigurationError",

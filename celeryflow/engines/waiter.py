@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, func, select
 
 from celeryflow import serialization, states
-from celeryflow.exceptions import NotFound, StorageFailure, Timeout
+from celeryflow.exceptions import BackendClosed, NotFound, StorageFailure, Timeout
 from celeryflow.persistence.tables import EventRow, FlowRow
 from celeryflow.runtime import localbus
 
@@ -102,6 +102,8 @@ class Follower:
             generation = localbus.generation()
             try:
                 state, _ = self.poll(on_event)
+            except BackendClosed:
+                raise  # closed by this process: it will not come back
             except StorageFailure:
                 # The logbook is briefly unreachable (a database restart, a failover): the
                 # flow goes on without us, so keep following for a while before giving up.

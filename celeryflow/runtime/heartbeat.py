@@ -40,6 +40,7 @@ from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
 
 from celeryflow import states
+from celeryflow.exceptions import BackendClosed
 from celeryflow.persistence.tables import AtomRow, db_utcnow
 from celeryflow.runtime import outage
 
@@ -133,6 +134,11 @@ class Heartbeat:
                 touched += backend.run(partial(_touch, keys=keys, silence=outage.grace_seconds(self.interval)),
                                        attempts=2)
                 self.beats += 1
+            except BackendClosed:
+                # closed by this process: its atoms' claims go stale and the sweep re-runs them;
+                # beating on would only warn for ever and keep the backend alive
+                with self._lock:
+                    self._running.pop(id(backend), None)
             except Exception as exc:  # never kill the thread: the next tick retries
                 now = time.monotonic()
                 if now - self._last_warning >= WARN_EVERY:

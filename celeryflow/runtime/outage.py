@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from sqlalchemy import Table, case, insert, select, update
 from sqlalchemy.orm import Session
 
-from celeryflow.exceptions import StorageFailure
+from celeryflow.exceptions import BackendClosed, StorageFailure
 from celeryflow.persistence.tables import LivenessRow, db_now, db_utcnow
 
 if TYPE_CHECKING:
@@ -66,6 +66,11 @@ def retry_later(task: Task, exc: StorageFailure, what: str) -> None:
     the sweep re-sends the atom (still queued in the logbook) once the database is back.
     """
     retries = int(getattr(task.request, "retries", 0) or 0)
+    if isinstance(exc, BackendClosed):
+        # this process closed its backend (shutting down, or a test tearing down): no retry
+        # can succeed here, and the message must not hold a worker slot while it waits
+        LOG.error("celeryflow: %s not run: %s; the conductor's sweep will send it again", what, exc)
+        return
     if retries >= MAX_MESSAGE_RETRIES:
         LOG.error("celeryflow: the logbook stayed unreachable through %d retries of %s; dropping the message, "
                   "the conductor's sweep will send it again: %s", retries, what, exc)
@@ -86,6 +91,11 @@ def persist(fn: Callable[[], T], what: str, patience: float, sleep: Callable[[fl
         except StorageFailure as exc:
             attempt += 1
             left = deadline - time.monotonic()
+            if isinstance(exc, BackendClosed):
+                # a closed backend never reopens: waiting would only hold this worker slot
+                LOG.error("celeryflow: could not record %s (%s); giving up: the conductor's sweep runs the "
+                          "atom again once its heartbeat is stale", what, exc)
+                return None
             if left <= 0:
                 LOG.error("celeryflow: could not record %s for %.0fs (%s); giving up: the conductor's sweep "
                           "runs the atom again once its heartbeat is stale", what, patience, exc)

@@ -42,7 +42,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from celeryflow.exceptions import ConfigurationError, StorageFailure
+from celeryflow.exceptions import BackendClosed, ConfigurationError, StorageFailure
 from celeryflow.persistence import migrate
 from celeryflow.persistence.backends.base import Backend, BackendURL
 from celeryflow.persistence.backends.sqlite_lock import SQLiteWriteLock
@@ -446,7 +446,7 @@ class SQLAlchemyBackend(Backend):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise StorageFailure(f"The logbook backend {self.url.masked} was closed: fetch() a new one")
+            raise BackendClosed(f"The logbook backend {self.url.masked} was closed: fetch() a new one")
 
 
 __all__ = ["DRIVER_ERRORS", "SQLAlchemyBackend", "backoff", "describe", "is_transient", "normalize_url"]
