@@ -183,8 +183,13 @@ def install_counters(counters: Counters = COUNTERS) -> Counters:
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
 
+    def autocommit(conn: Any) -> bool:
+        return conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+
     def on_begin(conn: Any) -> None:
         counters.add("transactions")
+        if not autocommit(conn):  # the driver sends BEGIN on its own (autocommit: nothing)
+            counters.add("round_trips")
         if threading.current_thread() is not threading.main_thread():
             # prefork pool processes run atoms on their main thread: anything else is
             # background work (the heartbeat thread)
@@ -192,14 +197,19 @@ def install_counters(counters: Counters = COUNTERS) -> Counters:
 
     def on_commit(conn: Any) -> None:
         counters.add("commits")
+        if not autocommit(conn):
+            counters.add("round_trips")
 
     def on_rollback(conn: Any) -> None:
         counters.add("rollbacks")
+        if not autocommit(conn):
+            counters.add("round_trips")
 
     def on_execute(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
         kind = statement_kind(statement)
         with counters.lock:
             counters.c["statements"] += 1
+            counters.c["round_trips"] += 1
             counters.statements[kind] += 1
 
     def on_checkout(dbapi_conn: Any, record: Any, proxy: Any) -> None:

@@ -20,8 +20,8 @@ are checked against :mod:`celeryflow.states`, and the flow row is locked
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -140,6 +140,32 @@ def _count_in(conn: Connection, params: dict[str, Any]) -> dict[str, Any]:
     return {row.name: row for row in conn.execute(_JOIN_STATE, params)}
 
 
+class Join(NamedTuple):
+    """A successor's join state after a predecessor was counted in."""
+
+    waiting: int
+    state: str
+    intention: str
+    queued: bool
+
+
+def admit(successors: list[str], joins: Mapping[str, Any], outstanding: int, held: int,
+          window: int) -> tuple[list[str], int]:
+    """Which successors of a finished atom to queue, and the flow's held count after (pure).
+
+    ``joins``: each successor's :class:`Join` after the count-in; ``outstanding``: the
+    flow's queued-or-running atoms *before* the finished one left. The ready ones beyond
+    the dispatch window's room are held (``logbook.admit``'s rule), in successor order.
+    """
+    ready = [
+        s for s in successors
+        if (row := joins.get(s)) is not None and row.waiting <= 0 and row.state == states.PENDING
+        and row.intention == states.EXECUTE and not row.queued
+    ]
+    room = max(0, window - (outstanding - 1))
+    return ready[:room], held + max(0, len(ready) - room)
+
+
 def _event(flow_uuid: str, epoch: int, worker: str, kind: str, old: str | None, new: str,
            atom: str | None) -> dict[str, Any]:
     return {"flow_uuid": flow_uuid, "atom_name": atom, "kind": kind, "old_state": old, "new_state": new,
@@ -236,14 +262,7 @@ def finish(
     held = int(flow.held or 0)
     if successors:
         joins = _count_in(conn, {"b_flow": flow_uuid, "b_names": successors})
-        ready = [
-            s for s in successors
-            if (row := joins.get(s)) is not None and row.waiting <= 0 and row.state == states.PENDING
-            and row.intention == states.EXECUTE and not row.queued
-        ]
-        room = max(0, window - (flow.outstanding - 1))
-        held += max(0, len(ready) - room)
-        ready = ready[:room]
+        ready, held = admit(successors, joins, flow.outstanding, held, window)
         if ready:
             conn.execute(_QUEUE, {**base, "b_names": ready})
             dispatch.execute.extend(ready)

@@ -22,7 +22,7 @@ from celeryflow import serialization, states
 from celeryflow.exceptions import DependencyFailure, MissingDependencies, NotFound
 from celeryflow.persistence.backends.base import on_connection
 from celeryflow.persistence.tables import AtomRow, db_utcnow, utcnow
-from celeryflow.runtime import compensation, fastpath, retries, scope_decisions, scope_rounds, scopes
+from celeryflow.runtime import compensation, fastpath, fastpath_pg, retries, scope_decisions, scope_rounds, scopes
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import (
     EXECUTE,
@@ -139,7 +139,7 @@ def begin(
             heartbeat_at=db_utcnow(),
             claim_token=token,
         )
-        if not claimed:
+        if not claimed and not _own_claim(session, flow_uuid, name, new, token):
             return Begun(Verdict.SKIP, "already claimed or no longer queued (duplicate delivery)")
         events.flush(session)
         try:
@@ -165,6 +165,15 @@ def begin(
     if mode != EXECUTE:
         return backend.run(txn)
 
+    if _on_postgresql(backend):
+        # one autocommit statement claims and reads (fastpath_pg); anything else: the general txn
+        begun = backend.run_autocommit(
+            lambda conn: fastpath_pg.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed, token))
+        if begun is fastpath.FALLBACK:
+            return backend.run(txn)
+        begun.token = token
+        return begun
+
     def fast(conn: Connection) -> Begun:
         begun = fastpath.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed, token)
         if begun is fastpath.FALLBACK:
@@ -173,6 +182,21 @@ def begin(
         return begun
 
     return backend.run_core(fast)
+
+
+def _on_postgresql(backend: Backend) -> bool:
+    engine = getattr(backend, "engine", None)
+    return engine is not None and engine.dialect.name == "postgresql"
+
+
+def _own_claim(session: Session, flow_uuid: str, name: str, state: str, token: str) -> bool:
+    """This begin's own claim, committed by an earlier attempt whose outcome was unknown.
+
+    A connection lost during COMMIT (or during PostgreSQL's one-statement claim) makes
+    ``backend.run`` try again; the token is this call's, so a row that carries it is ours.
+    """
+    row = session.get(AtomRow, (flow_uuid, name), populate_existing=True)
+    return row is not None and row.state == state and row.claim_token == token
 
 
 def _claimed(kwargs: dict[str, Any] | None, flow_name: str, input_error: Exception | None = None) -> Begun:
@@ -291,7 +315,8 @@ def finish(
         return asking(lambda known: backend.run(lambda session: txn(session, known)), answer, answers)
 
     def fast(conn: Connection, known: Answers) -> Dispatch | None:
-        dispatch = fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json, window, token)
+        finish_fast = fastpath_pg.finish if conn.dialect.name == "postgresql" else fastpath.finish
+        dispatch = finish_fast(conn, comp, flow_uuid, name, epoch, worker, result_json, window, token)
         return on_connection(conn, lambda session: txn(session, known)) if dispatch is fastpath.FALLBACK else dispatch
 
     return asking(lambda known: backend.run_core(lambda conn: fast(conn, known)), answer, answers)

@@ -1,4 +1,4 @@
-"""The Core fast path (runtime/fastpath.py) writes exactly what the general ORM path writes.
+"""The Core fast paths (runtime/fastpath.py; fastpath_pg.py on PostgreSQL) write what the general ORM path writes.
 
 Each flow runs twice on the same logbook, once with the fast path on and once with it
 off; the atoms' rows, the flow's row and the events must come out the same (events
@@ -17,7 +17,7 @@ from celeryflow import engines, task
 from celeryflow.patterns import graph_flow, linear_flow, unordered_flow
 from celeryflow.persistence.backends import fetch
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow
-from celeryflow.runtime import fastpath
+from celeryflow.runtime import fastpath, fastpath_pg
 
 
 class Add(task.Task):
@@ -81,16 +81,17 @@ def _snapshot(url: str, flow_uuid: str) -> dict[str, Any]:
 def _run(factory: Any, url: str, enabled: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, Any], int]:
     monkeypatch.setattr(fastpath, "ENABLED", enabled)
     taken = Counter[str]()
-    for name in ("begin", "finish"):
-        original = getattr(fastpath, name)
+    for module in (fastpath, fastpath_pg):  # fastpath_pg: PostgreSQL's fewer round trips
+        for name in ("begin", "finish"):
+            original = getattr(module, name)
 
-        def counting(*args: Any, _original: Any = original, _name: str = name) -> Any:
-            out = _original(*args)
-            if out is not fastpath.FALLBACK:
-                taken[_name] += 1
-            return out
+            def counting(*args: Any, _original: Any = original, _name: str = name) -> Any:
+                out = _original(*args)
+                if out is not fastpath.FALLBACK:
+                    taken[_name] += 1
+                return out
 
-        monkeypatch.setattr(fastpath, name, counting)
+            monkeypatch.setattr(module, name, counting)
     engine = engines.load(factory(), store=STORE, backend=url)
     try:
         engine.run(timeout=60)

@@ -141,3 +141,19 @@ def test_creating_a_different_flow_under_an_existing_id_still_fails(db_url: str)
 
     with pytest.raises(StorageFailure):
         backend.run(again)
+
+
+def test_a_claim_whose_commit_landed_still_runs_the_atom(db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retried claim finds the atom RUNNING under its own token: it runs, not skips."""
+    from celeryflow.runtime import fastpath
+
+    monkeypatch.setattr(fastpath, "ENABLED", False)  # the general transaction: the one with a COMMIT
+    backend, comp, flow_uuid = _prepared(db_url)
+    first = control.start(backend, comp, flow_uuid, owner="test")
+    with commit_lands_then_connection_dies(backend) as fault:
+        begun = steps.begin(backend, comp, flow_uuid, "a", first.epoch, EXECUTE, "w:1")
+    assert fault.fired == 1
+    assert begun.verdict is steps.Verdict.RUN, begun
+    assert _atom(backend, flow_uuid, "a") == (states.RUNNING, False)
+    after = steps.finish(backend, comp, flow_uuid, "a", first.epoch, EXECUTE, "w:1", result=1, token=begun.token)
+    assert after is not None and after.execute == ["b"]

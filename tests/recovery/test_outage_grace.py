@@ -29,9 +29,9 @@ from celeryflow.runtime.settings import Settings
 from celeryflow.sweep import Sweeper
 from tests.recovery.atoms import Work
 
-INTERVAL = 0.2
+INTERVAL = 0.5  # the silence that counts as a gap is 2 s: a loaded machine must not fake one
 T = 3.0  # heartbeat timeout: an hour-long outage is far beyond it
-DEADLINE = 15.0
+DEADLINE = 30.0
 
 
 @pytest.fixture

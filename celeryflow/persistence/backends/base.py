@@ -124,6 +124,14 @@ class Backend(abc.ABC):
         """
         return self.run(lambda session: fn(session.connection()), attempts=attempts, readonly=readonly)
 
+    def run_autocommit(self, fn: Callable[[SAConnection], T], *, attempts: int = 5) -> T:
+        """Run ``fn(connection)`` with every statement its own transaction (no BEGIN/COMMIT).
+
+        For single-statement transactions on databases that can guard, write and read in
+        one statement (PostgreSQL's data-modifying CTEs). By default a plain transaction.
+        """
+        return self.run_core(fn, attempts=attempts)
+
     @abc.abstractmethod
     def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> FlowRow | None:
         """Select the flow row, locked until the transaction ends (``None`` if absent).

@@ -272,6 +272,7 @@ class SQLAlchemyBackend(Backend):
         except (NoSuchModuleError, ImportError) as exc:
             raise StorageFailure(f"The driver for {self.url.masked} is not installed: {exc}") from exc
         self._readonly_engine = self._engine.execution_options(**{READONLY: True})
+        self._autocommit_engine: Engine | None = None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._readonly_sessions = sessionmaker(self._readonly_engine, expire_on_commit=False)
         self._serial = self._new_serial_lock()
@@ -362,6 +363,23 @@ class SQLAlchemyBackend(Backend):
                 result = fn(conn)
                 phase[0] = "commit"
                 return result
+
+        return self._retrying(once, attempts)
+
+    def run_autocommit(self, fn: Callable[[SAConnection], T], *, attempts: int = 5) -> T:
+        """Run ``fn`` on a connection in autocommit mode: each statement is its own transaction.
+
+        For one-statement transactions (PostgreSQL's claim CTE, runtime/fastpath_pg.py): no
+        BEGIN and no COMMIT round trip. Not on SQLite, whose writers need BEGIN IMMEDIATE.
+        """
+        if self._autocommit_engine is None:
+            self._autocommit_engine = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        engine = self._autocommit_engine
+
+        def once(phase: list[str]) -> T:
+            with self._serial, engine.connect() as conn:
+                phase[0] = "commit"  # every statement commits as it runs
+                return fn(conn)
 
         return self._retrying(once, attempts)
 

@@ -1,0 +1,233 @@
+"""The success path on PostgreSQL in five round trips per atom, not about fourteen.
+
+:mod:`~celeryflow.runtime.fastpath` issues its statements one by one, each a round
+trip, and psycopg sends ``BEGIN`` and ``COMMIT`` on their own: 9 statements in 2
+transactions cost about 13 round trips per atom, most of a plain Celery hop on this
+machine's loopback (docs/benchmarks.md). PostgreSQL's data-modifying CTEs let one
+statement lock, guard, write and read back, so here:
+
+* **claim** (``begin``) is one statement in autocommit: lock the flow row ``FOR
+  SHARE``, compare-and-set the atom to RUNNING under the same guards as the general
+  path (flow RUNNING at the message's epoch, no retry scope being retried, the atom
+  queued for execute), insert its event, and read the flow's store and the results
+  the atom's inputs come from. One round trip, one transaction.
+* **finish** is ``BEGIN``, one statement that locks the flow ``FOR UPDATE``, records
+  the success under the claim's token and counts it into the successors' joins
+  (returning their join state), one statement that queues the ready successors,
+  settles the flow's counters and inserts the event, and ``COMMIT``: four round trips.
+
+When a guard does not hold nothing is written and the caller falls back, exactly as
+:mod:`~celeryflow.runtime.fastpath` does: the claim to the general transaction, the
+finish to the general path on the same (still locked) connection. The writes are the
+same as the other paths' (``tests/engine/test_fastpath.py`` compares them row by row).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Text, and_, bindparam, cast, exists, false, func, insert, literal, not_, select, update
+from sqlalchemy.engine import Connection
+
+from celeryflow import serialization, states
+from celeryflow.exceptions import DependencyFailure, NotFound
+from celeryflow.persistence.tables import db_utcnow, utcnow
+from celeryflow.runtime import fastpath
+from celeryflow.runtime.args import resolve
+from celeryflow.runtime.fastpath import FALLBACK, _atoms, _event, _events, _flows
+from celeryflow.runtime.logbook import Dispatch
+
+if TYPE_CHECKING:
+    from celeryflow.compiler import Compilation
+
+
+def _event_insert(prefix: str, source: Any = None) -> Any:
+    """INSERT of one atom event whose values are bound parameters named ``prefix_*``."""
+    columns = ("flow_uuid", "atom_name", "kind", "old_state", "new_state", "epoch", "worker", "at")
+    # typed: INSERT ... SELECT resolves untyped parameters as text, which an integer column refuses
+    values = [bindparam(f"{prefix}_{c}", type_=_events.c[c].type) for c in columns]
+    if source is None:
+        return insert(_events).values(dict(zip(columns, values, strict=True)))
+    return insert(_events).from_select(list(columns), select(*values).select_from(source))
+
+
+def _claim_statement() -> Any:
+    flow = (
+        select(_flows.c.name, _flows.c.state, _flows.c.epoch, _flows.c.store, _flows.c.scope_retrying)
+        .where(_flows.c.uuid == bindparam("b_flow"))
+        .with_for_update(read=True)
+        .cte("flow")
+    )
+    plain = exists(select(1).select_from(flow).where(
+        flow.c.state == states.RUNNING, flow.c.epoch == bindparam("b_epoch"), flow.c.scope_retrying == false(),
+    ))
+    claimed = fastpath._CLAIM.where(plain).returning(_atoms.c.name).cte("claimed")
+    event = _event_insert("e", claimed).returning(_events.c.id).cte("event")
+    results = (
+        select(cast(func.json_agg(func.json_build_array(_atoms.c.name, _atoms.c.result)), Text))
+        .where(
+            _atoms.c.flow_uuid == bindparam("b_flow"),
+            _atoms.c.name.in_(bindparam("b_names", expanding=True)),
+            _atoms.c.state.in_((states.SUCCESS, states.REVERTING, states.RETRYING)),
+        )
+        .scalar_subquery()
+    )
+    won = select(func.count()).select_from(claimed).scalar_subquery()
+    return (
+        select(flow.c.name, flow.c.store, won.label("won"), results.label("results"))
+        .select_from(flow)
+        .add_cte(event)
+    )
+
+
+_CLAIM = _claim_statement()
+
+
+def begin(
+    conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
+    make_begun: Callable[[dict[str, Any] | None, str, Exception | None], Any], token: str | None = None,
+) -> Any:
+    """Claim a queued task of a running flow and read its inputs in one statement; FALLBACK otherwise.
+
+    ``conn`` is in autocommit mode: the statement is the transaction. Same contract as
+    :func:`celeryflow.runtime.fastpath.begin`.
+    """
+    if not fastpath.ENABLED or comp.atoms[name].kind == "retry":
+        return FALLBACK
+    states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
+    compiled = comp.atoms[name]
+    needed = sorted({compiled.providers[s] for s in compiled.exec_args.values() if s in compiled.providers})
+    event = _event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name)
+    params = {
+        "b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token, "b_epoch": epoch,
+        "b_names": needed, **{f"e_{key}": value for key, value in event.items() if key != "details"},
+    }
+    row = conn.execute(_CLAIM, params).first()
+    if row is None or not row.won:
+        return FALLBACK  # nothing written: the general transaction says why (or claims it there)
+    store = serialization.loads(row.store) or {}
+    results = {atom: serialization.loads(text) for atom, text in json.loads(row.results or "[]")}
+    save_as = {p: comp.atoms[p].save_as for p in needed}
+    try:
+        kwargs = resolve(name, compiled.exec_args, compiled.exec_optional, compiled.inject, store,
+                         compiled.providers, results, save_as)
+    except (NotFound, DependencyFailure) as exc:
+        return make_begun(None, row.name, exc)  # the claim stays; the error is the atom's failure
+    return make_begun(kwargs, row.name, None)
+
+
+def _record_statement(with_joins: bool) -> Any:
+    flow = (
+        select(_flows.c.name, _flows.c.state, _flows.c.epoch, _flows.c.outstanding, _flows.c.held,
+               _flows.c.scope_retrying)
+        .where(_flows.c.uuid == bindparam("b_flow"))
+        .with_for_update()
+        .cte("flow")
+    )
+    plain = exists(select(1).select_from(flow).where(
+        flow.c.state == states.RUNNING,
+        flow.c.epoch == bindparam("b_epoch"),
+        flow.c.scope_retrying == false(),
+        # held atoms may be due for the dispatch window: fastpath.finish's FALLBACK rule
+        not_(and_(flow.c.held > 0, flow.c.outstanding - 1 <= bindparam("b_half"))),
+    ))
+    succeeded = fastpath._SUCCEED_CLAIM.where(plain).returning(_atoms.c.name).cte("succeeded")
+    won = select(func.count()).select_from(succeeded).scalar_subquery()
+    columns = [flow.c.name, flow.c.state, flow.c.epoch, flow.c.outstanding, flow.c.held, won.label("won")]
+    if with_joins:
+        joined = (
+            fastpath._COUNT_IN.where(exists(select(1).select_from(succeeded)))
+            .returning(_atoms.c.name, _atoms.c.waiting, _atoms.c.state, _atoms.c.intention, _atoms.c.queued)
+            .cte("joined")
+        )
+        joins = select(cast(func.json_agg(func.json_build_array(
+            joined.c.name, joined.c.waiting, joined.c.state, joined.c.intention, joined.c.queued,
+        )), Text)).scalar_subquery()
+        columns.append(joins.label("joins"))
+    else:
+        columns.append(literal(None, Text).label("joins"))
+    return select(*columns).select_from(flow)
+
+
+_RECORD = {True: _record_statement(True), False: _record_statement(False)}
+
+
+def _settle_statement(with_queue: bool) -> Any:
+    settle = (
+        update(_flows)
+        .where(_flows.c.uuid == bindparam("b_flow"))
+        .values(outstanding=bindparam("b_outstanding"), held=bindparam("b_held"), progress_at=db_utcnow())
+        .add_cte(_event_insert("e").returning(_events.c.id).cte("event"))
+    )
+    if with_queue:
+        queue = (
+            update(_atoms)
+            .where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_ready", expanding=True)))
+            .values(queued=True, queued_at=db_utcnow(), intention=states.EXECUTE)
+            .returning(_atoms.c.name)
+            .cte("queue")
+        )
+        settle = settle.add_cte(queue)
+    return settle
+
+
+_SETTLE = {True: _settle_statement(True), False: _settle_statement(False)}
+
+
+def finish(
+    conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str, result_json: str | None,
+    window: int, token: str | None = None,
+) -> Any:
+    """Record a task's success in two statements; FALLBACK (nothing written) for anything else.
+
+    Same contract as :func:`celeryflow.runtime.fastpath.finish`.
+    """
+    if token is None:  # callers driving the scheduler by hand: the per-worker guard
+        return fastpath.finish(conn, comp, flow_uuid, name, epoch, worker, result_json, window, token)
+    if not fastpath.ENABLED or comp.atoms[name].kind == "retry":
+        return FALLBACK
+    successors = list(comp.atoms[name].succs)
+    if any(comp.atoms[s].deciders for s in successors):
+        return FALLBACK
+    states.check_atom_transition(states.RUNNING, states.SUCCESS, f"atom {name!r}")
+    now = utcnow()
+    params: dict[str, Any] = {
+        "b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token, "b_epoch": epoch,
+        "b_half": window // 2, "b_result": result_json, "b_now": now,
+    }
+    if successors:
+        params["b_names"] = successors
+    flow = conn.execute(_RECORD[bool(successors)], params).first()
+    if flow is None or not flow.won:
+        return FALLBACK  # a late result, or not the plain case: the general path, same transaction
+    dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
+    held = int(flow.held or 0)
+    if successors:
+        joins = {row[0]: fastpath.Join(*row[1:]) for row in json.loads(flow.joins or "[]")}
+        ready, held = fastpath.admit(successors, joins, flow.outstanding, held, window)
+        dispatch.execute.extend(ready)
+    outstanding = flow.outstanding - 1 + len(dispatch.execute)
+    event = _event(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)
+    if outstanding == 0:
+        # the flow's last atom (or a quiet flow): once per flow, the general statements
+        if dispatch.execute:
+            conn.execute(fastpath._QUEUE, {"b_flow": flow_uuid, "b_names": dispatch.execute})
+        events = [event]
+        base = {"b_flow": flow_uuid, "b_now": now}
+        if conn.execute(fastpath._UNFINISHED, base).scalar() == 0:
+            states.check_flow_transition(flow.state, states.SUCCESS, f"flow {flow.name!r}")
+            conn.execute(fastpath._SUCCEED_FLOW, base)
+            events.append(_event(flow_uuid, epoch, worker, "flow", flow.state, states.SUCCESS, None))
+        else:
+            fastpath.LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow_uuid)
+            conn.execute(fastpath._SETTLE_COUNT, {**base, "b_outstanding": 0, "b_held": held})
+        conn.execute(_events.insert(), events)
+        return dispatch
+    settle = {"b_flow": flow_uuid, "b_outstanding": outstanding, "b_held": held,
+              **{f"e_{key}": value for key, value in event.items() if key != "details"}}
+    if dispatch.execute:
+        settle["b_ready"] = dispatch.execute
+    conn.execute(_SETTLE[bool(dispatch.execute)], settle)
+    return dispatch
