@@ -55,74 +55,73 @@ FLOW_TERMINAL: Final = frozenset({SUCCESS, FAILURE, REVERTED, SUSPENDED})
 #: Atom states that count as "done" for the purpose of running successors.
 ATOM_DONE: Final = frozenset({SUCCESS, IGNORE})
 
-_ALLOWED_ATOM: Final[frozenset[tuple[str, str]]] = frozenset(
-    {
-        (PENDING, RUNNING),
-        (PENDING, IGNORE),
-        (PENDING, REVERTED),  # a retry controller that never ran is closed off
-        (RUNNING, SUCCESS),
-        (RUNNING, FAILURE),
-        (RUNNING, PENDING),  # reclaimed from a dead worker: executed again from the start
-        (PENDING, FAILURE),  # reset after a lost claim, not run again when its flow reverts: it may have run
-        (SUCCESS, REVERTING),
-        (FAILURE, REVERTING),
-        (REVERTING, REVERTED),
-        (REVERTING, REVERT_FAILURE),
-        (REVERTING, REVERTING),  # reclaimed mid-revert: reverted again (new epoch)
-        (REVERT_FAILURE, REVERTING),  # an operator asks to try the compensation again
-        (SUCCESS, RETRYING),  # retry controller decided to retry its subflow
-        (RETRYING, RUNNING),
-        (RETRYING, PENDING),
-        (RETRYING, REVERTING),
-        # reset (re-run after REVERTED, engine.reset(), retry of a subflow)
-        (REVERTED, PENDING),
-        (IGNORE, PENDING),
-        (SUCCESS, PENDING),
-        (FAILURE, PENDING),
-        (REVERT_FAILURE, PENDING),
-        (SUCCESS, IGNORE),
-        (FAILURE, IGNORE),
-        (REVERTED, IGNORE),
-    }
-)
+#: every allowed atom transition, with why it exists (docs/architecture.md's table is made from it)
+ATOM_TRANSITIONS: Final[dict[tuple[str, str], str]] = {
+    (PENDING, RUNNING): "claimed by a worker (execute)",
+    (PENDING, IGNORE): "a decider said no, or its flow will not run it",
+    (PENDING, REVERTED): "a retry controller that never ran is closed off",
+    (PENDING, FAILURE): "reset after a lost claim and not run again when its flow reverts: it may have run",
+    (RUNNING, SUCCESS): "its execute returned (recorded by the current claim)",
+    (RUNNING, FAILURE): "its execute raised, or its inputs could not be resolved, or its worker kept dying",
+    (RUNNING, PENDING): "reclaimed from a dead worker (stale heartbeat): executed again from the start",
+    (SUCCESS, REVERTING): "claimed for compensation",
+    (FAILURE, REVERTING): "claimed for compensation (the failed atom is reverted too)",
+    (REVERTING, REVERTED): "its revert returned",
+    (REVERTING, REVERT_FAILURE): "its revert raised",
+    (REVERTING, REVERTING): "reclaimed mid-revert: reverted again under a new epoch",
+    (REVERT_FAILURE, REVERTING): "an operator asks to try the compensation again",
+    (SUCCESS, RETRYING): "its retry controller decided to retry its subflow",
+    (RETRYING, RUNNING): "the retry controller runs again",
+    (RETRYING, PENDING): "reset for the next attempt",
+    (RETRYING, REVERTING): "the retry controller is compensated",
+    (REVERTED, PENDING): "reset: a REVERTED flow re-runs, a subflow is retried",
+    (IGNORE, PENDING): "reset (engine.reset(), a re-run)",
+    (SUCCESS, PENDING): "reset (engine.reset(), a retried subflow)",
+    (FAILURE, PENDING): "reset (engine.reset(), a retried subflow)",
+    (REVERT_FAILURE, PENDING): "reset (engine.reset())",
+    (SUCCESS, IGNORE): "a retried subflow's decider now says no",
+    (FAILURE, IGNORE): "a retried subflow's decider now says no",
+    (REVERTED, IGNORE): "a retried subflow's decider now says no",
+}
 
-_ALLOWED_FLOW: Final[frozenset[tuple[str, str]]] = frozenset(
-    {
-        (PENDING, RUNNING),
-        (PENDING, SUSPENDED),
-        (RUNNING, SUCCESS),
-        (RUNNING, REVERTING),
-        (RUNNING, FAILURE),
-        (RUNNING, SUSPENDING),
-        (RUNNING, RUNNING),  # epoch bump on reclaim
-        (REVERTING, REVERTED),
-        (REVERTING, FAILURE),
-        (REVERTING, REVERTING),  # epoch bump on reclaim
-        (REVERTING, RUNNING),  # a retry controller decided to retry a subflow
-        (REVERTING, SUSPENDING),
-        (SUSPENDING, SUSPENDED),
-        (SUSPENDING, REVERTING),
-        (SUSPENDING, RUNNING),  # resumed before the suspension completed
-        (SUSPENDING, SUCCESS),
-        (SUSPENDING, FAILURE),
-        (SUSPENDING, REVERTED),
-        (SUSPENDED, RESUMING),
-        (SUSPENDED, RUNNING),
-        (SUSPENDED, REVERTING),
-        (RESUMING, RUNNING),
-        (RESUMING, REVERTING),
-        (RESUMING, SUSPENDED),
-        # explicit actions on finished flows
-        (SUCCESS, REVERTING),  # FlowHandle.revert(): compensate a finished flow
-        (FAILURE, REVERTING),  # an operator retries a failed compensation
-        (FAILURE, RUNNING),
-        (REVERTED, RUNNING),  # a REVERTED flow re-runs from scratch on a new run()
-        (REVERTED, PENDING),
-        (SUCCESS, PENDING),  # engine.reset()
-        (FAILURE, PENDING),
-        (SUSPENDED, PENDING),
-    }
-)
+#: every allowed flow transition, with why it exists
+FLOW_TRANSITIONS: Final[dict[tuple[str, str], str]] = {
+    (PENDING, RUNNING): "started (run(), submit(), a conductor)",
+    (PENDING, SUSPENDED): "suspended before it started",
+    (RUNNING, SUCCESS): "its last atom finished",
+    (RUNNING, REVERTING): "an atom failed: compensation starts once nothing runs",
+    (RUNNING, FAILURE): "a flow that cannot run (a corrupt spec) fails with a reason",
+    (RUNNING, SUSPENDING): "suspend(): running atoms finish, nothing new starts",
+    (RUNNING, RUNNING): "epoch bump on reclaim or resume",
+    (REVERTING, REVERTED): "every executed atom was compensated",
+    (REVERTING, FAILURE): "a revert failed",
+    (REVERTING, REVERTING): "epoch bump on reclaim",
+    (REVERTING, RUNNING): "a retry controller decided to retry a subflow",
+    (REVERTING, SUSPENDING): "suspend() during compensation",
+    (SUSPENDING, SUSPENDED): "nothing runs any more",
+    (SUSPENDING, REVERTING): "an atom failed while suspending",
+    (SUSPENDING, RUNNING): "resumed before the suspension completed",
+    (SUSPENDING, SUCCESS): "the last running atom finished the flow",
+    (SUSPENDING, FAILURE): "a revert failed while suspending",
+    (SUSPENDING, REVERTED): "the last running revert finished the compensation",
+    (SUSPENDED, RESUMING): "resume() began",
+    (SUSPENDED, RUNNING): "resumed",
+    (SUSPENDED, REVERTING): "revert() of a suspended flow",
+    (RESUMING, RUNNING): "resumed",
+    (RESUMING, REVERTING): "resumed into its compensation",
+    (RESUMING, SUSPENDED): "resume found nothing to do",
+    (SUCCESS, REVERTING): "FlowHandle.revert(): compensate a finished flow",
+    (FAILURE, REVERTING): "an operator retries a failed compensation",
+    (FAILURE, RUNNING): "resume() of a failed flow",
+    (REVERTED, RUNNING): "a REVERTED flow re-runs from scratch on a new run()",
+    (REVERTED, PENDING): "reset",
+    (SUCCESS, PENDING): "engine.reset()",
+    (FAILURE, PENDING): "engine.reset()",
+    (SUSPENDED, PENDING): "engine.reset()",
+}
+
+_ALLOWED_ATOM: Final[frozenset[tuple[str, str]]] = frozenset(ATOM_TRANSITIONS)
+_ALLOWED_FLOW: Final[frozenset[tuple[str, str]]] = frozenset(FLOW_TRANSITIONS)
 
 
 def atom_transition_allowed(old: str, new: str) -> bool:
@@ -155,3 +154,4 @@ def atom_sources(new: str) -> frozenset[str]:
 def flow_sources(new: str) -> frozenset[str]:
     """All states a flow may move to ``new`` from (used to build CAS guards)."""
     return frozenset(old for old, target in _ALLOWED_FLOW if target == new)
+
