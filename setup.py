@@ -43,6 +43,7 @@ EXTRAS: dict[str, list[str]] = {
 }
 EXTRAS["test"] = sorted(
     {
+        "hypothesis>=6.100",
         "pytest>=8",
         "pytest-celery>=1.1",
         "pytest-timeout>=2.3",
