@@ -77,7 +77,11 @@ def ensure_worker(app: Celery) -> None:
     global _worker, _thread, _pid
     with _lock:
         if _thread is not None and _thread.is_alive() and _pid == os.getpid():
-            return
+            if _running(_worker):
+                return
+            # stopping: Celery's process-wide stop flag (worker.state.should_terminate, which
+            # celery.contrib.testing's start_worker sets to stop its own worker) stops every worker here
+            _thread.join(10)
         settings = Settings.from_sources(app.conf)
         from celery.worker import WorkController
 
@@ -104,6 +108,13 @@ def ensure_worker(app: Celery) -> None:
         if not started.wait(30):
             raise RuntimeError("the embedded celeryflow worker did not start within 30 s")
         _worker, _thread, _pid = worker, thread, os.getpid()
+
+
+def _running(worker: Any) -> bool:
+    """Whether the worker's blueprint is still running (not closing or terminating)."""
+    from celery import bootsteps
+
+    return getattr(getattr(worker, "blueprint", None), "state", bootsteps.RUN) == bootsteps.RUN
 
 
 def _pool_class(app: Celery) -> type:

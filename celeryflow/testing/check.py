@@ -135,6 +135,7 @@ def for_each_failure_point(
     runner: FlowRunner | None = None,
     where: Iterable[str] = (BEFORE, AFTER),
     observe: Callable[[], Any] | None = None,
+    reset: Callable[[], None] | None = None,
     check: Callable[[Outcome], None] | None = None,
     raise_on_problems: bool = True,
     **options: Any,
@@ -153,6 +154,8 @@ def for_each_failure_point(
         runner: where to run (default: the embedded default on a temporary SQLite logbook).
         where: ``"before"`` and/or ``"after"``.
         observe: returns a comparable picture of what the flow changes in the world.
+        reset: puts the world back as it was before any run; called before every run (the
+            baseline's effects would otherwise be there when the next run starts).
         check: more assertions of your own on each failed run's outcome.
         raise_on_problems: raise :class:`CompensationBroken` (naming the failure points) if any.
 
@@ -166,14 +169,19 @@ def for_each_failure_point(
 
         runner = FlowRunner(f"sqlite:///{tempfile.mkdtemp(prefix='celeryflow-')}/logbook.db")
     where = tuple(where)
-    baseline = _point(runner, flow, store, None, observe, check, options)
+    def point(fault: Fault | None) -> PointResult:
+        if reset is not None:
+            reset()
+        return _point(runner, flow, store, fault, observe, check, options)
+
+    baseline = point(None)
     comp = baseline.outcome.comp
     assert comp is not None
     ran = [n for n in dict.fromkeys(baseline.outcome.executed) if comp.atoms[n].kind == "task"]
     results = [baseline] if baseline.outcome.state != states.SUCCESS else []
     for name in ran:
-        for point in where:
-            results.append(_point(runner, flow, store, Fault(name, point), observe, check, options))
+        for where_ in where:
+            results.append(point(Fault(name, where_)))
     found = FailurePoints(baseline.outcome, results)
     if raise_on_problems:
         found.raise_for_problems()

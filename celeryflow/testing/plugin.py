@@ -93,19 +93,27 @@ def celeryflow_worker_parameters() -> dict[str, Any]:
 @pytest.fixture
 def celeryflow_worker(celeryflow_app: Celery, celeryflow_logbook_url: str,
                       celeryflow_worker_parameters: dict[str, Any]) -> Iterator[Any]:
+    from celery.contrib.testing.app import setup_default_app
     from celery.contrib.testing.worker import start_worker
 
     import celeryflow
+    from celeryflow.runtime import embedded
 
     install_module: Any = sys.modules["celeryflow.install"]
     previous = install_module._installed
     celeryflow.install(celeryflow_app, backend=celeryflow_logbook_url, beat=False)
     try:
-        with start_worker(celeryflow_app, perform_ping_check=False, **celeryflow_worker_parameters) as worker:
+        # start_worker makes the app Celery's default and current one: put them back after
+        with setup_default_app(celeryflow_app), start_worker(
+                celeryflow_app, perform_ping_check=False, **celeryflow_worker_parameters) as worker:
             yield worker
     finally:
         # the test's app does not stay the process-wide default for app=None
         install_module._installed = previous
+        # start_worker stops its worker through Celery's process-wide flag (worker.state.should_terminate),
+        # which every worker in the process obeys: the embedded one, if running, is stopping too. Stop it
+        # for good, so the next embedded run starts a fresh one instead of sending to a dying one.
+        embedded.stop_worker()
 
 
 @pytest.fixture

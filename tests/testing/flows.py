@@ -33,6 +33,12 @@ def snapshot(ledger: str) -> dict[str, Any]:
         return dict(LEDGERS[ledger])
 
 
+def clear(ledger: str) -> None:
+    """Empty the ledger (the world before any run)."""
+    with _lock:
+        LEDGERS[ledger].clear()
+
+
 def _book(ledger: str, key: str, value: Any) -> None:
     with _lock:
         LEDGERS[ledger][key] = value
