@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 SWEEP_THREAD = "celeryflow-embedded-sweep"
+#: the embedded app's queue on the in-process memory transport
+EMBEDDED_QUEUE = "celeryflow-embedded"
 #: how often the sweep thread looks when it has no flow to sweep (it exits on stop at once)
 IDLE_INTERVAL = 1.0
 
@@ -56,6 +58,9 @@ def embedded_app() -> Celery:
             app.conf.update(
                 broker_url="memory://",
                 broker_transport_options={"polling_interval": 0.002},
+                # kombu's memory transport is one per process: a queue of its own keeps the embedded
+                # worker and any other in-process worker on memory:// (a test's) off each other's messages
+                task_default_queue=EMBEDDED_QUEUE,
                 result_backend=None,
                 task_ignore_result=True,
                 worker_hijack_root_logger=False,

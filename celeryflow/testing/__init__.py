@@ -34,7 +34,7 @@ if TYPE_CHECKING:
         fail_revert,
     )
     from celeryflow.testing.outcome import Outcome
-    from celeryflow.testing.runner import CrashNotReached, Crashed, FlowRunner
+    from celeryflow.testing.runner import Crashed, CrashNotReached, FlowRunner
 
 _WHERE = {
     "CompensationBroken": "check", "FailurePoints": "check", "PointResult": "check",
@@ -54,4 +54,23 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f"celeryflow.testing.{module}"), name)
 
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "CompensationBroken",
+    "CrashNotReached",
+    "CrashPoint",
+    "Crashed",
+    "Explanation",
+    "FailurePoints",
+    "Fault",
+    "FlowRunner",
+    "InjectedFailure",
+    "Outcome",
+    "PointResult",
+    "compensation_problems",
+    "crash_after",
+    "explain",
+    "fail_after",
+    "fail_before",
+    "fail_revert",
+    "for_each_failure_point",
+]

@@ -23,7 +23,8 @@ def add_options(parser: Any) -> None:
     parser._celeryflow_options = True
     group = parser.getgroup("celeryflow", "celeryflow: testing your flows")
     group.addoption("--celeryflow", action="store_true", default=False,
-                    help="activate the celeryflow fixtures (or ini: celeryflow = true; or -p celeryflow.testing.plugin)")
+                    help="activate the celeryflow fixtures (or ini: celeryflow = true; "
+                         "or -p celeryflow.testing.plugin)")
     group.addoption("--celeryflow-logbook", default=None, metavar="URL",
                     help="a PostgreSQL or MariaDB/MySQL database URL: each test gets a private schema/database "
                          f"there (default: an SQLite file per test; env {LOGBOOK_ENV})")

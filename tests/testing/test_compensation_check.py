@@ -38,7 +38,8 @@ def test_the_fixed_flow_passes(runner: FlowRunner) -> None:
     ledger = flows.new_ledger()
     store = {"ledger": ledger, "item": "A12", "amount": 30}
     baseline_world = {"seat": "A12", "payment": 30, "parcel": "pay-seat-A12"}
-    found = runner.for_each_failure_point(flows.shop, store, observe=lambda: flows.snapshot(ledger), reset=lambda: flows.clear(ledger))
+    found = runner.for_each_failure_point(flows.shop, store, observe=lambda: flows.snapshot(ledger),
+                                          reset=lambda: flows.clear(ledger))
     assert found.baseline.state == states.SUCCESS
     assert flows.snapshot(ledger) == {}  # the last point's run compensated everything
     assert runner.run(flows.shop, store).state == states.SUCCESS and flows.snapshot(ledger) == baseline_world
