@@ -14,9 +14,9 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from tests.fixtures_db import POSTGRES_BASE
+from tests.support.packaging import setup_arguments
 from tests.support.procs import REPO_ROOT
 
 GUIDE = REPO_ROOT / "docs" / "testing.md"
@@ -86,19 +86,8 @@ def test_the_guides_tests_pass_on_redis_and_postgresql(tmp_path: Path, redis_url
 
 
 def declared_entry_point() -> str:
-    """The ``pytest11`` entry point setup.py declares (setup.py is run with setuptools.setup captured)."""
-    import runpy
-
-    import setuptools
-
-    captured: dict[str, Any] = {}
-    real = setuptools.setup
-    setattr(setuptools, "setup", lambda **kw: captured.update(kw))  # noqa: B010
-    try:
-        runpy.run_path(str(REPO_ROOT / "setup.py"), run_name="__main__")
-    finally:
-        setattr(setuptools, "setup", real)  # noqa: B010
-    (line,) = captured["entry_points"]["pytest11"]
+    """The ``pytest11`` entry point setup.py declares."""
+    (line,) = setup_arguments()["entry_points"]["pytest11"]
     return str(line)
 
 
