@@ -169,6 +169,9 @@ def for_each_failure_point(
 
         runner = FlowRunner(f"sqlite:///{tempfile.mkdtemp(prefix='celeryflow-')}/logbook.db")
     where = tuple(where)
+    if not where or set(where) - {BEFORE, AFTER}:
+        raise ValueError(f"where={where!r}: failure points are {BEFORE!r} and/or {AFTER!r} an execute "
+                         "(a failing revert needs a failing flow: run(fail=[fail_after(a), fail_revert(b)]))")
     def point(fault: Fault | None) -> PointResult:
         if reset is not None:
             reset()

@@ -66,10 +66,12 @@ def celeryflow_embedded_app() -> Celery:
 
 
 @pytest.fixture
-def celeryflow_runner(celeryflow_logbook_url: str, celeryflow_embedded_app: Celery) -> FlowRunner:
+def celeryflow_runner(celeryflow_logbook_url: str, celeryflow_embedded_app: Celery) -> Iterator[FlowRunner]:
     from celeryflow.testing.runner import FlowRunner
 
-    return FlowRunner(celeryflow_logbook_url, celeryflow_embedded_app)
+    runner = FlowRunner(celeryflow_logbook_url, celeryflow_embedded_app)
+    yield runner
+    runner.close()
 
 
 @pytest.fixture
@@ -118,7 +120,9 @@ def celeryflow_worker(celeryflow_app: Celery, celeryflow_logbook_url: str,
 
 @pytest.fixture
 def celeryflow_worker_runner(celeryflow_app: Celery, celeryflow_logbook_url: str,
-                             celeryflow_worker: Any) -> FlowRunner:
+                             celeryflow_worker: Any) -> Iterator[FlowRunner]:
     from celeryflow.testing.runner import FlowRunner
 
-    return FlowRunner(celeryflow_logbook_url, celeryflow_app)
+    runner = FlowRunner(celeryflow_logbook_url, celeryflow_app)
+    yield runner
+    runner.close()

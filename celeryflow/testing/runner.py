@@ -76,6 +76,8 @@ class FlowRunner:
         self.app = app if app is not None else embedded_app()
         self.timeout = timeout
         self.injector = injector
+        #: flows crashed by this runner and not resumed yet (still armed: their deliveries are dropped)
+        self.crashed: set[str] = set()
 
     @property
     def embedded(self) -> bool:
@@ -179,6 +181,7 @@ class FlowRunner:
             from celeryflow.runtime.embedded import unwatch
 
             unwatch(engine.backend, uuid)  # the embedded sweep died with the process
+        self.crashed.add(uuid)
         at = last_event_id(engine.backend, uuid)
         return Crashed(self, crash, read_outcome(engine.backend, engine.compile(), uuid), at)
 
@@ -194,9 +197,16 @@ class FlowRunner:
         """
         uuid = crashed.flow_uuid
         self.injector.disarm(uuid)
+        self.crashed.discard(uuid)
         engine = engines.load_from_detail(uuid, store=dict(store or {}), app=self.app, backend=self.backend)
         _forget_claims(engine, uuid)
         return self._follow(engine, last_event_id(engine.backend, uuid), timeout)
+
+    def close(self) -> None:
+        """Disarm the flows this runner crashed and never resumed (the fixtures call it after the test)."""
+        for uuid in list(self.crashed):
+            self.injector.disarm(uuid)
+        self.crashed.clear()
 
     # ------------------------------------------------------------------ checks
     def for_each_failure_point(self, flow: FlowSource, store: Mapping[str, Any] | None = None,

@@ -82,3 +82,15 @@ def test_crash_with_an_earlier_failure_resumes_the_compensation(runner: FlowRunn
     assert resumed.state == states.SUCCESS and resumed.executed == ["charge", "ship"]
     assert flows.snapshot(ledger) == {"seat": "Z9", "payment": 7, "parcel": "pay-seat-Z9"}
     assert not intercept.active()
+
+
+def test_a_crash_left_unresumed_is_disarmed_by_close(runner: FlowRunner) -> None:
+    crashed = runner.crash(flows.shop, crash_after("reserve"), _store(flows.new_ledger()))
+    assert intercept.active() and runner.crashed == {crashed.flow_uuid}
+    runner.close()
+    assert not intercept.active() and INJECTOR.crashed(crashed.flow_uuid) is None
+
+
+def test_failure_points_are_executes(runner: FlowRunner) -> None:
+    with pytest.raises(ValueError, match="failure points are 'before' and/or 'after'"):
+        runner.for_each_failure_point(flows.shop, _store(flows.new_ledger()), where=("revert",))
