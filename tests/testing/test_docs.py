@@ -115,7 +115,7 @@ def test_the_entry_point_activates_the_plugin(tmp_path: Path) -> None:
     # not opted in: the options exist, no fixture does
     off = run_pytest(project, "test_explain.py", "test_order.py", env=env)
     assert off.returncode != 0 and "fixture 'celeryflow_runner' not found" in off.stdout, off.stdout[-3000:]
-    assert passed(run_pytest(project, "--celeryflow", env=env)) == 11
+    assert passed(run_pytest(project, "--celeryflow", "test_order.py", "test_plugins_loaded.py", env=env)) == 5
     (project / "pytest.ini").write_text("[pytest]\nceleryflow = true\n", encoding="utf-8")
     assert passed(run_pytest(project, "test_order.py", env=env)) == 4
 
