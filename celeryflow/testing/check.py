@@ -165,9 +165,12 @@ def for_each_failure_point(
     if runner is None:
         import tempfile
 
+        from celeryflow.testing.databases import sqlite_logbook
         from celeryflow.testing.runner import FlowRunner
 
-        runner = FlowRunner(f"sqlite:///{tempfile.mkdtemp(prefix='celeryflow-')}/logbook.db")
+        with tempfile.TemporaryDirectory(prefix="celeryflow-") as directory, sqlite_logbook(directory) as url:
+            return for_each_failure_point(flow, store, runner=FlowRunner(url), where=where, observe=observe,
+                                          reset=reset, check=check, raise_on_problems=raise_on_problems, **options)
     where = tuple(where)
     if not where or set(where) - {BEFORE, AFTER}:
         raise ValueError(f"where={where!r}: failure points are {BEFORE!r} and/or {AFTER!r} an execute "

@@ -81,3 +81,14 @@ def test_the_embedded_runner(celeryflow_runner: Any, celeryflow_embedded_app: An
     assert celeryflow_runner.embedded and is_embedded(celeryflow_embedded_app)
     assert celeryflow_runner.app is celeryflow_embedded_app
     assert "embedded" in repr(celeryflow_runner)
+
+
+def test_the_outcome_of_a_flow_run_elsewhere(celeryflow_runner: Any) -> None:
+    from celeryflow import engines
+
+    engine = engines.load(flows.shop(), store={"ledger": flows.new_ledger(), "item": "z", "amount": 3},
+                          app=celeryflow_runner.app, backend=celeryflow_runner.backend)
+    engine.run(timeout=60)
+    outcome = celeryflow_runner.outcome(engine.flow_uuid)
+    assert outcome.state == states.SUCCESS and outcome.executed == ["reserve", "charge", "ship"]
+    assert outcome.results["parcel"] == "parcel-pay-seat-z"
