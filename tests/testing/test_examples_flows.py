@@ -118,6 +118,8 @@ def test_retry_example_with_an_atom_that_always_fails(runner: FlowRunner, exampl
     assert once.state == states.SUCCESS and once.order == [
         ("execute", "up_to_3"), ("execute", "flaky_call"), ("revert", "flaky_call"),
         ("execute", "up_to_3"), ("execute", "flaky_call")]  # the controller decides again, then the retry
+    # every attempt's execution is undone once, whichever point fails
+    assert not runner.for_each_failure_point(build, store).broken
 
 
 @pytest.mark.parametrize("recorded", [False, True], ids=["before-outcome", "after-outcome"])
