@@ -124,6 +124,10 @@ setup(
         "console_scripts": [
             "celeryflow=celeryflow.cli:main",
         ],
+        # opt-in: only adds options unless the run says --celeryflow / ini celeryflow = true
+        "pytest11": [
+            "celeryflow=celeryflow.testing.entry",
+        ],
     },
     classifiers=[
         "Development Status :: 3 - Alpha",

@@ -7,6 +7,7 @@ Fixtures live in plugin modules by area so that each area can grow its own:
 * ``tests.fixtures_db``: a fresh logbook database URL per test (SQLite file,
   PostgreSQL schema, MariaDB database), parametrized over backends.
 * ``tests.fixtures_celery``: Celery apps and workers (in-process and separate processes).
+* ``celeryflow.testing.plugin``: the fixtures celeryflow ships for testing flows (``celeryflow_*``).
 """
 
 pytest_plugins = [
@@ -14,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures_services",
     "tests.fixtures_db",
     "tests.fixtures_celery",
+    "celeryflow.testing.plugin",
 ]
 
 

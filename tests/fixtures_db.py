@@ -23,16 +23,14 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.pool import NullPool
 
 from celeryflow.persistence import backends
 from celeryflow.persistence.backends.base import Backend
+from celeryflow.testing.databases import mariadb_logbook, postgres_logbook, unique_name
 
 POSTGRES_BASE = os.environ.get(
     "CELERYFLOW_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -65,11 +63,6 @@ def require_service(name: str, host: str, port: int) -> None:
     pytest.skip(reason)
 
 
-def unique_name() -> str:
-    """A fresh database/schema name: lower case (MySQL on some OSes folds case), under 64 chars."""
-    return f"cf_{uuid.uuid4().hex[:16]}"
-
-
 def _server(base: str, name: str, default_port: int, driver: str) -> URL:
     url = make_url(base).set(drivername=driver)
     require_service(name, url.host or "127.0.0.1", url.port or default_port)
@@ -93,20 +86,8 @@ def memory_url() -> Iterator[str]:
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL schema (usable at any fixture scope)."""
-    server = _server(POSTGRES_BASE, "PostgreSQL", 5432, "postgresql+psycopg")
-    schema = unique_name()
-    admin = create_engine(server, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = server.set(drivername="postgresql").update_query_dict({"options": f"-csearch_path={schema}"})
-    text = url.render_as_string(hide_password=False)
-    try:
-        yield text
-    finally:
-        backends.close_all(text)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
+    with postgres_logbook(_server(POSTGRES_BASE, "PostgreSQL", 5432, "postgresql+psycopg")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -118,19 +99,8 @@ def postgres_url() -> Iterator[str]:
 @contextlib.contextmanager
 def mariadb_database() -> Iterator[str]:
     """A fresh MariaDB database (usable at any fixture scope)."""
-    server = _server(MARIADB_BASE, "MariaDB", 3306, "mysql+pymysql")
-    database = unique_name()
-    admin = create_engine(server, poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    text = server.set(database=database).render_as_string(hide_password=False)
-    try:
-        yield text
-    finally:
-        backends.close_all(text)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{database}`")
-        admin.dispose()
+    with mariadb_logbook(_server(MARIADB_BASE, "MariaDB", 3306, "mysql+pymysql")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -7,11 +7,12 @@ import glob
 import importlib
 import importlib.metadata as md
 import re
-import runpy
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.support.packaging import setup_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,17 +32,7 @@ MODULE_OF = {
 @pytest.fixture(scope="module")
 def setup_kwargs() -> dict[str, Any]:
     """The keyword arguments setup.py passes to setuptools.setup (not run)."""
-    import setuptools
-
-    captured: dict[str, Any] = {}
-    real = setuptools.setup
-    setattr(setuptools, "setup", lambda **kw: captured.update(kw))  # noqa: B010
-    try:
-        runpy.run_path(str(REPO / "setup.py"), run_name="__main__")
-    finally:
-        setattr(setuptools, "setup", real)  # noqa: B010
-    assert captured, "setup.py did not call setuptools.setup"
-    return captured
+    return setup_arguments()
 
 
 def _split(req: str) -> tuple[str, str | None]:

@@ -65,17 +65,25 @@ def _from_factory(source: str, args: str | None, kwargs: str | None) -> Any:
 @click.option("--kwargs", "factory_kwargs", default=None, metavar="JSON",
               help="Factory keyword arguments (a JSON object).")
 @click.option("--no-legend", is_flag=True, help="Leave out the colour legend.")
+@click.option("--explain", "explain", is_flag=True,
+              help="Print a dry explanation instead: execution steps (what runs in parallel) and, with --fails, "
+                   "the compensation order.")
+@click.option("--fails", default=None, metavar="ATOM",
+              help="With --explain: what is compensated, in which order, if ATOM fails.")
 @backend_option
 @imports_option
 @guarded
 def graph(source: str, output: str | None, fmt: str | None, factory_args: str | None, factory_kwargs: str | None,
-          no_legend: bool, backend_url: str | None, imports: str | None) -> None:
+          no_legend: bool, explain: bool, fails: str | None, backend_url: str | None, imports: str | None) -> None:
     """Draw a flow: atoms coloured by state, execution order, compensation order.
 
     SOURCE is a flow id (or unique prefix) from the logbook, or MODULE:FACTORY, a
     function returning a flow (or a flow object) to draw before it ever ran.
     """
     from celeryflow import graphing
+
+    if fails is not None and not explain:
+        fail("--fails goes with --explain", EXIT_BAD_INPUT)
 
     import_modules(imports)
     if _is_factory_ref(source):
@@ -89,6 +97,9 @@ def graph(source: str, output: str | None, fmt: str | None, factory_args: str | 
         comp = view.compilation
         if comp is None:
             fail(f"flow {view.uuid} has no compiled spec in the logbook; it cannot be drawn", EXIT_BAD_INPUT)
+    if explain:
+        _explain(comp, fails, output)
+        return
     dot = graphing.flow_graph(comp, view, legend=not no_legend)
     if output is None:
         if fmt not in (None, "dot"):
@@ -102,3 +113,18 @@ def graph(source: str, output: str | None, fmt: str | None, factory_args: str | 
     except graphing.GraphError as exc:
         fail(str(exc), EXIT_BAD_INPUT if "Unknown graph format" in str(exc) else 1)
     click.echo(f"wrote {path} ({path.stat().st_size} bytes, {len(comp.atoms)} atoms)")
+
+
+def _explain(comp: Any, fails: str | None, output: str | None) -> None:
+    from celeryflow.testing.explanation import explain
+
+    if fails is not None and fails not in comp.atoms:
+        fail(f"flow {comp.flow_name!r} has no atom {fails!r}; its atoms are: {', '.join(comp.order)}", EXIT_BAD_INPUT)
+    text = explain(comp, fails=fails).text()
+    if output is None:
+        click.echo(text)
+        return
+    from pathlib import Path
+
+    Path(output).write_text(text + "\n", encoding="utf-8")
+    click.echo(f"wrote {output}")

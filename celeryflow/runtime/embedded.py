@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 SWEEP_THREAD = "celeryflow-embedded-sweep"
+#: the embedded app's queue on the in-process memory transport
+EMBEDDED_QUEUE = "celeryflow-embedded"
 #: how often the sweep thread looks when it has no flow to sweep (it exits on stop at once)
 IDLE_INTERVAL = 1.0
 
@@ -56,6 +58,9 @@ def embedded_app() -> Celery:
             app.conf.update(
                 broker_url="memory://",
                 broker_transport_options={"polling_interval": 0.002},
+                # kombu's memory transport is one per process: a queue of its own keeps the embedded
+                # worker and any other in-process worker on memory:// (a test's) off each other's messages
+                task_default_queue=EMBEDDED_QUEUE,
                 result_backend=None,
                 task_ignore_result=True,
                 worker_hijack_root_logger=False,
@@ -77,7 +82,11 @@ def ensure_worker(app: Celery) -> None:
     global _worker, _thread, _pid
     with _lock:
         if _thread is not None and _thread.is_alive() and _pid == os.getpid():
-            return
+            if _running(_worker):
+                return
+            # stopping: Celery's process-wide stop flag (worker.state.should_terminate, which
+            # celery.contrib.testing's start_worker sets to stop its own worker) stops every worker here
+            _thread.join(10)
         settings = Settings.from_sources(app.conf)
         from celery.worker import WorkController
 
@@ -104,6 +113,13 @@ def ensure_worker(app: Celery) -> None:
         if not started.wait(30):
             raise RuntimeError("the embedded celeryflow worker did not start within 30 s")
         _worker, _thread, _pid = worker, thread, os.getpid()
+
+
+def _running(worker: Any) -> bool:
+    """Whether the worker's blueprint is still running (not closing or terminating)."""
+    from celery import bootsteps
+
+    return getattr(getattr(worker, "blueprint", None), "state", bootsteps.RUN) == bootsteps.RUN
 
 
 def _pool_class(app: Celery) -> type:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeryflow import atom as atommod
 from celeryflow.exceptions import CeleryflowError, NotFound, NotRegistered, ResultTooLarge, StorageFailure
-from celeryflow.runtime import backends, context, heartbeat, localbus, outage, steps
+from celeryflow.runtime import backends, context, heartbeat, intercept, localbus, outage, steps
 from celeryflow.runtime.dispatch import EXECUTE_TASK, REVERT_TASK, chained_next, publish
 from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
 from celeryflow.runtime.settings import Settings
@@ -47,23 +47,10 @@ def _call_atom(
     kwargs = dict(begun.kwargs or {})
     try:
         atom = runtime.atom(name)
-        is_retry = runtime.comp.atoms[name].kind == "retry"
-        if mode == EXECUTE:
-            if is_retry:
-                from celeryflow.runtime.retries import call_retry_execute
-
-                return call_retry_execute(atom, kwargs, begun.history), None
-            return atom.execute(**kwargs), None
-        flow_failures = {k: Failure.from_dict(v) for k, v in (begun.flow_failures or {}).items()}
-        if is_retry:
-            # A retry controller reverts with its history (TaskFlow's Retry.revert(history, ...)).
-            from celeryflow.runtime.retries import call_retry_revert
-
-            return call_retry_revert(atom, kwargs, begun.history, flow_failures), None
-        result = begun.result
-        if begun.failure is not None:
-            result = Failure.from_dict(begun.failure)
-        return atom.revert(result=result, flow_failures=flow_failures, **kwargs), None
+        if intercept.active():  # celeryflow.testing's failure and crash injection, in this process only
+            return intercept.call(runtime.uuid, name, mode, lambda: _invoke(runtime, atom, name, mode, begun,
+                                                                            kwargs)), None
+        return _invoke(runtime, atom, name, mode, begun, kwargs), None
     except Exception as exc:
         LOG.info("atom %s of flow %s failed in %s: %r", name, runtime.uuid, mode, exc)
         return None, Failure.from_exception(exc).to_dict()
@@ -75,6 +62,28 @@ def _call_atom(
         # leave the atom RUNNING with live heartbeats (thread pools, the embedded default).
         LOG.warning("atom %s of flow %s raised %r in %s; recorded as its failure", name, runtime.uuid, exc, mode)
         return None, Failure.from_exception(exc).to_dict()
+
+
+def _invoke(runtime: context.FlowRuntime, atom: Any, name: str, mode: str, begun: steps.Begun,
+            kwargs: dict[str, Any]) -> Any:
+    """Call the atom's own ``execute`` or ``revert`` (a retry controller's with its history)."""
+    is_retry = runtime.comp.atoms[name].kind == "retry"
+    if mode == EXECUTE:
+        if is_retry:
+            from celeryflow.runtime.retries import call_retry_execute
+
+            return call_retry_execute(atom, kwargs, begun.history)
+        return atom.execute(**kwargs)
+    flow_failures = {k: Failure.from_dict(v) for k, v in (begun.flow_failures or {}).items()}
+    if is_retry:
+        # A retry controller reverts with its history (TaskFlow's Retry.revert(history, ...)).
+        from celeryflow.runtime.retries import call_retry_revert
+
+        return call_retry_revert(atom, kwargs, begun.history, flow_failures)
+    result = begun.result
+    if begun.failure is not None:
+        result = Failure.from_dict(begun.failure)
+    return atom.revert(result=result, flow_failures=flow_failures, **kwargs)
 
 
 #: BaseExceptions that are not Exceptions, raised by an atom's code
@@ -127,6 +136,10 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         _stop_chain(task)
         return
     settings = Settings.from_sources(app.conf)
+    if intercept.active() and not intercept.admit(flow_uuid, name, mode):
+        LOG.warning("dropped the %s message of %s/%s (injected crash)", mode, flow_uuid, name)
+        _stop_chain(task)
+        return
     try:
         begun = steps.begin(backend, runtime.comp, flow_uuid, name, epoch, mode, me)
     except StorageFailure as exc:  # nothing ran yet: deliver the message again later
@@ -160,6 +173,11 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         token = atommod.progress_sink.set(progress)
         try:
             result, failure = _call_atom(runtime, name, mode, begun)
+        except intercept.Crash:
+            # injected: the process "died" with the atom in its hands; its claim is left as it is
+            LOG.warning("dropped the %s outcome of %s/%s (injected crash)", mode, flow_uuid, name)
+            _stop_chain(task)
+            return
         finally:
             atommod.progress_sink.reset(token)
         result_json = None
@@ -179,6 +197,10 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
             f"the {mode} outcome of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0),
         )
     localbus.notify()
+    if intercept.active() and not intercept.publish(flow_uuid, name, mode):
+        LOG.warning("dropped what follows the %s of %s/%s (injected crash)", mode, flow_uuid, name)
+        _stop_chain(task)
+        return
     _send(app, runtime, dispatch, backend_key, settings, task, epoch)
     if failure is not None and dispatch is not None:
         _fail_celery_task(app, failure)
