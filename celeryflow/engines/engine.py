@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from celeryflow import brokers, compiler, serialization, states
+from celeryflow.engines.atom_details import add_taskflow_keys
 from celeryflow.engines.storage import Storage
 from celeryflow.engines.waiter import Follower, event_details, last_event_id
 from celeryflow.exceptions import ConfigurationError, MissingDependencies
@@ -310,6 +311,7 @@ class CeleryEngine:
                 return  # nobody listens: don't read the result back (a transaction per atom)
             if row.new_state == states.SUCCESS:
                 details["result"] = _lazy_result(self, row.atom_name)
+            add_taskflow_keys(self, row.atom_name, row.new_state or "", details)
             self.atom_notifier.notify(row.new_state or "", details)
         elif row.kind == "progress":
             details.update(task_name=row.atom_name, atom_name=row.atom_name, flow_uuid=self.flow_uuid)
