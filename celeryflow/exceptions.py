@@ -120,6 +120,18 @@ class NotFound(CeleryflowError):
     """A flow, atom, logbook or job that was asked for does not exist."""
 
 
+class UnknownBackend(StorageFailure, NotFound):
+    """A logbook URL names a database celeryflow has no backend for.
+
+    Also a :class:`NotFound`, as TaskFlow raises for a backend it cannot find (scripts
+    catch that to fall back to another backend).
+    """
+
+
+class UnknownJobBoard(ConfigurationError, NotFound):
+    """A jobboard conf names a kind of board celeryflow does not have (also a :class:`NotFound`, as in TaskFlow)."""
+
+
 class AlreadyExists(CeleryflowError):
     """Something with the same identity already exists."""
 
@@ -335,6 +347,8 @@ __all__ = [
     "TaskFlowException",
     "Timeout",
     "UnclaimableJob",
+    "UnknownBackend",
+    "UnknownJobBoard",
     "WorkerLost",
     "WrappedFailure",
     "raise_with_cause",

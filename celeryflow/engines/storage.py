@@ -217,7 +217,7 @@ class Storage:
 
     def inject(self, pairs: Mapping[str, Any], transient: bool = False) -> None:
         """Add values to the flow store (persisted: remote workers read them from the logbook)."""
-        encoded = {k: serialization.roundtrip(v, f"store value {k!r}") for k, v in pairs.items()}
+        encoded = {k: serialization.roundtrip_value(v, f"store value {k!r}") for k, v in pairs.items()}
 
         def write(session: Any) -> None:
             row = self.backend.lock_flow(session, self.flow_uuid)

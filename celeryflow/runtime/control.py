@@ -202,6 +202,8 @@ def start(
         flow = _locked(backend, session, flow_uuid)
         if store_updates:
             store = serialization.loads(flow.store) or {}
+            for key, value in store_updates.items():
+                serialization.check_value(value, f"store value {key!r}")
             store.update(store_updates)
             flow.store = serialization.dumps(store, f"store of flow {flow.name!r}")
         dispatch = Dispatch(flow_uuid, flow.name)
