@@ -16,10 +16,8 @@ class CaptureListener(base.Listener):
     """Captures transitions into ``values``: ``(kind, state, details)`` tuples by default.
 
     Args:
-        engine: the engine to listen to.
-        task_listen_for: task states to capture (default: all).
-        flow_listen_for: flow states to capture (default: all).
-        retry_listen_for: retry states to capture (default: all).
+        engine, task_listen_for, flow_listen_for, retry_listen_for: as for
+            :class:`~celeryflow.listeners.base.Listener` (default: every event).
         capture_flow: capture flow events.
         capture_task: capture task events.
         capture_retry: capture retry events.

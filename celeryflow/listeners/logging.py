@@ -19,10 +19,8 @@ class LoggingListener(base.DumpingListener):
     """Logs flow and task transitions (TaskFlow's messages) to a logger, at one level.
 
     Args:
-        engine: the engine to listen to.
-        task_listen_for: task states to log (default: all).
-        flow_listen_for: flow states to log (default: all).
-        retry_listen_for: retry states to receive (default: all).
+        engine, task_listen_for, flow_listen_for, retry_listen_for: as for
+            :class:`~celeryflow.listeners.base.Listener` (default: every event).
         log: the logger (default: the class's ``_LOGGER``, else this module's).
         level: the level (default ``logging.DEBUG``).
     """
@@ -67,10 +65,8 @@ class DynamicLoggingListener(base.Listener):
     when the exception was captured in this process).
 
     Args:
-        engine: the engine to listen to.
-        task_listen_for: task states to log (default: all).
-        flow_listen_for: flow states to log (default: all).
-        retry_listen_for: retry states to receive (default: all).
+        engine, task_listen_for, flow_listen_for, retry_listen_for: as for
+            :class:`~celeryflow.listeners.base.Listener` (default: every event).
         log: the logger (default: the class's ``_LOGGER``, else this module's).
         failure_level: level of failure transitions.
         level: level of the others.

@@ -14,10 +14,8 @@ class PrintingListener(base.DumpingListener):
     """Prints flow and task transitions to stdout (or stderr), TaskFlow's messages word for word.
 
     Args:
-        engine: the engine to listen to.
-        task_listen_for: task states to print (default: all).
-        flow_listen_for: flow states to print (default: all).
-        retry_listen_for: retry states to receive (default: all).
+        engine, task_listen_for, flow_listen_for, retry_listen_for: as for
+            :class:`~celeryflow.listeners.base.Listener` (default: every event).
         stderr: print to ``sys.stderr`` instead of ``sys.stdout``.
     """
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from celeryflow import states
@@ -119,24 +119,8 @@ class PrintingDurationListener(DurationListener):
 class EventTimeListener(base.Listener):
     """Saves when each event was received (unix time) as metadata ``<state>-timestamp``.
 
-    Args:
-        engine: the engine to listen to.
-        task_listen_for: task states to record (default: all).
-        flow_listen_for: flow states to record (default: all).
-        retry_listen_for: retry states to record (default: all).
+    Takes the arguments of :class:`~celeryflow.listeners.base.Listener` (default: every event).
     """
-
-    def __init__(
-        self,
-        engine: Any,
-        task_listen_for: Iterable[str] = base.DEFAULT_LISTEN_FOR,
-        flow_listen_for: Iterable[str] = base.DEFAULT_LISTEN_FOR,
-        retry_listen_for: Iterable[str] = base.DEFAULT_LISTEN_FOR,
-    ) -> None:
-        super().__init__(
-            engine, task_listen_for=task_listen_for, flow_listen_for=flow_listen_for,
-            retry_listen_for=retry_listen_for,
-        )
 
     def _record_atom_event(self, state: str, atom_name: str) -> None:
         meta_update = {f"{state}-timestamp": time.time()}
