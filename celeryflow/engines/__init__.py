@@ -43,7 +43,7 @@ def load(
     _check_engine(engine)
     if flow_detail is not None:
         if flow is None or isinstance(flow_detail, str):
-            return load_from_detail(flow_detail, store=store, backend=backend, app=app, **options)
+            return load_from_detail(flow_detail, store=store, backend=backend, app=app, book=book, **options)
         from celeryflow.engines.engine import resolve_app, resolve_backend
         from celeryflow.runtime.adopt import is_empty_detail
 
@@ -51,7 +51,8 @@ def load(
         resolved = resolve_backend(backend, resolved_app)
         uuid = str(flow_detail.uuid)
         if resolved.run(lambda session: is_empty_detail(session, uuid), readonly=True) is False:
-            return load_from_detail(flow_detail, store=store, backend=resolved, app=resolved_app, **options)
+            return load_from_detail(flow_detail, store=store, backend=resolved, app=resolved_app, book=book,
+                                    **options)
         return CeleryEngine(flow, store=store, app=resolved_app, backend=resolved, book=book, options=options,
                             into_detail=flow_detail)
     return CeleryEngine(flow, store=store, app=app, backend=backend, book=book, options=options)
@@ -117,8 +118,12 @@ def load_from_detail(
     fresh = flow_from_empty_detail(flow_uuid, backend=backend, app=app)
     if fresh is not None:
         flow, detail, resolved = fresh
-        return load(flow, store=store, backend=resolved, app=app, flow_detail=detail, **options)
-    eng = CeleryEngine(None, app=app, backend=backend, flow_uuid=flow_uuid, options=options)
+        into = detail if isinstance(flow_detail, str) else flow_detail
+        return load(flow, store=store, backend=resolved, app=app, flow_detail=into, **options)
+    book = options.pop("book", None)  # a LogBook to keep current (as ``load(..., book=)``)
+    eng = CeleryEngine(None, app=app, backend=backend, flow_uuid=flow_uuid, book=book, options=options)
+    if not isinstance(flow_detail, str):
+        eng._caller_detail = flow_detail  # brought up to date in place after run(), as TaskFlow's is
     if store:
         eng.storage.inject(store)
     return eng

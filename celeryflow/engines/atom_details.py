@@ -54,4 +54,16 @@ def add_taskflow_keys(engine: CeleryEngine, atom_name: str | None, state: str, d
         details["result"] = None
 
 
-__all__ = ["add_taskflow_keys"]
+def atom_versions(flow: Any) -> dict[str, str]:
+    """``{atom name: version string}`` (TaskFlow's ``atom.version``, ``(1, 0)`` -> ``"1.0"``) of a flow."""
+    out: dict[str, str] = {}
+    for atom in flow.iter_atoms():
+        version = getattr(atom, "version", None)
+        if isinstance(version, (list, tuple)):
+            version = ".".join(str(part) for part in version)
+        if version is not None and atom.name is not None:
+            out[atom.name] = str(version)
+    return out
+
+
+__all__ = ["add_taskflow_keys", "atom_versions"]

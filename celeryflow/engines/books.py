@@ -1,11 +1,12 @@
-"""A caller's ``book=`` filled as TaskFlow fills it.
+"""A caller's ``book=`` and ``flow_detail=`` objects filled as TaskFlow fills them.
 
 TaskFlow's ``engines.load(flow, book=book)`` adds the new flow detail to ``book``
-and updates that detail while the flow runs, so ``book.pformat()`` (or iterating
-the book) after ``run()`` shows the outcome. Here the logbook in the database is
-the truth: the engine adds its flow detail to the caller's
-:class:`~celeryflow.persistence.models.LogBook` when it persists the flow, and puts
-a fresh copy in its place each time ``run()`` returns or raises.
+and updates that detail (and a ``flow_detail=`` the caller passed) in place while the
+flow runs, so ``book.pformat()`` or ``flow_detail.state`` after ``run()`` shows the
+outcome. Here the logbook in the database is the truth: the engine adds its flow
+detail to the caller's :class:`~celeryflow.persistence.models.LogBook` when it
+persists the flow, and brings the caller's objects up to date in place each time
+``run()`` returns or raises.
 """
 
 from __future__ import annotations
@@ -19,22 +20,27 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 
-def fill_book(book: Any, backend: Backend, flow_uuid: str) -> None:
-    """Put the stored flow detail of ``flow_uuid`` (with its atoms) into ``book``, if it is a LogBook."""
-    from celeryflow.persistence.models import LogBook
+def fill_book(book: Any, backend: Backend, flow_uuid: str, detail: Any = None) -> None:
+    """Bring the caller's ``book`` (a LogBook) and ``detail`` (a FlowDetail) up to date with ``flow_uuid``."""
+    from celeryflow.persistence.models import FlowDetail, LogBook
 
-    if not isinstance(book, LogBook):
+    if not isinstance(book, LogBook) and not isinstance(detail, FlowDetail):
         return
     try:
-        fd = backend.get_flow_details(flow_uuid)
-        if book.created_at is None:
+        fresh = backend.get_flow_details(flow_uuid)
+        if isinstance(book, LogBook) and book.created_at is None:
             stored = backend.get_logbook(book.uuid, lazy=True)
             book.created_at, book.updated_at = stored.created_at, stored.updated_at
     except Exception:
-        # the caller's copy is a convenience: the logbook in the database stays the truth
-        LOG.warning("could not refresh logbook %s with flow %s", book.uuid, flow_uuid, exc_info=True)
+        # the caller's copies are a convenience: the logbook in the database stays the truth
+        LOG.warning("could not refresh the caller's copy of flow %s", flow_uuid, exc_info=True)
         return
-    book.add(fd)
+    targets = [detail, book.find(flow_uuid) if isinstance(book, LogBook) else None]
+    for target in targets:
+        if isinstance(target, FlowDetail) and target is not fresh:
+            target.__dict__.update(fresh.__dict__)  # in place: the caller's references see it
+    if isinstance(book, LogBook):
+        book.add(next((t for t in targets if isinstance(t, FlowDetail)), fresh))
 
 
 __all__ = ["fill_book"]

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from celeryflow import brokers, compiler, serialization, states
-from celeryflow.engines.atom_details import add_taskflow_keys
+from celeryflow.engines.atom_details import add_taskflow_keys, atom_versions
 from celeryflow.engines.books import fill_book
 from celeryflow.engines.storage import Storage
 from celeryflow.engines.waiter import Follower, event_details, last_event_id
@@ -91,6 +91,8 @@ class CeleryEngine:
         self._factory_spec = factory_spec
         # a FlowDetail the caller made (and maybe saved) to run ``flow`` into: runtime/adopt.py
         self._into_detail = into_detail
+        # the caller's FlowDetail object (into_detail, or the one load_from_detail was given): kept current
+        self._caller_detail = into_detail
         self._compilation: Compilation | None = None
         self._runtime: context.FlowRuntime | None = None
         self._flow_uuid = flow_uuid
@@ -161,6 +163,7 @@ class CeleryEngine:
         }
         for key, value in self._store.items():
             serialization.dumps_value(value, f"store value {key!r}")
+        versions = atom_versions(self._flow)
         into = self._into_detail
         flow_uuid = str(into.uuid) if into is not None else str(uuidlib.uuid4())
         book_uuid, book_name = _book_identity(self._book, comp.flow_name)
@@ -173,7 +176,8 @@ class CeleryEngine:
             if into is not None:
                 args = adopt.create_args(session, into, **{k: v for k, v in args.items() if k != "name"})
             created = control.create_flow(
-                session, flow_uuid=flow_uuid, comp=comp, spec=full_spec, owner=self._owner, **args
+                session, flow_uuid=flow_uuid, comp=comp, spec=full_spec, owner=self._owner, versions=versions,
+                **args,
             )
             # not created: this transaction committed before (then ``also`` did too)
             if created and also is not None:
@@ -185,7 +189,7 @@ class CeleryEngine:
         self._runtime.atoms = compiler.atoms_by_name(self._flow)
         self._runtime.deciders = list(compiler.deciders(self._flow))
         context.register_live(self._runtime)
-        fill_book(self._book, self.backend, flow_uuid)
+        fill_book(self._book, self.backend, flow_uuid, self._caller_detail)
 
     @property
     def flow_uuid(self) -> str:
@@ -273,7 +277,7 @@ class CeleryEngine:
         try:
             state = Follower(self.backend, self.flow_uuid, after).follow(self._on_event, timeout)
         finally:
-            fill_book(self._book, self.backend, self.flow_uuid)
+            fill_book(self._book, self.backend, self.flow_uuid, self._caller_detail)
         if self.is_embedded:
             from celeryflow.runtime.embedded import unwatch
 

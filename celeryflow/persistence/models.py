@@ -151,7 +151,7 @@ class FlowDetail:
     def __init__(self, name: str, uuid: str | None = None) -> None:
         self.name = name
         self.uuid = uuid or _new_uuid()
-        self.state: str = states.PENDING
+        self.state: str | None = None  # as TaskFlow: no state until stored (stored as PENDING)
         self.meta: dict[str, Any] = {}
         self.epoch = 0
         self.logbook_uuid: str | None = None

@@ -59,3 +59,34 @@ def test_the_callers_book_argument_with_a_detail(db_url: str) -> None:
     engine = engines.load(make_hello(), flow_detail=fd, book=book, backend=db_url)
     engine.run()
     assert book.find(fd.uuid) is not None and book.find(fd.uuid).state == "SUCCESS"  # type: ignore[union-attr]
+
+
+def test_the_callers_detail_objects_are_kept_current_as_taskflow_keeps_them(db_url: str) -> None:
+    """TaskFlow's resume_from_backend: a suspended flow resumed from a re-read detail; both objects show the end."""
+    from celeryflow import states, task
+    from celeryflow.patterns import linear_flow
+
+    holder: dict[str, engines.CeleryEngine] = {}
+
+    class Interrupt(task.Task):
+        def execute(self) -> None:
+            holder["engine"].suspend()
+
+    def flow() -> linear_flow.Flow:
+        from tests.porting.atoms import Hi
+
+        return linear_flow.Flow("resumable").add(Hi(name="first"), Interrupt(name="boom"), Hi(name="second",
+                                                                                              provides="again"))
+
+    book, fd = _saved_detail(db_url, "resumable")
+    assert models.FlowDetail("fresh").state is None  # as TaskFlow's, until stored
+    holder["engine"] = engines.load(flow(), flow_detail=fd, book=book, backend=db_url)
+    holder["engine"].run()
+    assert fd.state == states.SUSPENDED
+    assert {ad.name: (ad.version, ad.state) for ad in fd} == {
+        "first": ("1.0", states.SUCCESS), "boom": ("1.0", states.SUCCESS), "second": ("1.0", states.PENDING)}
+    again = backends.fetch(db_url).get_logbook(book.uuid).find(fd.uuid)
+    assert again is not None
+    engines.load(flow(), flow_detail=again, backend=db_url, book=book).run()
+    assert again.state == states.SUCCESS and again.find_by_name("second").state == states.SUCCESS  # type: ignore[union-attr]
+    assert book.find(fd.uuid).state == states.SUCCESS  # type: ignore[union-attr]
