@@ -7,7 +7,6 @@ import logging
 import re
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -132,32 +131,30 @@ def test_capture_listener_skips(logbook: str) -> None:
     assert names == {"tests.porting.atoms.AddOne"}
 
 
-class _Job:
-    def __init__(self, state: str) -> None:
-        self.state = state
+def test_checking_claim_listener_calls_on_job_loss(logbook: str, tmp_path: Path) -> None:
+    from celeryflow.jobs import backends as job_backends
 
-
-class _Board:
-    def __init__(self, owner: str | None) -> None:
-        self.owner = owner
-
-    def find_owner(self, job: Any) -> str | None:
-        return self.owner
-
-
-def test_checking_claim_listener_calls_on_job_loss(logbook: str) -> None:
     engine = engines.load(make_hello(), backend=logbook)
-    lost: list[str] = []
-    with pytest.raises(ValueError, match="callable"):
-        claims.CheckingClaimListener(engine, _Job(states.CLAIMED), _Board("me"), "me", on_job_loss=42)  # type: ignore[arg-type]
-    listener = claims.CheckingClaimListener(engine, _Job(states.CLAIMED), _Board("someone-else"), "me",
-                                            on_job_loss=lambda eng, state, details: lost.append(state))
-    with listener:
-        engine.run()
-    assert states.SUCCESS in lost and states.RUNNING in lost
-    kept: list[str] = []
-    engine2 = engines.load(make_hello(), backend=logbook)
-    with claims.CheckingClaimListener(engine2, _Job(states.CLAIMED), _Board("me"), "me",
-                                      on_job_loss=lambda *a: kept.append("lost")):
-        engine2.run()
-    assert kept == []
+    with job_backends.backend("claims", {"board": "sql", "url": f"sqlite:///{tmp_path / 'jobs.db'}"}) as board:
+        job = board.post("work")
+        with pytest.raises(ValueError, match="callable"):
+            claims.CheckingClaimListener(engine, job, board, "me", on_job_loss=42)  # type: ignore[arg-type]
+        # never claimed by "me": every event reports the loss
+        lost: list[str] = []
+        with claims.CheckingClaimListener(engine, job, board, "me",
+                                          on_job_loss=lambda eng, state, details: lost.append(state)):
+            engine.run()
+        assert states.SUCCESS in lost and states.RUNNING in lost
+        # claimed by "me": nothing is reported
+        board.claim(job, "me")
+        kept: list[str] = []
+        engine2 = engines.load(make_hello(), backend=logbook)
+        with claims.CheckingClaimListener(engine2, job, board, "me", on_job_loss=lambda *a: kept.append("lost")):
+            engine2.run()
+        assert kept == []
+        # the default reaction to a lost claim suspends the engine
+        board.abandon(job, "me")
+        engine3 = engines.load(make_hello(), backend=logbook)
+        with claims.CheckingClaimListener(engine3, job, board, "me"):
+            engine3.run()
+        assert engine3.storage.get_flow_state() in (states.SUSPENDED, states.SUCCESS)
