@@ -48,6 +48,15 @@ ENGINE_META_KEYS = frozenset(
 )
 
 
+def _flow_order(spec: Any) -> dict[str, int]:
+    """Atom name -> position in the flow's compiled order (how TaskFlow's details iterate)."""
+    try:
+        order = spec["compilation"]["order"]
+    except (TypeError, KeyError):
+        return {}
+    return {name: index for index, name in enumerate(order)} if isinstance(order, list) else {}
+
+
 def _format_meta(metadata: dict[str, Any], indent: int) -> list[str]:
     """TaskFlow's metadata lines (``progress`` as a percentage); the engine's own keys left out."""
     shown = {k: v for k, v in metadata.items() if k not in ENGINE_META_KEYS}
@@ -207,7 +216,8 @@ class FlowDetail:
         fd.created_at = row.created_at
         fd.updated_at = row.updated_at
         fd.finished_at = row.finished_at
-        for atom in atoms:
+        order = _flow_order(fd.spec)
+        for atom in sorted(atoms, key=lambda a: (order.get(a.name, len(order)), a.name)):
             fd.add(AtomDetail.from_row(atom))
         return fd
 
