@@ -158,3 +158,25 @@ def test_checking_claim_listener_calls_on_job_loss(logbook: str, tmp_path: Path)
         with claims.CheckingClaimListener(engine3, job, board, "me"):
             engine3.run()
         assert engine3.storage.get_flow_state() in (states.SUSPENDED, states.SUCCESS)
+
+
+LISTENERS = [
+    ("base", "Listener"), ("printing", "PrintingListener"), ("logging", "LoggingListener"),
+    ("logging", "DynamicLoggingListener"), ("timing", "DurationListener"), ("timing", "PrintingDurationListener"),
+    ("timing", "EventTimeListener"), ("capturing", "CaptureListener"), ("claims", "CheckingClaimListener"),
+]
+
+
+@pytest.mark.parametrize(("module", "name"), LISTENERS)
+def test_signatures_match_the_installed_taskflow(module: str, name: str) -> None:
+    import importlib
+    import inspect
+
+    pytest.importorskip("taskflow")
+    theirs = inspect.signature(getattr(importlib.import_module(f"taskflow.listeners.{module}"), name))
+    ours = inspect.signature(getattr(importlib.import_module(f"celeryflow.listeners.{module}"), name))
+
+    def shape(sig: inspect.Signature) -> list[tuple[str, str]]:
+        return [(p.name, repr(p.default)) for p in sig.parameters.values()]
+
+    assert shape(ours) == shape(theirs)
