@@ -152,7 +152,8 @@ def test_checking_claim_listener_calls_on_job_loss(logbook: str, tmp_path: Path)
         with claims.CheckingClaimListener(engine2, job, board, "me", on_job_loss=lambda *a: kept.append("lost")):
             engine2.run()
         assert kept == []
-        # the default reaction to a lost claim suspends the engine
+        # the default reaction to a lost claim suspends the engine (events are replayed after the atoms
+        # ran, so on the embedded default a two-atom flow may already have finished by then)
         board.abandon(job, "me")
         engine3 = engines.load(make_hello(), backend=logbook)
         with claims.CheckingClaimListener(engine3, job, board, "me"):
