@@ -8,8 +8,13 @@ the original exception chained as ``__cause__``.
 
 from __future__ import annotations
 
+import builtins
+import io
+import os
+import sys
+import traceback
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from celeryflow.types.failure import Failure
@@ -29,8 +34,57 @@ class CeleryflowError(Exception):
         if cause is not None:
             self.__cause__ = cause
 
+    def _get_message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def pformat(self, indent: int = 2, indent_text: str = " ", show_root_class: bool = False) -> str:
+        """This error and its chain of causes, one per line (TaskFlow's ``pformat``).
+
+        Args:
+            indent: how much deeper each cause is indented.
+            indent_text: the text repeated for one level of indentation.
+            show_root_class: start with this error's class name.
+
+        Raises:
+            ValueError: ``indent`` is negative.
+        """
+        if indent < 0:
+            raise ValueError(f"Provided 'indent' must be greater than or equal to zero instead of {indent}")
+        buf = io.StringIO()
+        if show_root_class:
+            buf.write(f"{type(self).__name__}: ")
+        buf.write(self._get_message())
+        active = indent
+        next_up: BaseException | None = self.cause
+        seen: list[BaseException] = []
+        while next_up is not None and next_up not in seen:
+            seen.append(next_up)
+            buf.write(os.linesep)
+            if isinstance(next_up, CeleryflowError):
+                buf.write(f"{indent_text * active}{type(next_up).__name__}: {next_up._get_message()}")
+            else:
+                lines = traceback.format_exception_only(type(next_up), next_up)
+                buf.write(os.linesep.join(indent_text * active + line.rstrip("\n") for line in lines))
+                break  # not ours: its ``cause`` attribute (if any) means nothing to us
+            active += indent
+            next_up = next_up.cause
+        return buf.getvalue()
+
 
 TaskFlowException = CeleryflowError
+
+
+def raise_with_cause(exc_cls: type[CeleryflowError], message: str, *args: Any, **kwargs: Any) -> NoReturn:
+    """Raise ``exc_cls(message, ...)`` chained to the exception being handled (TaskFlow's helper).
+
+    Raises:
+        ValueError: ``exc_cls`` is not a :class:`CeleryflowError` subclass.
+    """
+    if not (isinstance(exc_cls, type) and issubclass(exc_cls, CeleryflowError)):
+        raise ValueError("Subclass of taskflow exception is required")
+    if kwargs.get("cause") is None:
+        kwargs["cause"] = sys.exc_info()[1]
+    raise exc_cls(message, *args, **kwargs)
 
 
 class StorageFailure(CeleryflowError):
@@ -68,6 +122,18 @@ class TransportNotInstalled(ConfigurationError):
 
 class NotFound(CeleryflowError):
     """A flow, atom, logbook or job that was asked for does not exist."""
+
+
+class UnknownBackend(StorageFailure, NotFound):
+    """A logbook URL names a database celeryflow has no backend for.
+
+    Also a :class:`NotFound`, as TaskFlow raises for a backend it cannot find (scripts
+    catch that to fall back to another backend).
+    """
+
+
+class UnknownJobBoard(ConfigurationError, NotFound):
+    """A jobboard conf names a kind of board celeryflow does not have (also a :class:`NotFound`, as in TaskFlow)."""
 
 
 class AlreadyExists(CeleryflowError):
@@ -158,6 +224,53 @@ class ExecutionFailure(CeleryflowError):
     """An atom failed in a way that has no original exception to re-raise."""
 
 
+# TaskFlow's remaining exception names, so ported ``except exceptions.X:`` clauses resolve.
+
+
+class ConductorFailure(CeleryflowError):
+    """A conductor failed to dispatch, run or finish a job."""
+
+
+class RequestTimeout(ExecutionFailure, Timeout):
+    """A request to a remote worker was not answered in time (TaskFlow's worker-based engine)."""
+
+
+class CompilationFailure(CeleryflowError):
+    """A flow cannot be compiled into something an engine can run."""
+
+
+class IncompatibleVersion(CeleryflowError):
+    """Something was written by an incompatible version (a spec, a schema)."""
+
+
+class Empty(CeleryflowError):
+    """Something that must not be empty is (a flow with no atoms where one is needed)."""
+
+
+class MultipleChoices(CeleryflowError):
+    """Several things match where one was expected."""
+
+
+class InvalidFormat(CeleryflowError):
+    """An object or entity is not in the expected format."""
+
+
+class DisallowedAccess(CeleryflowError):
+    """Storage cannot be accessed in the current state.
+
+    Attributes:
+        state: the state that forbids the access, if known.
+    """
+
+    def __init__(self, message: str = "", cause: BaseException | None = None, state: str | None = None) -> None:
+        super().__init__(message, cause)
+        self.state = state
+
+
+class NotImplementedError(builtins.NotImplementedError):
+    """A feature of the library itself is not implemented (TaskFlow's own ``NotImplementedError``)."""
+
+
 class WorkerLost(ExecutionFailure):
     """The worker running an atom died too many times (a poison atom)."""
 
@@ -213,16 +326,25 @@ __all__ = [
     "BackendClosed",
     "BrokerUnavailable",
     "CeleryflowError",
+    "CompilationFailure",
+    "ConductorFailure",
     "ConfigurationError",
     "CorruptSpec",
     "DependencyFailure",
+    "DisallowedAccess",
     "Duplicate",
+    "Empty",
     "ExecutionFailure",
+    "IncompatibleVersion",
+    "InvalidFormat",
     "InvalidState",
     "JobFailure",
     "MissingDependencies",
+    "MultipleChoices",
     "NotFound",
+    "NotImplementedError",
     "NotRegistered",
+    "RequestTimeout",
     "ResultTooLarge",
     "SerializationError",
     "StaleMessage",
@@ -230,6 +352,9 @@ __all__ = [
     "TaskFlowException",
     "Timeout",
     "UnclaimableJob",
+    "UnknownBackend",
+    "UnknownJobBoard",
     "WorkerLost",
     "WrappedFailure",
+    "raise_with_cause",
 ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from kombu.utils import json as kjson
@@ -59,6 +60,43 @@ def _find_unserializable(value: Any, path: str) -> tuple[str, str] | None:
     return None
 
 
+def _find_namedtuple(value: Any) -> tuple[str, str] | None:
+    """Locate the first namedtuple (a tuple subclass with ``_fields``): (path, type name).
+
+    JSON would silently turn it into a list, and attribute access would fail later on
+    whoever reads it back; refusing it at once names where it is.
+    """
+    trail: list[Any] = []
+    found = _scan(value, trail)
+    if found is None:
+        return None
+    return "".join(f"[{key!r}]" for key in reversed(trail)), found
+
+
+def _scan(value: Any, trail: list[Any]) -> str | None:
+    items: Iterable[tuple[Any, Any]]
+    if isinstance(value, tuple):
+        if hasattr(type(value), "_fields"):
+            return type(value).__qualname__
+        items = enumerate(value)
+    elif isinstance(value, list):
+        items = enumerate(value)
+    elif isinstance(value, dict):
+        items = value.items()
+    else:
+        return None
+    for key, item in items:
+        if isinstance(item, _CONTAINERS):
+            found = _scan(item, trail)
+            if found is not None:
+                trail.append(key)
+                return found
+    return None
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
 def dumps(value: Any, what: str = "value") -> str:
     """Encode ``value`` as JSON text.
 
@@ -83,6 +121,31 @@ def dumps(value: Any, what: str = "value") -> str:
         ) from exc
 
 
+def check_value(value: Any, what: str = "value") -> None:
+    """Refuse what JSON would silently change: a namedtuple (it would come back a plain list).
+
+    Called on the values users hand over (store values, atom results), not on
+    celeryflow's own records.
+
+    Raises:
+        SerializationError: ``value`` is or contains a namedtuple; the message names where.
+    """
+    if isinstance(value, _CONTAINERS):
+        named = _find_namedtuple(value)
+        if named is not None:
+            where, type_name = named
+            raise SerializationError(
+                f"{what}{where} is a namedtuple ({type_name}), which JSON would turn into a plain list "
+                "(its attribute names lost). Store or return it as a dict (value._asdict()) or a list"
+            )
+
+
+def dumps_value(value: Any, what: str = "value") -> str:
+    """:func:`dumps` of a user's value (a store value, an atom result), after :func:`check_value`."""
+    check_value(value, what)
+    return dumps(value, what)
+
+
 def loads(text: str | bytes | None) -> Any:
     """Decode JSON text written by :func:`dumps` (``None`` stays ``None``)."""
     if text is None:
@@ -92,4 +155,10 @@ def loads(text: str | bytes | None) -> Any:
 
 def roundtrip(value: Any, what: str = "value") -> Any:
     """Check that ``value`` is serializable and return what a reader would get back."""
+    return loads(dumps(value, what))
+
+
+def roundtrip_value(value: Any, what: str = "value") -> Any:
+    """:func:`roundtrip` of a user's value, after :func:`check_value`."""
+    check_value(value, what)
     return loads(dumps(value, what))

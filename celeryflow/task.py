@@ -26,6 +26,12 @@ if TYPE_CHECKING:
 #: Event a task's own :attr:`Task.notifier` emits on :meth:`Task.update_progress`.
 EVENT_UPDATE_PROGRESS = "update_progress"
 
+#: the keyword ``revert`` receives the execute result (or its Failure) under (TaskFlow's name)
+REVERT_RESULT = "result"
+
+#: the keyword ``revert`` receives ``{atom name: Failure}`` under (TaskFlow's name)
+REVERT_FLOW_FAILURES = "flow_failures"
+
 
 class Task(Atom):
     """An atom that executes and can be reverted.
@@ -259,4 +265,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
-__all__ = ["EVENT_UPDATE_PROGRESS", "CeleryTask", "FunctorTask", "MapFunctorTask", "ReduceFunctorTask", "Task"]
+__all__ = [
+    "EVENT_UPDATE_PROGRESS",
+    "REVERT_FLOW_FAILURES",
+    "REVERT_RESULT",
+    "CeleryTask",
+    "FunctorTask",
+    "MapFunctorTask",
+    "ReduceFunctorTask",
+    "Task",
+]

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from celeryflow.engines.engine import EVENT_UPDATE_PROGRESS, CeleryEngine
+from celeryflow.engines.factories import flow_from_empty_detail, save_factory_details
 from celeryflow.exceptions import ConfigurationError, NotRegistered
 
 #: TaskFlow-style alias
@@ -32,10 +33,28 @@ def load(
     flow_detail: Any = None,
     **options: Any,
 ) -> CeleryEngine:
-    """Build an engine for ``flow`` (nothing runs until ``run()``)."""
+    """Build an engine for ``flow`` (nothing runs until ``run()``).
+
+    With ``flow_detail`` (a FlowDetail or a flow id): a detail a flow already ran in is
+    resumed (as :func:`load_from_detail`); a FlowDetail that is new or empty (made by the
+    caller, perhaps saved with ``save_logbook``) gets ``flow`` run into it, keeping its
+    uuid, name, logbook and metadata, as TaskFlow does.
+    """
     _check_engine(engine)
     if flow_detail is not None:
-        return load_from_detail(flow_detail, store=store, backend=backend, app=app, **options)
+        if flow is None or isinstance(flow_detail, str):
+            return load_from_detail(flow_detail, store=store, backend=backend, app=app, book=book, **options)
+        from celeryflow.engines.engine import resolve_app, resolve_backend
+        from celeryflow.runtime.adopt import is_empty_detail
+
+        resolved_app = resolve_app(app)
+        resolved = resolve_backend(backend, resolved_app)
+        uuid = str(flow_detail.uuid)
+        if resolved.run(lambda session: is_empty_detail(session, uuid), readonly=True) is False:
+            return load_from_detail(flow_detail, store=store, backend=resolved, app=resolved_app, book=book,
+                                    **options)
+        return CeleryEngine(flow, store=store, app=resolved_app, backend=resolved, book=book, options=options,
+                            into_detail=flow_detail)
     return CeleryEngine(flow, store=store, app=app, backend=backend, book=book, options=options)
 
 
@@ -88,13 +107,35 @@ def load_from_detail(
     app: Any = None,
     **options: Any,
 ) -> CeleryEngine:
-    """Re-attach to a flow in the logbook (a FlowDetail or a flow id) to resume it."""
+    """Re-attach to a flow in the logbook (a FlowDetail or a flow id) to resume it.
+
+    A detail no flow ran in yet, whose metadata names a flow factory
+    (:func:`save_factory_details`), gets that factory's flow run into it; the factory
+    must be registered here (celeryflow never imports a module a row names).
+    """
     _check_engine(engine)
     flow_uuid = flow_detail if isinstance(flow_detail, str) else str(flow_detail.uuid)
-    eng = CeleryEngine(None, app=app, backend=backend, flow_uuid=flow_uuid, options=options)
+    fresh = flow_from_empty_detail(flow_uuid, backend=backend, app=app)
+    if fresh is not None:
+        flow, detail, resolved = fresh
+        into = detail if isinstance(flow_detail, str) else flow_detail
+        return load(flow, store=store, backend=resolved, app=app, flow_detail=into, **options)
+    book = options.pop("book", None)  # a LogBook to keep current (as ``load(..., book=)``)
+    eng = CeleryEngine(None, app=app, backend=backend, flow_uuid=flow_uuid, book=book, options=options)
+    if not isinstance(flow_detail, str):
+        eng._caller_detail = flow_detail  # brought up to date in place after run(), as TaskFlow's is
     if store:
         eng.storage.inject(store)
     return eng
 
 
-__all__ = ["EVENT_UPDATE_PROGRESS", "CeleryEngine", "Engine", "load", "load_from_detail", "load_from_factory", "run"]
+__all__ = [
+    "EVENT_UPDATE_PROGRESS",
+    "CeleryEngine",
+    "Engine",
+    "load",
+    "load_from_detail",
+    "load_from_factory",
+    "run",
+    "save_factory_details",
+]

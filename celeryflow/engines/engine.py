@@ -11,11 +11,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from celeryflow import brokers, compiler, serialization, states
+from celeryflow.engines.atom_details import add_taskflow_keys, atom_versions
+from celeryflow.engines.books import fill_book
 from celeryflow.engines.storage import Storage
 from celeryflow.engines.waiter import Follower, event_details, last_event_id
 from celeryflow.exceptions import ConfigurationError, MissingDependencies
+from celeryflow.runtime import adopt, context, control, dispatch
 from celeryflow.runtime import backends as backend_keys
-from celeryflow.runtime import context, control, dispatch
 from celeryflow.runtime.settings import Settings
 from celeryflow.types.failure import Failure
 from celeryflow.types.notifier import Notifier
@@ -74,6 +76,7 @@ class CeleryEngine:
         flow_uuid: str | None = None,
         factory_spec: dict[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
+        into_detail: Any = None,
     ) -> None:
         self.app = resolve_app(app)
         self.backend: Backend = resolve_backend(backend, self.app)
@@ -86,6 +89,10 @@ class CeleryEngine:
         self._store = dict(store or {})
         self._book = book
         self._factory_spec = factory_spec
+        # a FlowDetail the caller made (and maybe saved) to run ``flow`` into: runtime/adopt.py
+        self._into_detail = into_detail
+        # the caller's FlowDetail object (into_detail, or the one load_from_detail was given): kept current
+        self._caller_detail = into_detail
         self._compilation: Compilation | None = None
         self._runtime: context.FlowRuntime | None = None
         self._flow_uuid = flow_uuid
@@ -155,15 +162,22 @@ class CeleryEngine:
             "compilation": comp.to_dict(),
         }
         for key, value in self._store.items():
-            serialization.dumps(value, f"store value {key!r}")
-        flow_uuid = str(uuidlib.uuid4())
+            serialization.dumps_value(value, f"store value {key!r}")
+        versions = atom_versions(self._flow)
+        into = self._into_detail
+        flow_uuid = str(into.uuid) if into is not None else str(uuidlib.uuid4())
         book_uuid, book_name = _book_identity(self._book, comp.flow_name)
 
         def txn(session: Any) -> None:
+            args: dict[str, Any] = {
+                "name": comp.flow_name, "store": self._store, "meta": {"options": _jsonable(self.options)},
+                "logbook_uuid": book_uuid, "logbook_name": book_name,
+            }
+            if into is not None:
+                args = adopt.create_args(session, into, **{k: v for k, v in args.items() if k != "name"})
             created = control.create_flow(
-                session, flow_uuid=flow_uuid, name=comp.flow_name, comp=comp, spec=full_spec,
-                store=self._store, meta={"options": _jsonable(self.options)}, logbook_uuid=book_uuid,
-                logbook_name=book_name, owner=self._owner,
+                session, flow_uuid=flow_uuid, comp=comp, spec=full_spec, owner=self._owner, versions=versions,
+                **args,
             )
             # not created: this transaction committed before (then ``also`` did too)
             if created and also is not None:
@@ -175,6 +189,7 @@ class CeleryEngine:
         self._runtime.atoms = compiler.atoms_by_name(self._flow)
         self._runtime.deciders = list(compiler.deciders(self._flow))
         context.register_live(self._runtime)
+        fill_book(self._book, self.backend, flow_uuid, self._caller_detail)
 
     @property
     def flow_uuid(self) -> str:
@@ -259,7 +274,10 @@ class CeleryEngine:
         began = time.monotonic()
         after = last_event_id(self.backend, self.flow_uuid) if self._flow_uuid else 0
         self.start()
-        state = Follower(self.backend, self.flow_uuid, after).follow(self._on_event, timeout)
+        try:
+            state = Follower(self.backend, self.flow_uuid, after).follow(self._on_event, timeout)
+        finally:
+            fill_book(self._book, self.backend, self.flow_uuid, self._caller_detail)
         if self.is_embedded:
             from celeryflow.runtime.embedded import unwatch
 
@@ -310,6 +328,7 @@ class CeleryEngine:
                 return  # nobody listens: don't read the result back (a transaction per atom)
             if row.new_state == states.SUCCESS:
                 details["result"] = _lazy_result(self, row.atom_name)
+            add_taskflow_keys(self, row.atom_name, row.new_state or "", details)
             self.atom_notifier.notify(row.new_state or "", details)
         elif row.kind == "progress":
             details.update(task_name=row.atom_name, atom_name=row.atom_name, flow_uuid=self.flow_uuid)

@@ -17,7 +17,7 @@ from celeryflow.flow import Depth, Item
 if TYPE_CHECKING:
     from typing import Self  # 3.11+; annotations only (python_requires >= 3.10)
 
-__all__ = ["Depth", "Flow"]
+__all__ = ["Depth", "Flow", "TargetedFlow"]
 
 
 class Flow(flow.Flow):
@@ -273,6 +273,90 @@ class Flow(flow.Flow):
             ancestors = self._ancestor_ids(id(item))
             provided = {s for key in ancestors for s in self._by_id[key].provides}
             requires.update(v for v in wanted if v not in provided)
+        return frozenset(requires)
+
+
+class TargetedFlow(Flow):
+    """A graph flow that runs only up to a target item (TaskFlow's ``TargetedFlow``).
+
+    After ``set_target(item)`` the flow is the target and everything it depends on
+    (its ancestors in the graph); the other items are left out of the flow, as if
+    not added, until ``reset_target()``. What is stored and run is that subgraph.
+    """
+
+    def __init__(self, name: str, retry: Any = None) -> None:
+        super().__init__(name, retry)
+        self._target: Item | None = None
+
+    def set_target(self, target_node: Item) -> None:
+        """Run only ``target_node`` and the items it needs.
+
+        Raises:
+            ValueError: ``target_node`` is not an item of this flow.
+        """
+        if id(target_node) not in self._by_id:
+            raise ValueError(f"Node '{target_node}' not found")
+        self._target = target_node
+
+    def reset_target(self) -> None:
+        """Run every item again."""
+        self._target = None
+
+    @property
+    def target(self) -> Item | None:
+        """The target item, or ``None``."""
+        return self._target
+
+    def _visible(self) -> list[Item]:
+        if self._target is None:
+            return list(self._items)
+        keep = self._ancestor_ids(id(self._target)) | {id(self._target)}
+        return [item for item in self._items if id(item) in keep]
+
+    def __len__(self) -> int:
+        return len(self._visible())
+
+    def __iter__(self) -> Iterator[Item]:
+        return iter(self._visible())
+
+    def iter_nodes(self) -> Iterator[tuple[Item, dict[str, Any]]]:
+        for item in self._visible():
+            yield item, {}
+
+    def iter_links(self) -> Iterator[tuple[Item, Item, dict[str, Any]]]:
+        keep = {id(item) for item in self._visible()}
+        for u, v, meta in super().iter_links():
+            if id(u) in keep and id(v) in keep:
+                yield u, v, meta
+
+    def iter_atoms(self) -> Iterator[Any]:
+        if self._retry is not None:
+            yield self._retry
+        for item in self._visible():
+            yield from flow.iter_tree_atoms(item)
+
+    def iter_flows(self) -> Iterator[flow.Flow]:
+        yield self
+        for item in self._visible():
+            if isinstance(item, flow.Flow):
+                yield from item.iter_flows()
+
+    @property
+    def provides(self) -> frozenset[str]:
+        provides: set[str] = set(self._retry.provides) if self._retry is not None else set()
+        for item in self._visible():
+            provides.update(item.provides)
+        return frozenset(provides)
+
+    @property
+    def requires(self) -> frozenset[str]:
+        keep = {id(item) for item in self._visible()}
+        retry_provides = frozenset(self._retry.provides) if self._retry is not None else frozenset()
+        requires: set[str] = set(self._retry.requires) if self._retry is not None else set()
+        for item in self._visible():
+            ancestors = self._ancestor_ids(id(item)) & keep
+            provided = {sym for key in ancestors for sym in self._by_id[key].provides}
+            requires.update(v for v in item.requires if v not in retry_provides and v not in provided)
         return frozenset(requires)
 
 

@@ -15,6 +15,7 @@ and failures become :class:`~celeryflow.types.failure.Failure` objects.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid as uuidlib
 from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
@@ -39,6 +40,38 @@ def _decode_dict(text: str | None) -> dict[str, Any]:
 def _decode_failure(text: str | None) -> Failure | None:
     data = serialization.loads(text)
     return Failure.from_dict(data) if data else None
+
+
+#: metadata keys the engine keeps for itself; ``pformat`` leaves them out (they stay in ``meta``)
+ENGINE_META_KEYS = frozenset(
+    {"options", "revert_plan", "revert_failed", "revert_scope", "retrying", "worker_lost", "verdicts"}
+)
+
+
+def _flow_order(spec: Any) -> dict[str, int]:
+    """Atom name -> position in the flow's compiled order (how TaskFlow's details iterate)."""
+    try:
+        order = spec["compilation"]["order"]
+    except (TypeError, KeyError):
+        return {}
+    return {name: index for index, name in enumerate(order)} if isinstance(order, list) else {}
+
+
+def _format_meta(metadata: dict[str, Any], indent: int) -> list[str]:
+    """TaskFlow's metadata lines (``progress`` as a percentage); the engine's own keys left out."""
+    shown = {k: v for k, v in metadata.items() if k not in ENGINE_META_KEYS}
+    if not shown:
+        return []
+    lines = [f"{' ' * indent}- metadata:"]
+    for key, value in shown.items():
+        if key == "progress" and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = f"{value * 100.0:0.2f}%"
+        lines.append(f"{' ' * (indent + 2)}+ {key} = {value}")
+    return lines
+
+
+def _format_shared(obj: Any, indent: int) -> list[str]:
+    return [f"{' ' * indent}- {attr} = {getattr(obj, attr)}" for attr in ("uuid", "state") if hasattr(obj, attr)]
 
 
 def _encode_failure(failure: Failure | None, what: str) -> str | None:
@@ -84,6 +117,18 @@ class LogBook:
     def __repr__(self) -> str:
         return f"LogBook(name={self.name!r}, uuid={self.uuid!r}, flows={len(self)})"
 
+    def pformat(self, indent: int = 0, linesep: str = os.linesep) -> str:
+        """This logbook, its flow details and their atom details as text (TaskFlow's layout)."""
+        lines = [f"{' ' * indent}{type(self).__name__}: '{self.name}'"]
+        lines.extend(_format_shared(self, indent + 1))
+        lines.extend(_format_meta(self.meta, indent + 1))
+        if self.created_at is not None:
+            lines.append(f"{' ' * (indent + 1)}- created_at = {self.created_at.isoformat()}")
+        if self.updated_at is not None:
+            lines.append(f"{' ' * (indent + 1)}- updated_at = {self.updated_at.isoformat()}")
+        lines.extend(fd.pformat(indent=indent + 1, linesep=linesep) for fd in self)
+        return linesep.join(lines)
+
     @classmethod
     def from_row(cls, row: LogBookRow, flows: Iterable[FlowDetail] = ()) -> LogBook:
         """Build a logbook from its row and its (already built) flow details."""
@@ -115,7 +160,7 @@ class FlowDetail:
     def __init__(self, name: str, uuid: str | None = None) -> None:
         self.name = name
         self.uuid = uuid or _new_uuid()
-        self.state: str = states.PENDING
+        self.state: str | None = None  # as TaskFlow: no state until stored (stored as PENDING)
         self.meta: dict[str, Any] = {}
         self.epoch = 0
         self.logbook_uuid: str | None = None
@@ -148,6 +193,14 @@ class FlowDetail:
     def __repr__(self) -> str:
         return f"FlowDetail(name={self.name!r}, uuid={self.uuid!r}, state={self.state!r})"
 
+    def pformat(self, indent: int = 0, linesep: str = os.linesep) -> str:
+        """This flow detail and its atom details as text (TaskFlow's layout)."""
+        lines = [f"{' ' * indent}{type(self).__name__}: '{self.name}'"]
+        lines.extend(_format_shared(self, indent + 1))
+        lines.extend(_format_meta(self.meta, indent + 1))
+        lines.extend(ad.pformat(indent=indent + 1, linesep=linesep) for ad in self)
+        return linesep.join(lines)
+
     @classmethod
     def from_row(cls, row: FlowRow, atoms: Iterable[AtomRow] = ()) -> FlowDetail:
         """Build a flow detail from its row and its atom rows."""
@@ -163,7 +216,8 @@ class FlowDetail:
         fd.created_at = row.created_at
         fd.updated_at = row.updated_at
         fd.finished_at = row.finished_at
-        for atom in atoms:
+        order = _flow_order(fd.spec)
+        for atom in sorted(atoms, key=lambda a: (order.get(a.name, len(order)), a.name)):
             fd.add(AtomDetail.from_row(atom))
         return fd
 
@@ -237,6 +291,20 @@ class AtomDetail:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, uuid={self.uuid!r}, state={self.state!r})"
+
+    def pformat(self, indent: int = 0, linesep: str = os.linesep) -> str:
+        """This atom detail as text (TaskFlow's layout)."""
+        pad = " " * (indent + 1)
+        version = self.version
+        if isinstance(version, (list, tuple)):
+            version = ".".join(str(part) for part in version)
+        lines = [f"{' ' * indent}{type(self).__name__}: '{self.name}'"]
+        lines.extend(_format_shared(self, indent + 1))
+        lines.append(f"{pad}- version = {None if version is None else str(version)}")
+        lines.append(f"{pad}- results = {self.results}")
+        lines.append(f"{pad}- failure = {bool(self.failure)}")
+        lines.extend(_format_meta(self.meta, indent + 1))
+        return linesep.join(lines)
 
     @staticmethod
     def from_row(row: AtomRow) -> AtomDetail:

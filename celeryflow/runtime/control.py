@@ -49,8 +49,12 @@ def create_flow(
     logbook_uuid: str | None,
     logbook_name: str | None,
     owner: str | None = None,
+    versions: Mapping[str, str] | None = None,
 ) -> bool:
     """Write a new flow, its atoms and its spec in the caller's transaction.
+
+    ``versions`` (atom name -> version string, TaskFlow's ``atom.version``) go into the
+    atom rows' metadata, where ``AtomDetail.version`` reads them.
 
     Returns False, writing nothing, when this very flow (same id, name and spec) is
     already there: the caller's earlier commit landed though its connection died
@@ -98,6 +102,7 @@ def create_flow(
             "rwaiting": 0,
             "attempts": 0,
             "progress": 0.0,
+            "meta": _version_meta(versions, atom.name),
         }
         for atom in comp.atoms.values()
     ]
@@ -109,6 +114,11 @@ def create_flow(
     events.add("flow", None, states.PENDING)
     events.flush(session)
     return True
+
+
+def _version_meta(versions: Mapping[str, str] | None, name: str) -> str | None:
+    version = versions.get(name) if versions else None
+    return None if version is None else serialization.dumps({"__version__": version})
 
 
 #: atoms per flow from which PostgreSQL gets them with COPY (one round trip) instead of
@@ -202,6 +212,8 @@ def start(
         flow = _locked(backend, session, flow_uuid)
         if store_updates:
             store = serialization.loads(flow.store) or {}
+            for key, value in store_updates.items():
+                serialization.check_value(value, f"store value {key!r}")
             store.update(store_updates)
             flow.store = serialization.dumps(store, f"store of flow {flow.name!r}")
         dispatch = Dispatch(flow_uuid, flow.name)

@@ -244,7 +244,7 @@ def finish(
     if failure is not None:
         result_json = None
     elif result_json is None:
-        result_json = serialization.dumps(result, f"result of atom {name!r}")
+        result_json = serialization.dumps_value(result, f"result of atom {name!r}")
     failure_json = serialization.dumps(failure) if failure is not None else None
     lookup = controller or _lookup(backend, flow_uuid)
 

@@ -104,7 +104,7 @@ def _check_result(result: Any, name: str, settings: Settings) -> tuple[str | Non
     from celeryflow import serialization
 
     try:
-        text = serialization.dumps(result, f"result of atom {name!r}")
+        text = serialization.dumps_value(result, f"result of atom {name!r}")
     except CeleryflowError as exc:
         return None, Failure.from_exception(exc).to_dict()
     if len(text) > settings.max_result_bytes:

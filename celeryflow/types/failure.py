@@ -128,6 +128,13 @@ class Failure:
         return self._exception
 
     @property
+    def exc_info(self) -> tuple[type[BaseException], BaseException, Any] | None:
+        """``(type, value, traceback)`` when captured live in this process, else None (as TaskFlow)."""
+        if self._exception is None:
+            return None
+        return type(self._exception), self._exception, self._exception.__traceback__
+
+    @property
     def exception_str(self) -> str:
         return self._exception_str
 

@@ -40,15 +40,18 @@ class Notifier:
             raise ValueError("Notifier callbacks must be callable")
         extra = {"args": args, "kwargs": kwargs or {}, "filter": details_filter}
         with self._lock:
-            if self.is_registered(event_type, callback):
+            if self.is_registered(event_type, callback, details_filter=details_filter):
                 raise ValueError(f"Callback {callback!r} is already registered for {event_type!r}")
             self._topics.setdefault(event_type, []).append((callback, extra))
 
-    def deregister(self, event_type: str, callback: Callback) -> bool:
+    def deregister(
+        self, event_type: str, callback: Callback, details_filter: Callable[[dict[str, Any]], bool] | None = None
+    ) -> bool:
+        """Remove ``callback`` (registered with that ``details_filter``); whether it was there."""
         with self._lock:
             entries = self._topics.get(event_type, [])
-            for index, (cb, _) in enumerate(entries):
-                if cb == callback:
+            for index, (cb, extra) in enumerate(entries):
+                if cb == callback and (extra or {}).get("filter") == details_filter:
                     del entries[index]
                     return True
         return False
@@ -57,9 +60,15 @@ class Notifier:
         with self._lock:
             return len(self._topics.pop(event_type, []))
 
-    def is_registered(self, event_type: str, callback: Callback) -> bool:
+    def is_registered(
+        self, event_type: str, callback: Callback, details_filter: Callable[[dict[str, Any]], bool] | None = None
+    ) -> bool:
+        """Whether ``callback`` is registered for ``event_type`` with that ``details_filter``."""
         with self._lock:
-            return any(cb == callback for cb, _ in self._topics.get(event_type, []))
+            return any(
+                cb == callback and (extra or {}).get("filter") == details_filter
+                for cb, extra in self._topics.get(event_type, [])
+            )
 
     def listeners_iter(self) -> Iterable[tuple[str, list[Callback]]]:
         with self._lock:

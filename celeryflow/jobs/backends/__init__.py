@@ -17,10 +17,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
-from celeryflow.exceptions import ConfigurationError
+from celeryflow.exceptions import ConfigurationError, UnknownJobBoard
 from celeryflow.jobs.backends.base import DEFAULT_CLAIM_EXPIRY, JobBoard
 from celeryflow.jobs.backends.impl_redis import RedisJobBoard
 from celeryflow.jobs.backends.impl_sql import SQLJobBoard
@@ -52,8 +53,25 @@ def fetch(name: str, conf: Mapping[str, Any] | str, persistence: Any = None) -> 
     kind = str(conf.get("board") or "sql").lower()
     cls = BOARDS.get(kind)
     if cls is None:
-        raise ConfigurationError(f"Unknown jobboard {kind!r}: use one of {', '.join(sorted(BOARDS))}")
+        raise UnknownJobBoard(f"Unknown jobboard {kind!r}: use one of {', '.join(sorted(BOARDS))}")
     return cls(name, conf, persistence=persistence)
+
+
+@contextmanager
+def backend(name: str, conf: Mapping[str, Any] | str, persistence: Any = None) -> Iterator[JobBoard]:
+    """A connected board that is closed when the ``with`` block ends (TaskFlow's ``backend``).
+
+    ::
+
+        with job_backends.backend("deploys", {"board": "sql", "url": url}) as board:
+            board.post("deploy", book)
+    """
+    board = fetch(name, conf, persistence=persistence)
+    board.connect()
+    try:
+        yield board
+    finally:
+        board.close()
 
 
 __all__ = [
@@ -65,5 +83,6 @@ __all__ = [
     "RedisJobBoard",
     "SQLJobBoard",
     "TrashedJob",
+    "backend",
     "fetch",
 ]

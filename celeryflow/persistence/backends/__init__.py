@@ -7,7 +7,9 @@ plus options) or a backend (returned as is)::
     backend = fetch({"connection": "sqlite:////var/lib/app/logbook.db", "busy_timeout": 60})
 
 URLs: ``sqlite:///path``, ``memory://`` (or ``sqlite://``), ``postgresql://``
-(psycopg 3), ``mysql://`` / ``mariadb://`` / ``mysql+pymysql://`` (PyMySQL).
+(psycopg 3), ``mysql://`` / ``mariadb://`` / ``mysql+pymysql://`` (PyMySQL),
+TaskFlow's ``dir:///path`` / ``file:///path`` (an SQLite logbook inside that
+directory: see impl_dir).
 
 One backend (engine and pool) per URL and options per process. Celery's
 prefork pool forks workers from a parent that may already hold connections:
@@ -23,11 +25,13 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from celeryflow.exceptions import ConfigurationError
 from celeryflow.persistence.backends.base import Backend, BackendURL, Connection, mask_url
+from celeryflow.persistence.backends.impl_dir import is_dir_url, sqlite_url
 from celeryflow.persistence.backends.impl_memory import MemoryBackend, is_memory_url
 from celeryflow.persistence.backends.impl_sqlalchemy import SQLAlchemyBackend
 
@@ -73,6 +77,8 @@ def fetch(
             f"No logbook URL in {mask_url(str(conf))!r}: pass a URL such as sqlite:///logbook.db "
             "or a dict {'connection': url}"
         )
+    if is_dir_url(url):
+        url = sqlite_url(url, options)
     if "auto_migrate" in options:
         option = options.pop("auto_migrate")
         auto_migrate = option if auto_migrate is None else auto_migrate
@@ -85,6 +91,19 @@ def fetch(
             backend = cls(url, auto_migrate=auto, options=options, on_close=_forget)
             _cache[key] = backend
         return backend
+
+
+@contextmanager
+def backend(conf: str | Mapping[str, Any] | Backend, **options: Any) -> Iterator[Backend]:
+    """The backend for ``conf``, its schema upgraded, as a ``with`` block (TaskFlow's ``backend``).
+
+    The backend is shared by the process (see :func:`fetch`), so leaving the block does
+    not close it: other engines of the process may be using it (``close_all`` does).
+    """
+    be = fetch(conf, **options)
+    with be.get_connection() as conn:
+        conn.upgrade()
+    yield be
 
 
 def close_all(url: str | None = None) -> None:
@@ -120,6 +139,7 @@ __all__ = [
     "MemoryBackend",
     "SQLAlchemyBackend",
     "auto_migrate_default",
+    "backend",
     "close_all",
     "fetch",
 ]

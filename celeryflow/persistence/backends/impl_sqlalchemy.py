@@ -42,7 +42,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, Operati
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from celeryflow.exceptions import BackendClosed, ConfigurationError, StorageFailure
+from celeryflow.exceptions import BackendClosed, ConfigurationError, StorageFailure, UnknownBackend
 from celeryflow.persistence import migrate
 from celeryflow.persistence.backends.base import Backend, BackendURL
 from celeryflow.persistence.backends.sqlite_lock import SQLiteWriteLock
@@ -93,9 +93,9 @@ def normalize_url(url: str) -> URL:
             "postgresql://user:password@host/db, mysql://user:password@host/db or memory://"
         ) from exc
     if parsed.get_backend_name() not in _DIALECTS:
-        raise StorageFailure(
+        raise UnknownBackend(
             f"Unsupported logbook database {parsed.get_backend_name()!r} in {parsed!r}: "
-            f"celeryflow supports {', '.join(_DIALECTS)} and memory://"
+            f"celeryflow supports {', '.join(_DIALECTS)}, memory:// and dir:// (file://)"
         )
     if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})  # 3-byte "utf8" mangles emoji
