@@ -20,20 +20,26 @@ def _config(backend_url: str | None, prefix: str, actions: bool, token: str | No
                               basic_auth=tuple(basic_auth) or None, flower_url=flower_url, app=app, **extra)
 
 
-def _web_options(fn: Any) -> Any:
-    for option in reversed([
+def _web_options(fn: Any, *, basic: bool = True) -> Any:
+    options = [
         click.option("--actions/--read-only", default=False, envvar="CELERYFLOW_WEB_ACTIONS",
                      help="Allow resume/suspend/revert (needs --token, --basic-auth or Flower's auth)."),
         click.option("--token", envvar="CELERYFLOW_WEB_TOKEN", default=None,
                      help="Bearer token that authorises actions (env CELERYFLOW_WEB_TOKEN)."),
-        click.option("--basic-auth", "basic_auth", multiple=True, metavar="USER:PASSWORD",
-                     help="Credentials that authorise actions (repeat; env CELERYFLOW_WEB_BASIC_AUTH, "
-                          "comma-separated)."),
         backend_option,
         imports_option,
-    ]):
+    ]
+    if basic:
+        options.insert(2, click.option(
+            "--basic-auth", "basic_auth", multiple=True, metavar="USER:PASSWORD",
+            help="Credentials that authorise actions (repeat; env CELERYFLOW_WEB_BASIC_AUTH, comma-separated)."))
+    for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+def _flower_options(fn: Any) -> Any:
+    return _web_options(fn, basic=False)
 
 
 @click.command()
@@ -78,17 +84,18 @@ def web(actions: bool, token: str | None, basic_auth: Sequence[str], backend_url
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@_web_options
+@_flower_options
 @click.option("--app", "-A", "app_ref", envvar="CELERYFLOW_APP", default="celeryflow_tasks", show_default=True,
               help="The Celery app Flower monitors (and actions send messages with).")
 @click.argument("flower_args", nargs=-1, type=click.UNPROCESSED)
 @guarded
-def flower(actions: bool, token: str | None, basic_auth: Sequence[str], backend_url: str | None,
-           imports: str | None, app_ref: str, flower_args: Sequence[str]) -> None:
+def flower(actions: bool, token: str | None, backend_url: str | None, imports: str | None, app_ref: str,
+           flower_args: Sequence[str]) -> None:
     """Run Flower with the flow view mounted at /flows (a "Flows" entry in its navigation).
 
-    Arguments after the options go to Flower, e.g. ``celeryflow flower --port=5555
-    --basic-auth=admin:secret``. Flower's own authentication guards the flow pages.
+    Other arguments go to Flower, e.g. ``celeryflow flower --port=5555
+    --basic-auth=admin:secret``. Flower's own authentication guards the flow pages, and
+    a user it authenticated may act on flows when --actions is given.
     """
     from celery.bin.celery import celery as celery_cli
 
@@ -103,7 +110,7 @@ def flower(actions: bool, token: str | None, basic_auth: Sequence[str], backend_
     app, _ = load_app(app_ref, backend_url)
     import_modules(imports)
     prefix = ("/" + url_prefix.strip("/") if url_prefix.strip("/") else "") + "/flows"
-    config = _config(backend_url, prefix, actions, token, basic_auth, None, app, host_auth=True)
+    config = _config(backend_url, prefix, actions, token, (), None, app, host_auth=True)
     config.flower_url = "/" + url_prefix.strip("/")  # inside Flower: links to its task pages stay on this server
     mount(FlowWeb(config), url_prefix=url_prefix)
     celery_cli.main(args=["-A", app_ref, "flower", *flower_args], prog_name="celeryflow flower")
