@@ -40,6 +40,8 @@ EXTRAS: dict[str, list[str]] = {
     "django": ["celery[django]>=5.7", "Django>=4.2"],
     "flask": ["Flask>=3.0"],
     "graph": ["graphviz>=0.20"],
+    # the flow web view and its metrics (celeryflow web / celeryflow flower, celeryflow.web)
+    "web": ["tornado>=6.1", "prometheus_client>=0.16", "graphviz>=0.20"],
 }
 EXTRAS["test"] = sorted(
     {
@@ -47,7 +49,8 @@ EXTRAS["test"] = sorted(
         "pytest-celery>=1.1",
         "pytest-timeout>=2.3",
         "PyYAML>=6.0",
-        *(req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph")
+        "selenium>=4.15",  # tests/web: a real browser (Debian's chromium + chromium-driver)
+        *(req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph", "web")
           for req in EXTRAS[name]),
     }
 )
@@ -60,7 +63,7 @@ EXTRAS["dev"] = sorted(
     }
 )
 EXTRAS["all"] = sorted(
-    {req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph")
+    {req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph", "web")
      for req in EXTRAS[name]}
 )
 
