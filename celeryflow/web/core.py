@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +73,28 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class _Recent(OrderedDict):  # type: ignore[type-arg]
+    """The last ``size`` compiled specs read (a flow's spec never changes)."""
+
+    def __init__(self, size: int = 32) -> None:
+        super().__init__()
+        self.size = size
+        self.lock = threading.Lock()
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        with self.lock:
+            if key in self:
+                self.move_to_end(key)
+                return self[key]
+            return default
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        with self.lock:
+            super().__setitem__(key, value)
+            while len(self) > self.size:
+                self.popitem(last=False)
+
+
 def _json(doc: Any, status: int = 200) -> Response:
     return Response(status, json.dumps(doc, default=str).encode(), "application/json")
 
@@ -85,15 +109,23 @@ class FlowWeb:
     def __init__(self, config: WebConfig | None = None) -> None:
         self.config = config or WebConfig.from_env()
         self._metrics: Any = None
+        self._masker: Any = None
+        self._compilations = _Recent()
 
     @property
     def backend(self) -> Any:
         return self.config.open_backend()
 
     def is_masked(self, key: str) -> bool:
-        return bool(snapshot._default_masker()(key))
+        """``flows show``'s rule (settings ``mask_keys``), read once."""
+        if self._masker is None:
+            self._masker = snapshot._default_masker()
+        return bool(self._masker(key))
 
     # ------------------------------------------------------------------ routing
+
+    def load_flow(self, flow_id: str) -> snapshot.FlowView:
+        return snapshot.load_flow(self.backend, flow_id, compilations=self._compilations)
 
     def handle(self, request: Request) -> Response:
         try:
@@ -126,7 +158,7 @@ class FlowWeb:
         if rest == "/api/changes":
             return self.changes(request, flow_id)
         if rest == "/api/status":
-            return _json(snapshot.status(snapshot.load_flow(self.backend, flow_id), is_masked=self.is_masked))
+            return _json(snapshot.status(self.load_flow(flow_id), is_masked=self.is_masked))
         action = _ACTION.match(rest)
         if action:
             return self.action(request, flow_id, action.group(1))
@@ -165,7 +197,7 @@ class FlowWeb:
 
     def flow_page(self, request: Request, flow_id: str) -> Response:
         last = queries.last_event_id(self.backend, flow_id)  # before the view: replaying changes is harmless
-        view = snapshot.load_flow(self.backend, flow_id)
+        view = self.load_flow(flow_id)
         before = request.arg("events_before")
         events = queries.timeline(self.backend, flow_id, before=int(before) if before and before.isdigit() else None)
         atoms_page = request.arg("atoms") or "0"
@@ -211,7 +243,7 @@ class FlowWeb:
             if self.config.basic_auth:
                 response.headers["WWW-Authenticate"] = 'Basic realm="celeryflow"'
             return response
-        view = snapshot.load_flow(self.backend, flow_id)
+        view = self.load_flow(flow_id)
         if view.state not in ACTIONS[action]:
             return self._message(409, f"Cannot {action}",
                                  f"flow {view.uuid} is {view.state}: {action} is not allowed in that state.", back)

@@ -100,14 +100,14 @@ def _svg(view: snapshot.FlowView) -> str:
     return text
 
 
-def _inputs(view: snapshot.FlowView, name: str, is_masked: Any, results: dict[str, Any]) -> str:
+def _inputs(view: snapshot.FlowView, name: str, is_masked: Any, results: dict[str, Any],
+            save_as: dict[str, Any]) -> str:
     from celeryflow.runtime.args import resolve
 
     comp = view.compilation
     if comp is None or name not in comp.atoms:
         return ""
     atom = comp.atoms[name]
-    save_as = {n: dict(a.save_as) for n, a in comp.atoms.items()}
     try:
         kwargs = resolve(name, atom.exec_args, frozenset(atom.exec_args), atom.inject, view.store, atom.providers,
                          results, save_as)
@@ -127,6 +127,8 @@ def _flower_link(config: WebConfig, flow_name: str, atom: str) -> str | None:
 
 def _atom_rows(config: WebConfig, view: snapshot.FlowView, names: list[str], start: int, is_masked: Any) -> list[dict]:
     results = {n: a.result for n, a in view.atoms.items() if a.state == states.SUCCESS}
+    comp = view.compilation
+    save_as = {n: a.save_as for n, a in comp.atoms.items()} if comp is not None else {}
     rows = []
     for i, name in enumerate(names, start + 1):
         a = view.atoms[name]
@@ -143,7 +145,7 @@ def _atom_rows(config: WebConfig, view: snapshot.FlowView, names: list[str], sta
             "n": i, "name": name, "kind": a.kind, "state": a.state, "attempts": a.attempts, "worker": a.worker or "",
             "started": stamp(a.started_at, True) if a.started_at else "", "took": human_seconds(a.seconds),
             "progress": f"{round(a.progress * 100)}%" if a.progress else "", "failed": failed, "outcome": outcome,
-            "inputs": _inputs(view, name, is_masked, results), "flower": _flower_link(config, view.name, name),
+            "inputs": _inputs(view, name, is_masked, results, save_as), "flower": _flower_link(config, view.name, name),
         })
     return rows
 
