@@ -73,7 +73,7 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class _Recent(OrderedDict):  # type: ignore[type-arg]
+class _Recent(OrderedDict[str, Any]):
     """The last ``size`` compiled specs read (a flow's spec never changes)."""
 
     def __init__(self, size: int = 32) -> None:
