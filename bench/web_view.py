@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import random
 import statistics
 import threading
@@ -24,11 +23,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import create_engine, insert, update
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy import insert, update
 
 from bench.atoms import Noop
+from bench.pgschema import DEFAULT_URL, private_schema
 from celeryflow import engines
 from celeryflow.patterns import linear_flow, unordered_flow
 from celeryflow.persistence import backends
@@ -135,16 +133,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flows", type=int, default=100_000)
     parser.add_argument("--atoms", type=int, default=10_000)
-    parser.add_argument("--postgres", default=os.environ.get("CELERYFLOW_TEST_POSTGRES_URL",
-                                                             "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--postgres", default=DEFAULT_URL)
     args = parser.parse_args()
-    schema = f"webview_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = (make_url(args.postgres).set(drivername="postgresql")
-           .update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False))
-    try:
+    with private_schema(args.postgres, "webview") as url:
         backend = backends.fetch(url)
         backend.upgrade()
         began = time.perf_counter()
@@ -194,11 +185,6 @@ def main() -> None:
         with backend.engine.connect() as conn:
             sql = ("SELECT uuid FROM celeryflow_flows ORDER BY created_at DESC, uuid DESC LIMIT 51")
             print("\n-- first page plan\n" + "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql)))
-    finally:
-        backends.close_all(url)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
 
 
 if __name__ == "__main__":

@@ -39,6 +39,18 @@ class Hostile(task.Task):
         pass
 
 
+def finished(factory: Any, url: str, store: dict[str, Any] | None = None) -> str:
+    """Run a registered factory's flow to its end on the embedded worker (a failure is expected too)."""
+    from celeryflow import engines
+
+    engine = engines.load_from_factory(factory, store=store, backend=url)
+    try:
+        engine.run(timeout=30)
+    except Exception:  # REVERTED / FAILURE flows are what some tests want
+        pass
+    return str(engine.flow_uuid)
+
+
 @registry.register
 def gated_flow(prefix: str, steps: int = 3) -> linear_flow.Flow:
     """``steps`` gated atoms in a row, gates named ``<prefix>-1`` ... ``<prefix>-<steps>``."""

@@ -7,23 +7,18 @@ from typing import Any
 
 import pytest
 
-from celeryflow import engines
 from celeryflow.contrib import snapshot
 from celeryflow.exceptions import ConfigurationError
 from celeryflow.web import FlowWeb, Request, WebConfig
 from tests.contrib.atoms import order_flow, order_store
 from tests.support.procs import wait_for
+from tests.web.atoms import finished
 
 TOKEN = "s3cret-token"
 
 
 def finished_flow(url: str, **store: Any) -> str:
-    engine = engines.load_from_factory(order_flow, store=order_store("A-1", **store), backend=url)
-    try:
-        engine.run(timeout=30)
-    except Exception:
-        pass
-    return str(engine.flow_uuid)
+    return finished(order_flow, url, order_store("A-1", **store))
 
 
 def call(web: FlowWeb, method: str, path: str, *, auth: str | None = None, form: dict[str, str] | None = None) -> Any:

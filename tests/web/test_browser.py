@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 import celeryflow
-from celeryflow import engines, graphing
+from celeryflow import graphing
 from celeryflow.web import WebConfig
 from tests.contrib.atoms import order_flow, order_store
 from tests.support.procs import wait_for
-from tests.web.atoms import XSS, XSS_MESSAGE, gate, gated_flow, hostile_flow
+from tests.web.atoms import XSS, XSS_MESSAGE, finished, gate, gated_flow, hostile_flow
 from tests.web.conftest import screenshot
 
 pytestmark = [pytest.mark.slow]
@@ -34,15 +34,6 @@ if (!g) { return null; }
 var shape = g.querySelector('path, polygon');
 return [shape.getAttribute('fill'), shape.getAttribute('stroke')];
 """
-
-
-def finished(factory: Any, url: str, store: dict[str, Any] | None = None) -> str:
-    engine = engines.load_from_factory(factory, store=store, backend=url)
-    try:
-        engine.run(timeout=30)
-    except Exception:
-        pass
-    return str(engine.flow_uuid)
 
 
 def fill(browser: Any, atom: str) -> str | None:

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from celeryflow import engines
 from celeryflow.web import FlowWeb, Request, WebConfig
 from tests.contrib.atoms import SECRET, order_flow, order_store
-from tests.web.atoms import XSS, XSS_ATOM, XSS_MESSAGE, hostile_flow
+from tests.web.atoms import XSS, XSS_ATOM, XSS_MESSAGE, finished, hostile_flow
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.services)])
@@ -20,23 +19,14 @@ def logbook(request: pytest.FixtureRequest) -> str:
     return url
 
 
-def run(factory: Any, url: str, store: dict[str, Any] | None = None) -> str:
-    engine = engines.load_from_factory(factory, store=store, backend=url)
-    try:
-        engine.run(timeout=30)
-    except Exception:
-        pass
-    return str(engine.flow_uuid)
-
-
 def get(web: FlowWeb, path: str, **query: Any) -> Any:
     return web.handle(Request("GET", path, query={k: v if isinstance(v, list) else [str(v)]
                                                   for k, v in query.items()}))
 
 
 def test_list_newest_first_keyset_pages_filters_and_search(logbook: str) -> None:
-    ids = [run(order_flow, logbook, order_store(f"A-{i}")) for i in range(5)]
-    declined = run(order_flow, logbook, order_store("B-1", decline=True))
+    ids = [finished(order_flow, logbook, order_store(f"A-{i}")) for i in range(5)]
+    declined = finished(order_flow, logbook, order_store("B-1", decline=True))
     web = FlowWeb(WebConfig(backend=logbook, page_size=2))
 
     first = json.loads(get(web, "/api/flows").body)
@@ -65,7 +55,7 @@ def test_list_newest_first_keyset_pages_filters_and_search(logbook: str) -> None
 
 
 def test_flow_page_masks_secrets_and_shows_failure_and_compensation(logbook: str) -> None:
-    flow_id = run(order_flow, logbook, order_store("B-2", decline=True))
+    flow_id = finished(order_flow, logbook, order_store("B-2", decline=True))
     web = FlowWeb(WebConfig(backend=logbook, flower_url="http://flower.example:5555"))
     page = get(web, f"/{flow_id}")
     html = page.body.decode()
@@ -89,7 +79,7 @@ def test_flow_page_masks_secrets_and_shows_failure_and_compensation(logbook: str
 
 
 def test_hostile_names_and_messages_render_as_text(sqlite_url: str) -> None:
-    flow_id = run(hostile_flow, sqlite_url)
+    flow_id = finished(hostile_flow, sqlite_url)
     web = FlowWeb(WebConfig(backend=sqlite_url))
     for html in (get(web, "/").body.decode(), get(web, f"/{flow_id}").body.decode()):
         assert XSS not in html and XSS_MESSAGE not in html and XSS_ATOM not in html
@@ -100,7 +90,7 @@ def test_hostile_names_and_messages_render_as_text(sqlite_url: str) -> None:
 
 
 def test_atoms_paginate_and_big_flows_collapse(sqlite_url: str) -> None:
-    flow_id = run(order_flow, sqlite_url, order_store("C-1"))
+    flow_id = finished(order_flow, sqlite_url, order_store("C-1"))
     web = FlowWeb(WebConfig(backend=sqlite_url, atoms_per_page=2, graph_limit=2))
     html = get(web, f"/{flow_id}").body.decode()
     assert 'id="cf-graph"' not in html and "too many to draw" in html
