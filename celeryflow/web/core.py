@@ -197,14 +197,24 @@ class FlowWeb:
 
     def flow_page(self, request: Request, flow_id: str) -> Response:
         last = queries.last_event_id(self.backend, flow_id)  # before the view: replaying changes is harmless
-        view = self.load_flow(flow_id)
+        raw_page = request.arg("atoms") or "0"
+        atoms_page = int(raw_page) if raw_page.isdigit() else 0
+        atom_flow = request.arg("flow") or None
+        comp = self._compilations.get(flow_id)
+        if comp is None:
+            comp = queries.compilation(self.backend, flow_id)
+            if comp is not None:
+                self._compilations[flow_id] = comp
+        if comp is not None and len(comp.atoms) > queries.BIG_FLOW:
+            names = [n for n in comp.order if atom_flow is None or comp.atoms[n].flow == atom_flow]
+            per = self.config.atoms_per_page
+            view = queries.load_big_flow(self.backend, flow_id, comp, names[atoms_page * per:(atoms_page + 1) * per])
+        else:
+            view = self.load_flow(flow_id)
         before = request.arg("events_before")
         events = queries.timeline(self.backend, flow_id, before=int(before) if before and before.isdigit() else None)
-        atoms_page = request.arg("atoms") or "0"
-        body = pages.flow_html(self.config, view, last_event=last, events=events,
-                               atoms_page=int(atoms_page) if atoms_page.isdigit() else 0,
-                               atom_flow=request.arg("flow") or None, is_masked=self.is_masked,
-                               can_act=True)
+        body = pages.flow_html(self.config, view, last_event=last, events=events, atoms_page=atoms_page,
+                               atom_flow=atom_flow, is_masked=self.is_masked, can_act=True)
         return Response(200, body)
 
     def changes(self, request: Request, flow_id: str) -> Response:

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import case, func, null, or_, select
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization
 from celeryflow.contrib import snapshot
+from celeryflow.exceptions import NotFound
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow
 
 if TYPE_CHECKING:
@@ -67,27 +68,32 @@ def list_page(
     search = (search or "").strip() or None
 
     def read(session: Session) -> FlowPage:
-        query = select(FlowRow.uuid, FlowRow.name, FlowRow.state, FlowRow.created_at, FlowRow.finished_at,
-                       FlowRow.progress_at)
-        if states:
-            query = query.where(FlowRow.state.in_(list(states)))
-        if name:
-            query = query.where(FlowRow.name == name)
-        if search:
-            has_atom = exists().where(AtomRow.flow_uuid == FlowRow.uuid, AtomRow.name == search)
+        def keyset(*where: Any) -> list[Any]:
+            query = select(FlowRow.uuid, FlowRow.name, FlowRow.state, FlowRow.created_at, FlowRow.finished_at,
+                           FlowRow.progress_at).where(*where)
+            if states:
+                query = query.where(FlowRow.state.in_(list(states)))
+            if name:
+                query = query.where(FlowRow.name == name)
+            if after is not None:
+                stamp, uuid = after
+                # "<= stamp" is the index range; the OR only breaks ties within one timestamp
+                query = query.where(FlowRow.created_at <= stamp,
+                                    or_(FlowRow.created_at < stamp, FlowRow.uuid < uuid))
+            query = query.order_by(FlowRow.created_at.desc(), FlowRow.uuid.desc()).limit(limit + 1)
+            return list(session.execute(query))
+
+        if not search:
+            found = keyset()
+        else:
+            # one index-friendly query per meaning of the search (an OR of them defeats every index)
+            found = keyset(FlowRow.name == search)
+            found += keyset(FlowRow.uuid.in_(select(AtomRow.flow_uuid).where(AtomRow.name == search)))
             lowered = search.lower()
             if len(lowered) >= 4 and set(lowered) <= _HEX:
-                # a whole id is a primary-key lookup; a prefix a LIKE (collation-safe, bounded by LIMIT)
-                by_id = FlowRow.uuid == lowered if len(lowered) == 36 else FlowRow.uuid.startswith(lowered)
-                query = query.where(or_(by_id, FlowRow.name == search, has_atom))
-            else:
-                query = query.where(or_(FlowRow.name == search, has_atom))
-        if after is not None:
-            stamp, uuid = after
-            query = query.where(or_(FlowRow.created_at < stamp,
-                                    and_(FlowRow.created_at == stamp, FlowRow.uuid < uuid)))
-        query = query.order_by(FlowRow.created_at.desc(), FlowRow.uuid.desc()).limit(limit + 1)
-        found = list(session.execute(query))
+                found += keyset(*_id_prefix(lowered))
+            unique = {r.uuid: r for r in found}
+            found = sorted(unique.values(), key=lambda r: (r.created_at, r.uuid), reverse=True)[: limit + 1]
         more = len(found) > limit
         found = found[:limit]
         rows = {r.uuid: snapshot.FlowSummary(r.uuid, r.name, r.state, r.created_at, r.finished_at, r.progress_at)
@@ -97,6 +103,16 @@ def list_page(
         return FlowPage(list(rows.values()), next_cursor)
 
     return backend.run(read, readonly=True)
+
+
+def _id_prefix(prefix: str) -> tuple[Any, ...]:
+    """A flow-id prefix as a primary-key range (plus LIKE for exactness under any collation)."""
+    if len(prefix) == 36:
+        return (FlowRow.uuid == prefix,)
+    stem = prefix.rstrip("-")
+    last = stem[-1]
+    upper = stem[:-1] + ("a" if last == "9" else chr(ord(last) + 1))  # hex: digits sort before letters
+    return FlowRow.uuid >= stem, FlowRow.uuid < upper, FlowRow.uuid.startswith(prefix)
 
 
 def flow_names(backend: Backend, limit: int = 200) -> list[str]:
@@ -154,6 +170,48 @@ def changes(backend: Backend, flow_uuid: str, after: int, limit: int = 500) -> d
     return backend.run(read, readonly=True)
 
 
+#: flows with more atoms than this are read with results only for the atoms a page shows
+BIG_FLOW = 1000
+
+
+def compilation(backend: Backend, flow_uuid: str) -> Any:
+    """The flow's compiled spec (None when it has none). Raises NotFound for an unknown flow."""
+
+    def read(session: Session) -> Any:
+        found = session.execute(select(FlowRow.spec).where(FlowRow.uuid == flow_uuid)).first()
+        if found is None:
+            raise NotFound(f"No flow {flow_uuid!r} in the logbook {backend.url.masked}; check the id")
+        return snapshot._compilation(found.spec)
+
+    return backend.run(read, readonly=True)
+
+
+def load_big_flow(backend: Backend, flow_uuid: str, comp: Any, shown: Sequence[str]) -> snapshot.FlowView:
+    """A big flow's view with every atom's state and timings, but results and retry history only for
+    ``shown`` (the page's atoms): decoding 10,000 results to show 200 is the page's whole cost."""
+    wanted = list(shown)
+    shown_here = AtomRow.name.in_(wanted) if wanted else AtomRow.name.is_(None)
+
+    def read(session: Session) -> snapshot.FlowView:
+        row = session.scalars(select(FlowRow).where(FlowRow.uuid == flow_uuid)).first()
+        if row is None:
+            raise NotFound(f"No flow {flow_uuid!r} in the logbook {backend.url.masked}; check the id")
+        atoms = session.execute(select(
+            AtomRow.name, AtomRow.kind, AtomRow.state, AtomRow.intention, AtomRow.attempts, AtomRow.worker,
+            AtomRow.queued, AtomRow.progress, AtomRow.queued_at, AtomRow.started_at, AtomRow.finished_at,
+            AtomRow.heartbeat_at, AtomRow.failure, AtomRow.revert_failure,
+            case((shown_here, AtomRow.result), else_=null()).label("result"),
+            case((shown_here, AtomRow.history), else_=null()).label("history"),
+        ).where(AtomRow.flow_uuid == flow_uuid)).all()
+        reverted = session.scalars(
+            select(EventRow.atom_name).where(EventRow.flow_uuid == flow_uuid, EventRow.kind == "atom",
+                                             EventRow.new_state.in_(["REVERTED", "REVERT_FAILURE"]))
+            .order_by(EventRow.id)).all()
+        return snapshot._build(row, atoms, [n for n in reverted if n], compilation=comp)  # type: ignore[arg-type]
+
+    return backend.run(read, readonly=True)
+
+
 def atom_counts(backend: Backend, flow_uuid: str) -> dict[str, Any]:
     """``{"done": n, "total": n, "by_state": {...}}`` of one flow (the atoms' flow/state index)."""
 
@@ -201,5 +259,5 @@ def timeline(backend: Backend, flow_uuid: str, before: int | None = None, limit:
     return backend.run(read, readonly=True)
 
 
-__all__ = ["EventItem", "FlowPage", "atom_counts", "changes", "decode_cursor", "encode_cursor", "flow_names",
-           "last_event_id", "list_page", "timeline"]
+__all__ = ["BIG_FLOW", "EventItem", "FlowPage", "atom_counts", "changes", "compilation", "decode_cursor",
+           "encode_cursor", "flow_names", "last_event_id", "list_page", "load_big_flow", "timeline"]

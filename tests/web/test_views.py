@@ -98,3 +98,19 @@ def test_atoms_paginate_and_big_flows_collapse(sqlite_url: str) -> None:
     assert get(web, f"/{flow_id}", atoms=1).body.decode().count("<tr data-atom=") == 1
     only = get(web, f"/{flow_id}", flow="prepare").body.decode()
     assert 'data-atom="reserve_stock"' in only and 'data-atom="notify"' not in only
+
+
+def test_big_flows_read_results_only_for_the_shown_atoms(sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from celeryflow.web import queries
+
+    flow_id = finished(order_flow, sqlite_url, order_store("C-2"))
+    declined = finished(order_flow, sqlite_url, order_store("C-3", decline=True))
+    monkeypatch.setattr(queries, "BIG_FLOW", 1)
+    web = FlowWeb(WebConfig(backend=sqlite_url, atoms_per_page=1, graph_limit=1))
+    first = get(web, f"/{flow_id}").body.decode()
+    assert "res-C-2" in first and "ch-C-2-42" not in first, "only the page's atom's result is read"
+    second = get(web, f"/{flow_id}", atoms=1).body.decode()
+    assert "ch-C-2-42" in second and "res-C-2" not in second
+    failed = get(web, f"/{declined}").body.decode()
+    assert "card declined for order C-3" in failed, "failures are read for every atom"
+    assert "compensation order: charge_card → reserve_stock" in failed
