@@ -87,3 +87,30 @@ def test_django_view_behind_login_required(tmp_path: Path, sqlite_url: str, flow
     result = subprocess.run([sys.executable, "-m", "tests.web.django_mount", sqlite_url, flow_id], cwd=REPO_ROOT,
                             env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "django mount OK" in result.stdout, result.stdout + result.stderr
+
+
+def test_celeryflow_web_command(tmp_path: Path, sqlite_url: str, flow_id: str) -> None:
+    import socket
+
+    from tests.support.procs import ProcessGroup, wait_for
+
+    refused = subprocess.run([sys.executable, "-m", "celeryflow", "web", "--backend", sqlite_url, "--actions"],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert refused.returncode == 2 and "need authentication" in refused.stderr, refused.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with ProcessGroup(tmp_path / "procs") as group:
+        group.start("web", [sys.executable, "-m", "celeryflow", "web", "--backend", sqlite_url, "--port", str(port)])
+
+        def listing() -> Any:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/flows/", timeout=5)
+            except requests.ConnectionError:
+                assert group["web"].alive, group.output("web")
+                return None
+
+        page = wait_for(listing, timeout=60, interval=0.2, message=lambda: group.output("web"))
+        assert page.status_code == 200 and flow_id in page.text
+        assert "actions off" in group.output("web")
