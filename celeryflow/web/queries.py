@@ -63,7 +63,12 @@ def list_page(
     cursor: str | None = None,
     limit: int = 50,
 ) -> FlowPage:
-    """Flows newest first, ``limit`` per page, filtered by state/name, searched by id prefix or atom name."""
+    """Flows newest first, ``limit`` per page, filtered by state/name, searched by id prefix or atom name.
+
+    ``search``: 8 or more hex digits (dashes allowed) are a flow-id prefix (a primary-key
+    range); anything else is a flow name or an atom name (an atom name is found through a
+    scan of the atoms' names: there is no index on them alone).
+    """
     after = decode_cursor(cursor)
     search = (search or "").strip() or None
 
@@ -86,12 +91,14 @@ def list_page(
         if not search:
             found = keyset()
         else:
-            # one index-friendly query per meaning of the search (an OR of them defeats every index)
-            found = keyset(FlowRow.name == search)
-            found += keyset(FlowRow.uuid.in_(select(AtomRow.flow_uuid).where(AtomRow.name == search)))
+            # one index-friendly query per meaning of the search (an OR of them defeats every index);
+            # 8+ hex digits are an id prefix only (names are not searched: no index covers them)
             lowered = search.lower()
-            if len(lowered) >= 4 and set(lowered) <= _HEX:
-                found += keyset(*_id_prefix(lowered))
+            looks_like_id = set(lowered) <= _HEX and len(lowered.replace("-", "")) >= 4
+            found = keyset(*_id_prefix(lowered)) if looks_like_id else []
+            if not looks_like_id or len(lowered) < 8:
+                found += keyset(FlowRow.name == search)
+                found += keyset(FlowRow.uuid.in_(select(AtomRow.flow_uuid).where(AtomRow.name == search)))
             unique = {r.uuid: r for r in found}
             found = sorted(unique.values(), key=lambda r: (r.created_at, r.uuid), reverse=True)[: limit + 1]
         more = len(found) > limit
