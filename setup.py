@@ -42,6 +42,8 @@ EXTRAS: dict[str, list[str]] = {
     "graph": ["graphviz>=0.20"],
     # test-only: the porting tests compare with TaskFlow itself (never a runtime dependency)
     "taskflow": ["taskflow>=6.5"],
+    # the flow web view and its metrics (celeryflow web / celeryflow flower, celeryflow.web)
+    "web": ["tornado>=6.1", "prometheus_client>=0.16", "graphviz>=0.20"],
 }
 EXTRAS["test"] = sorted(
     {
@@ -50,7 +52,8 @@ EXTRAS["test"] = sorted(
         "pytest-celery>=1.1",
         "pytest-timeout>=2.3",
         "PyYAML>=6.0",
-        *(req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph")
+        "selenium>=4.15",  # tests/web: a real browser (Debian's chromium + chromium-driver)
+        *(req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph", "web")
           for req in EXTRAS[name]),
     }
 )
@@ -63,7 +66,7 @@ EXTRAS["dev"] = sorted(
     }
 )
 EXTRAS["all"] = sorted(
-    {req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph")
+    {req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph", "web")
      for req in EXTRAS[name]}
 )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -729,4 +730,9 @@ def render(results: Results, elapsed: float) -> str:
         for err in results.errors:
             add(f"  * `{err.splitlines()[0][:300]}`")
     add("")
+    # measured separately (python bench/web_view.py, about 5 minutes), kept across regenerations
+    web_view = Path(__file__).resolve().parent / "web_view.md"
+    if web_view.is_file():
+        add(web_view.read_text(encoding="utf-8").rstrip())
+        add("")
     return "\n".join(out)

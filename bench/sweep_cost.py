@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import statistics
 import time
 import uuid
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import create_engine, insert, select
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
+from sqlalchemy import insert, select
 
+from bench.pgschema import DEFAULT_URL, private_schema
 from celeryflow import sweep
 from celeryflow.persistence import backends
 from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
@@ -32,16 +30,9 @@ from celeryflow.runtime.settings import Settings
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flows", type=int, default=50_000)
-    parser.add_argument("--postgres", default=os.environ.get("CELERYFLOW_TEST_POSTGRES_URL",
-                                                             "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+    parser.add_argument("--postgres", default=DEFAULT_URL)
     args = parser.parse_args()
-    schema = f"sweepcost_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = (make_url(args.postgres).set(drivername="postgresql")
-           .update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False))
-    try:
+    with private_schema(args.postgres, "sweepcost") as url:
         backend = backends.fetch(url)
         backend.upgrade()
         old = utcnow() - dt.timedelta(days=1)
@@ -82,11 +73,6 @@ def main() -> None:
                 sql = str(query.compile(conn, compile_kwargs={"literal_binds": True}))
                 print(f"\n-- {name}")
                 print("\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql)))
-    finally:
-        backends.close_all(url)
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
 
 
 def _stalled(cutoff: dt.datetime) -> Any:

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 COMPOSE_DIR = REPO / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 
-CELERYFLOW_SERVICES = ("migrate", "worker1", "worker2", "conductor", "flower", "web")
+CELERYFLOW_SERVICES = ("migrate", "worker1", "worker2", "conductor", "flower", "web", "flowview")
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +161,17 @@ def test_env_variables_are_documented() -> None:
         for key in _read_env(path):
             if key.startswith("CELERYFLOW_"):
                 assert f"`{key}`" in docs, f"{path.name}: {key} is not in docs/configuration.md"
+
+
+def test_flow_view_service(services: dict[str, dict[str, Any]]) -> None:
+    """``celeryflow web`` (the flow view, #14): reachable from the host, health-checked, image has its extra."""
+    view = services["flowview"]
+    argv = view["command"]
+    assert argv[:2] == ["celeryflow", "web"] and "--address=0.0.0.0" in argv and "--port=5556" in argv
+    assert "5556:5556" in view["ports"]
+    assert "5556/healthcheck" in " ".join(view["healthcheck"]["test"])
+    assert view["environment"]["CELERYFLOW_WEB_FLOWER_URL"].endswith(":5555")
+    assert not str(view["environment"].get("CELERYFLOW_WEB_ACTIONS", "")).strip(), "read-only by default"
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text(encoding="utf-8")
+    assert re.search(r'pip install "\.\[[^"]*\bweb\b', dockerfile), "the image installs the web extra"
+    assert "graphviz" in dockerfile, "dot draws the flow graphs"

@@ -10,6 +10,7 @@ from celeryflow.cli.demo import demo
 from celeryflow.cli.flows import flows
 from celeryflow.cli.graph import graph
 from celeryflow.cli.top import top
+from celeryflow.cli.web import flower, web
 from celeryflow.cli.worker import worker
 
 
@@ -20,7 +21,7 @@ def cli() -> None:
 
 
 cli.add_command(demo)
-for _command in (worker, conductor, db, flows, top, graph):
+for _command in (worker, conductor, db, flows, top, graph, web, flower):
     cli.add_command(_command)
 
 

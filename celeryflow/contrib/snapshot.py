@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -159,15 +159,21 @@ def _default_masker() -> Any:
     return Settings.from_sources().is_masked
 
 
-def load_flow(backend: Backend, flow_uuid: str) -> FlowView:
+def load_flow(backend: Backend, flow_uuid: str, *, compilations: MutableMapping[str, Any] | None = None) -> FlowView:
     """The flow ``flow_uuid`` with its atoms and the order its atoms were reverted in.
+
+    Args:
+        compilations: a cache of compiled specs by flow id (a flow's spec never changes):
+            a long-lived reader (the web view) skips reading and decoding it again.
 
     Raises:
         NotFound: no such flow in this logbook.
     """
+    cached = compilations.get(flow_uuid) if compilations is not None else None
 
     def read(session: Session) -> FlowView:
-        row = session.scalars(select(FlowRow).options(undefer(FlowRow.spec)).where(FlowRow.uuid == flow_uuid)).first()
+        query = select(FlowRow) if cached is not None else select(FlowRow).options(undefer(FlowRow.spec))
+        row = session.scalars(query.where(FlowRow.uuid == flow_uuid)).first()
         if row is None:
             raise NotFound(f"No flow {flow_uuid!r} in the logbook {backend.url.masked}; check the id and --backend")
         atoms = session.scalars(select(AtomRow).where(AtomRow.flow_uuid == flow_uuid)).all()
@@ -177,13 +183,17 @@ def load_flow(backend: Backend, flow_uuid: str) -> FlowView:
                    EventRow.new_state.in_([states.REVERTED, states.REVERT_FAILURE]))
             .order_by(EventRow.id)
         ).scalars().all()
-        return _build(row, atoms, [name for name in reverted if name])
+        view = _build(row, atoms, [name for name in reverted if name], compilation=cached)
+        if compilations is not None and cached is None and view.compilation is not None:
+            compilations[flow_uuid] = view.compilation
+        return view
 
     return backend.run(read, readonly=True)
 
 
-def _build(row: FlowRow, atom_rows: Iterable[AtomRow], reverted: list[str]) -> FlowView:
-    comp = _compilation(row.spec)
+def _build(row: FlowRow, atom_rows: Iterable[AtomRow], reverted: list[str],
+           compilation: Compilation | None = None) -> FlowView:
+    comp = compilation if compilation is not None else _compilation(row.spec)
     views: dict[str, AtomView] = {}
     for a in atom_rows:
         history_raw = serialization.loads(a.history) or [] if a.kind == "retry" else []
@@ -203,7 +213,8 @@ def _build(row: FlowRow, atom_rows: Iterable[AtomRow], reverted: list[str]) -> F
             view.flow, view.retry = compiled.flow, compiled.retry
         views[a.name] = view
     order = [n for n in comp.order if n in views] if comp is not None else sorted(views)
-    order += [n for n in views if n not in order]
+    placed = set(order)  # a set: 10,000-atom flows
+    order += [n for n in views if n not in placed]
     raw_failures = serialization.loads(row.failures) or {}
     return FlowView(
         uuid=row.uuid, name=row.name, state=row.state, epoch=row.epoch or 0, created_at=row.created_at,
