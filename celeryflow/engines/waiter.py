@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select
@@ -93,13 +93,40 @@ class Follower:
         on_event: Callable[[EventRow], None],
         timeout: float | None = None,
         stop_states: frozenset[str] = states.FLOW_TERMINAL,
+        tap: localbus.Tap | None = None,
     ) -> str:
-        """Deliver events until the flow reaches one of ``stop_states``; return that state."""
+        """Deliver events until the flow reaches one of ``stop_states``; return that state.
+
+        Atoms this process's workers claimed run their code once their RUNNING event was
+        delivered (see :mod:`celeryflow.runtime.localbus`): every poll releases them. Pass the
+        ``tap`` taken before the flow's first atoms were sent, or one is taken here.
+        """
+        if tap is None:
+            with localbus.tapping(self.flow_uuid) as own:
+                return self.follow(on_event, timeout, stop_states, own)
+        last = ""
+        for last in self.polls(on_event, timeout, stop_states, tap):  # noqa: B007 - the last one is returned
+            tap.release()
+        return last
+
+    def polls(
+        self,
+        on_event: Callable[[EventRow], None],
+        timeout: float | None = None,
+        stop_states: frozenset[str] = states.FLOW_TERMINAL,
+        tap: localbus.Tap | None = None,
+    ) -> Generator[str, None, None]:
+        """Deliver events, yielding the flow's state after each poll, up to one of ``stop_states``.
+
+        Polls come at once after a commit in this process, else every 5 to 50 ms.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = MIN_INTERVAL
         outage_started: float | None = None
         while True:
             generation = localbus.generation()
+            if tap is not None:
+                tap.poll_begins()
             try:
                 state, _ = self.poll(on_event)
             except StorageFailure:
@@ -117,7 +144,9 @@ class Follower:
             if state in stop_states:
                 # One more read so events committed with the final transition are delivered.
                 self.poll(on_event)
-                return state
+                yield state
+                return
+            yield state
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"Flow {self.flow_uuid} is still {state} after {timeout} s")
             wait = interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))
