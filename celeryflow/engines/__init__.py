@@ -5,21 +5,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from celeryflow.engines import options as engine_options
 from celeryflow.engines.engine import EVENT_UPDATE_PROGRESS, CeleryEngine
-from celeryflow.exceptions import ConfigurationError, NotRegistered
+from celeryflow.exceptions import NotRegistered
 
 #: TaskFlow-style alias
 Engine = CeleryEngine
 
-_ENGINES = ("celery", "default", "parallel", "serial")
+_ENGINES = engine_options.ENGINES
 
 
 def _check_engine(engine: str) -> None:
-    if engine not in _ENGINES:
-        raise ConfigurationError(
-            f"Unknown engine {engine!r}: celeryflow runs every flow on Celery; use engine='celery' "
-            "(TaskFlow's 'serial'/'parallel' are accepted as aliases)"
-        )
+    engine_options.check_engine(engine)
+
+
+def _engine_setup(engine: str, app: Any, backend: Any, options: dict[str, Any]) -> Any:
+    """Check ``engine``; note it in ``options`` (for its per-flow limit); the app of a worker-based engine."""
+    _check_engine(engine)
+    options["engine"] = engine
+    if engine in engine_options.WORKER_BASED:
+        from celeryflow.engines import worker_based
+
+        broker = worker_based.split_options(options)
+        if app is None:
+            app = worker_based.app_for(**broker, backend=backend)
+    return app
 
 
 def load(
@@ -32,10 +42,16 @@ def load(
     flow_detail: Any = None,
     **options: Any,
 ) -> CeleryEngine:
-    """Build an engine for ``flow`` (nothing runs until ``run()``)."""
-    _check_engine(engine)
+    """Build an engine for ``flow`` (nothing runs until ``run()``).
+
+    ``engine`` is ``"celery"`` (also ``"default"``, ``"parallel"``), ``"serial"`` or
+    ``"worker-based"``: see :mod:`celeryflow.engines.options` for what they and
+    ``max_workers=`` / ``executor=`` mean.
+    """
     if flow_detail is not None:
+        _check_engine(engine)
         return load_from_detail(flow_detail, store=store, backend=backend, app=app, **options)
+    app = _engine_setup(engine, app, backend, options)
     return CeleryEngine(flow, store=store, app=app, backend=backend, book=book, options=options)
 
 
@@ -58,7 +74,7 @@ def load_from_factory(
     **options: Any,
 ) -> CeleryEngine:
     """Build the flow with a (registered) factory; workers and conductors rebuild it by name."""
-    _check_engine(engine)
+    app = _engine_setup(engine, app, backend, options)
     from celeryflow import spec
 
     args = list(factory_args or ())

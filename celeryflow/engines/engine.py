@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -11,6 +12,7 @@ from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from celeryflow import brokers, compiler, serialization, states
+from celeryflow.engines import options as engine_options
 from celeryflow.engines.storage import Storage
 from celeryflow.engines.waiter import Follower, event_details, last_event_id
 from celeryflow.exceptions import ConfigurationError, MissingDependencies
@@ -85,6 +87,7 @@ class CeleryEngine:
         self.backend_key = backend_keys.remember(self.backend)
         self.settings = Settings.from_sources(self.app.conf)
         self.options = dict(options or {})
+        self._max_in_flight = engine_options.max_in_flight(self.options.get("engine", "celery"), self.options)
         self.notifier = Notifier()
         self.atom_notifier = Notifier()
         self._flow = flow
@@ -122,6 +125,8 @@ class CeleryEngine:
                 self._flow, celery_defaults=self.options.get("celery_options"),
                 revert_celery_defaults=self.options.get("revert_celery_options"),
             )
+            if self._max_in_flight is not None:
+                self._compilation = dataclasses.replace(self._compilation, max_in_flight=self._max_in_flight)
         return self._compilation
 
     def validate(self) -> None:
@@ -252,8 +257,9 @@ class CeleryEngine:
         if self._flow is not None:
             context.register_live(self._runtime)  # again: dropped when it was last seen finishing
         decide = self._runtime.decide if any(a.deciders for a in self.compile().atoms.values()) else None
-        what = control.start(self.backend, self.compile(), self.flow_uuid, store_updates=store,
-                             owner=self._owner, decide=decide, window=self.settings.dispatch_window,
+        comp = self.compile()
+        what = control.start(self.backend, comp, self.flow_uuid, store_updates=store,
+                             owner=self._owner, decide=decide, window=comp.window(self.settings.dispatch_window),
                              heartbeat_timeout=self.settings.heartbeat_timeout)
         self._stats["start_seconds"] = time.monotonic() - started
         self._publish(what)

@@ -89,7 +89,7 @@ def ensure_worker(app: Celery) -> None:
 
         worker = _Controller(
             app=app,
-            pool_cls=_pool_class(app),
+            pool_cls=pool_class(app),
             concurrency=settings.embedded_concurrency,
             hostname=f"celeryflow-embedded@{os.getpid()}",
             loglevel=logging.WARNING,
@@ -106,7 +106,7 @@ def ensure_worker(app: Celery) -> None:
         _worker, _thread, _pid = worker, thread, os.getpid()
 
 
-def _pool_class(app: Celery) -> type:
+def pool_class(app: Celery) -> type:
     """A thread pool whose threads see ``app`` as Celery's current app.
 
     The worker traces tasks through ``current_app``, which is thread-local; the

@@ -160,7 +160,7 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
     if begun.verdict is steps.Verdict.REFUSE:
         _stop_chain(task)
         dispatch = outage.persist(lambda: steps.refuse(backend, runtime.comp, flow_uuid, name, epoch, me, mode,
-                                                       settings.dispatch_window),
+                                                       runtime.comp.window(settings.dispatch_window)),
                                   f"the refusal of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0))
         localbus.notify()
         _send(app, runtime, dispatch, backend_key, settings, task, epoch)
@@ -199,7 +199,8 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         dispatch = outage.persist(
             lambda: steps.finish(backend, runtime.comp, flow_uuid, name, epoch, mode, me, result=result,
                                  failure=failure, decide=decide, controller=runtime.atom,
-                                 window=settings.dispatch_window, result_json=result_json, answers=answers,
+                                 window=runtime.comp.window(settings.dispatch_window), result_json=result_json,
+                                 answers=answers,
                                  token=begun.token),
             f"the {mode} outcome of {flow_uuid}/{name}", max(settings.heartbeat_timeout * 3, 60.0),
         )
