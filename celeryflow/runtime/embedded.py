@@ -55,6 +55,7 @@ def embedded_app() -> Celery:
             app = Celery("celeryflow-embedded", set_as_current=False)
             app.conf.update(
                 broker_url="memory://",
+                broker_transport=_transport_class(),
                 broker_transport_options={"polling_interval": 0.002},
                 result_backend=None,
                 task_ignore_result=True,
@@ -66,6 +67,26 @@ def embedded_app() -> Celery:
             install(app, backend=os.environ.get("CELERYFLOW_BACKEND") or default_logbook_url(), beat=False)
             _app = app
         return _app
+
+
+#: the longest the embedded worker's consumer loop blocks between looks at its own state: it
+#: bounds how long stopping the worker takes (Celery's loop drains for 2 s at a time)
+DRAIN_SLICE = 0.05
+
+
+def _transport_class() -> type:
+    """kombu's in-memory transport, draining in slices of :data:`DRAIN_SLICE` seconds."""
+    from kombu.transport import memory
+
+    class EmbeddedTransport(memory.Transport):
+        def drain_events(self, connection: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            # a caller that blocks without a timeout keeps blocking; the worker's loop passes 2 s
+            timeout = kwargs.get("timeout")
+            if timeout is not None:
+                kwargs["timeout"] = min(timeout, DRAIN_SLICE)
+            return super().drain_events(connection, **kwargs)
+
+    return EmbeddedTransport
 
 
 def is_embedded(app: Celery) -> bool:
