@@ -40,6 +40,8 @@ EXTRAS: dict[str, list[str]] = {
     "django": ["celery[django]>=5.7", "Django>=4.2"],
     "flask": ["Flask>=3.0"],
     "graph": ["graphviz>=0.20"],
+    # test-only: the porting tests compare with TaskFlow itself (never a runtime dependency)
+    "taskflow": ["taskflow>=6.5"],
 }
 EXTRAS["test"] = sorted(
     {

@@ -20,9 +20,8 @@ def _check_engine(engine: str) -> None:
 
 
 def _engine_setup(engine: str, app: Any, backend: Any, options: dict[str, Any]) -> Any:
-    """Check ``engine``; note it in ``options`` (for its per-flow limit); the app of a worker-based engine."""
+    """Check ``engine`` (and its options); the app of a worker-based engine (its options taken out)."""
     _check_engine(engine)
-    options["engine"] = engine
     if engine in engine_options.WORKER_BASED:
         from celeryflow.engines import worker_based
 
@@ -52,7 +51,7 @@ def load(
         _check_engine(engine)
         return load_from_detail(flow_detail, store=store, backend=backend, app=app, **options)
     app = _engine_setup(engine, app, backend, options)
-    return CeleryEngine(flow, store=store, app=app, backend=backend, book=book, options=options)
+    return CeleryEngine(flow, store=store, app=app, backend=backend, book=book, options=options, engine=engine)
 
 
 def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -92,7 +91,8 @@ def load_from_factory(
         factory_spec = None
     flow = flow_factory(*args, **kwargs)
     return CeleryEngine(
-        flow, store=store, app=app, backend=backend, book=book, factory_spec=factory_spec, options=options
+        flow, store=store, app=app, backend=backend, book=book, factory_spec=factory_spec, options=options,
+        engine=engine,
     )
 
 

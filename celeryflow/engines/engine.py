@@ -81,13 +81,15 @@ class CeleryEngine:
         flow_uuid: str | None = None,
         factory_spec: dict[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
+        engine: str = "celery",
     ) -> None:
         self.app = resolve_app(app)
         self.backend: Backend = resolve_backend(backend, self.app)
         self.backend_key = backend_keys.remember(self.backend)
         self.settings = Settings.from_sources(self.app.conf)
         self.options = dict(options or {})
-        self._max_in_flight = engine_options.max_in_flight(self.options.get("engine", "celery"), self.options)
+        #: ``engine="serial"``, ``max_workers=``, ``executor=``: see celeryflow/engines/options.py
+        self._max_in_flight = engine_options.max_in_flight(engine, self.options)
         self.notifier = Notifier()
         self.atom_notifier = Notifier()
         self._flow = flow

@@ -40,9 +40,9 @@ if TYPE_CHECKING:
 
 #: TaskFlow's action-engine states (taskflow/states.py)
 RESUMING = states.RESUMING
-SCHEDULING = "SCHEDULING"
-WAITING = "WAITING"
-ANALYZING = "ANALYZING"
+SCHEDULING = states.SCHEDULING
+WAITING = states.WAITING
+ANALYZING = states.ANALYZING
 #: atom transitions that end an execution or a revert: each round of them is a WAITING/ANALYZING
 FINISHED = frozenset({states.SUCCESS, states.FAILURE, states.REVERTED, states.REVERT_FAILURE})
 
@@ -61,8 +61,10 @@ def run_iter(engine: CeleryEngine, timeout: float | None = None) -> Generator[st
 
     with localbus.tapping(engine.flow_uuid) as tap:
         engine._launch()
-        polls = Follower(engine.backend, engine.flow_uuid, after).polls(on_event, timeout, tap=tap)
+        follower = Follower(engine.backend, engine.flow_uuid, after)
+        polls = follower.polls(on_event, timeout, tap=tap)
         state = next(polls)  # delivers the flow's RUNNING notification; releases no atom yet
+        scheduled = follower.scheduled
         closed = False
         try:
             for yielded in (RESUMING, SCHEDULING):
@@ -72,8 +74,11 @@ def run_iter(engine: CeleryEngine, timeout: float | None = None) -> Generator[st
             while state not in states.FLOW_TERMINAL:
                 state = next(polls)
                 if finished:
-                    finished = 0
-                    for yielded in _round(state):
+                    # TaskFlow's analyze(): SCHEDULING when the finished atoms made others ready,
+                    # else WAITING for the rest (counts: queued, running or held by the window)
+                    more = state not in states.FLOW_TERMINAL and follower.scheduled > scheduled - finished
+                    scheduled, finished = follower.scheduled, 0
+                    for yielded in (WAITING, ANALYZING, SCHEDULING) if more else (WAITING, ANALYZING):
                         if (yield yielded):
                             engine.suspend()
                 tap.release()  # the atoms claimed before this poll run their code now
@@ -92,8 +97,3 @@ def run_iter(engine: CeleryEngine, timeout: float | None = None) -> Generator[st
     yield state
     engine.raise_for_state(state)
 
-
-def _round(state: str) -> tuple[str, ...]:
-    if state in states.FLOW_TERMINAL:
-        return WAITING, ANALYZING
-    return WAITING, ANALYZING, SCHEDULING

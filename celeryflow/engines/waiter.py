@@ -37,7 +37,8 @@ _EVENTS_AFTER = (
     .order_by(_events.c.id)
     .limit(5000)
 )
-_FLOW_STATE = select(FlowRow.__table__.c.state, FlowRow.__table__.c.epoch).where(
+_FLOW_STATE = select(FlowRow.__table__.c.state, FlowRow.__table__.c.epoch,
+                     FlowRow.__table__.c.outstanding + FlowRow.__table__.c.held).where(
     FlowRow.__table__.c.uuid == bindparam("b_flow")
 )
 
@@ -60,21 +61,24 @@ class Follower:
         self._floor = after_id
         self._recent: list[int] = []
         self._seen: set[int] = set()
+        #: atoms of the flow queued, running or held back by its dispatch window, at the last poll
+        self.scheduled = 0
 
     def poll(self, on_event: Callable[[EventRow], None]) -> tuple[str, int]:
         """Deliver new events; return the flow's current (state, epoch)."""
         low = self._floor
 
-        def read(conn: Any) -> tuple[list[Any], tuple[str, int] | None]:
+        def read(conn: Any) -> tuple[list[Any], tuple[str, int, int] | None]:
             # Core rows (attribute access like EventRow): the lookback re-reads up to
             # LOOKBACK events every poll, and ORM objects for them cost several times more.
             rows = list(conn.execute(_EVENTS_AFTER, {"b_flow": self.flow_uuid, "b_low": low}))
             flow = conn.execute(_FLOW_STATE, {"b_flow": self.flow_uuid}).first()
-            return rows, (flow[0], flow[1]) if flow else None
+            return rows, (flow[0], flow[1], flow[2]) if flow else None
 
         rows, flow = self.backend.run_core(read, readonly=True)
         if flow is None:
             raise NotFound(f"Flow {self.flow_uuid} is not in the logbook {self.backend!r}")
+        self.scheduled = int(flow[2] or 0)
         for row in rows:
             if row.id in self._seen:
                 continue
@@ -86,7 +90,7 @@ class Follower:
             del self._recent[: len(evicted)]
             self._seen.difference_update(evicted)
             self._floor = evicted[-1]
-        return flow
+        return flow[0], flow[1]
 
     def follow(
         self,

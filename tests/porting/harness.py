@@ -12,6 +12,7 @@ order) when the exact order differs.
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 WORD = re.compile(r"\btaskflow\b")
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def examples_dir() -> Path | None:
@@ -65,7 +67,8 @@ def run_script(script: Path, home: Path, env_extra: dict[str, str] | None = None
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELERYFLOW_")}
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / "xdg"), TMPDIR=str(home), PYTHONUNBUFFERED="1",
                CELERYFLOW_BACKEND=f"sqlite:///{home / 'logbook.db'}")
-    env.pop("PYTHONPATH", None) if env_extra is None or "PYTHONPATH" not in env_extra else None
+    # this checkout's celeryflow, whatever the interpreter has installed
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
     env.update(env_extra or {})
     started = time.monotonic()
     try:
@@ -86,15 +89,39 @@ _MASKS = [
 ]
 
 
+_DICT = re.compile(r"\{[^{}]*\}")
+
+
+def _sorted_dicts(line: str) -> str:
+    """Dict literals with their keys sorted (parallel work fills results in any order)."""
+
+    def one(match: re.Match[str]) -> str:
+        try:
+            value = ast.literal_eval(match.group(0))
+        except (ValueError, SyntaxError):
+            return match.group(0)
+        return repr(dict(sorted(value.items(), key=repr))) if isinstance(value, dict) else match.group(0)
+
+    return _DICT.sub(one, line)
+
+
 def normalise(text: str) -> list[str]:
-    """Lines with ids, numbers with a fraction, addresses and paths masked (TaskFlow's own names renamed)."""
-    out = []
+    """Lines with ids, numbers with a fraction, addresses and paths masked (TaskFlow's own names renamed).
+
+    Consecutive WAITING/ANALYZING rounds of ``run_iter()`` count as one: how many completions
+    one wait collects depends on timing, in TaskFlow as here.
+    """
+    out: list[str] = []
     for line in rename(text).splitlines():
-        line = line.rstrip()
+        line = _sorted_dicts(line.rstrip())
         for pattern, mask in _MASKS:
             line = pattern.sub(mask, line)
-        if line:
-            out.append(line)
+        if not line:
+            continue
+        if line == "ANALYZING" and out[-2:] == ["ANALYZING", "WAITING"]:
+            out.pop()
+            continue
+        out.append(line)
     return out
 
 
