@@ -107,7 +107,8 @@ def test_ported_example_gives_taskflows_output(name: str, ported: Path, tmp_path
         assert original.returncode != 0, f"TaskFlow runs {name} now: compare it like the others{detail}"
         assert port.returncode == 0, detail
         expected = harness.normalise(original.stdout)
-        assert harness.normalise(port.stdout)[: len(expected)] == expected, detail
+        # what TaskFlow printed before it stopped comes first (parallel work in any order)
+        assert sorted(harness.normalise(port.stdout)[: len(expected)]) == sorted(expected), detail
         return
     assert original.returncode == 0, f"TaskFlow's own run failed{detail}"
     assert port.returncode == 0, detail
