@@ -104,8 +104,12 @@ def load_from_detail(
     app: Any = None,
     **options: Any,
 ) -> CeleryEngine:
-    """Re-attach to a flow in the logbook (a FlowDetail or a flow id) to resume it."""
-    _check_engine(engine)
+    """Re-attach to a flow in the logbook (a FlowDetail or a flow id) to resume it.
+
+    A flow keeps the limit of atoms at once it was started with; ``engine="worker-based"``
+    with ``url=``/``exchange=`` resumes it on the workers of that broker.
+    """
+    app = _engine_setup(engine, app, backend, options)
     flow_uuid = flow_detail if isinstance(flow_detail, str) else str(flow_detail.uuid)
     eng = CeleryEngine(None, app=app, backend=backend, flow_uuid=flow_uuid, options=options)
     if store:

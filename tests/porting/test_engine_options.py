@@ -123,3 +123,13 @@ def test_worker_based_engine_needs_a_broker(logbook: str, monkeypatch: pytest.Mo
     monkeypatch.delenv("CELERYFLOW_BROKER_URL", raising=False)
     with pytest.raises(ConfigurationError, match="needs a broker"):
         engines.load(_fan(1), engine="worker-based", backend=logbook)
+
+
+def test_worker_based_flow_resumes_on_those_workers(logbook: str, memory_worker: dict[str, Any]) -> None:
+    flow = linear_flow.Flow("wbe-resume").add(atoms.Double(), atoms.AddOne())
+    first = engines.load(flow, store={"x": 4}, engine="worker-based", backend=logbook, **memory_worker)
+    first.prepare()
+    resumed = engines.load_from_detail(first.flow_uuid, engine="worker-based", backend=logbook, **memory_worker)
+    assert resumed.app is first.app
+    resumed.run()
+    assert resumed.storage.fetch("result") == 9
