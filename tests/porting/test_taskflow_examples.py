@@ -74,9 +74,11 @@ def _all_examples() -> list[str]:
 def _params() -> list[object]:
     out: list[object] = []
     for name in _all_examples():
+        marks = []
         if name in NOT_RUNNABLE:
-            continue
-        marks = [pytest.mark.xfail(reason=f"needs {PENDING[name]}", strict=False)] if name in PENDING else []
+            marks = [pytest.mark.skip(reason=f"not runnable here: {NOT_RUNNABLE[name]}")]
+        elif name in PENDING:
+            marks = [pytest.mark.xfail(reason=f"needs {PENDING[name]}", strict=False)]
         out.append(pytest.param(name, marks=marks, id=name))
     return out
 
