@@ -98,6 +98,7 @@ def test_every_example_is_classified() -> None:
     assert set(NOT_RUNNABLE).isdisjoint(PENDING)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", _params())
 def test_ported_example_gives_taskflows_output(name: str, ported: Path, tmp_path: Path) -> None:
     assert EXAMPLES is not None
