@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 
 import click
-from click.utils import make_default_short_help
 
 #: command -> (module:attribute, the first paragraph of its help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -55,7 +54,8 @@ class LazyGroup(click.Group):
             if name in self.commands:
                 rows.append((name, self.commands[name].get_short_help_str(limit)))
             else:
-                rows.append((name, make_default_short_help(COMMANDS[name][1], limit)))  # type: ignore[operator]
+                # Click's own shortening, of the summary kept here
+                rows.append((name, click.Command(name, help=COMMANDS[name][1]).get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
