@@ -14,7 +14,7 @@ from celeryflow import engines
 from celeryflow.engines.worker_based import worker
 from celeryflow.exceptions import ConfigurationError
 from celeryflow.patterns import linear_flow, unordered_flow
-from tests.porting import atoms
+from tests.porting import engine_atoms as atoms
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_bad_engine_options_are_refused_at_load(logbook: str, options: dict[str,
 def memory_worker(logbook: str) -> Iterator[dict[str, Any]]:
     """A TaskFlow-style worker on the in-memory transport, in a thread of this process."""
     conf = {"exchange": "porting-test", "transport": "memory", "transport_options": {"polling_interval": 0.01}}
-    w = worker.Worker(topic="w1", tasks=["tests.porting.atoms:Double", "tests.porting.atoms.AddOne"],
+    w = worker.Worker(topic="w1", tasks=["tests.porting.engine_atoms:Double", "tests.porting.engine_atoms.AddOne"],
                       backend=logbook, **conf)
     thread = threading.Thread(target=w.run, daemon=True)
     thread.start()
@@ -95,8 +95,8 @@ def test_worker_based_engine_runs_on_the_workers_of_that_broker(logbook: str, me
     engine.atom_notifier.register("*", lambda state, details: seen.append(f"{details['atom_name']} {state}"))
     engine.run()
     assert engine.storage.fetch_all() == {"x": 20, "doubled": 40, "result": 41}
-    assert seen == ["tests.porting.atoms.Double RUNNING", "tests.porting.atoms.Double SUCCESS",
-                    "tests.porting.atoms.AddOne RUNNING", "tests.porting.atoms.AddOne SUCCESS"]
+    assert seen == ["tests.porting.engine_atoms.Double RUNNING", "tests.porting.engine_atoms.Double SUCCESS",
+                    "tests.porting.engine_atoms.AddOne RUNNING", "tests.porting.engine_atoms.AddOne SUCCESS"]
 
 
 def test_worker_based_engine_on_redis(logbook: str, redis_url: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from celeryflow import engines, states
 from celeryflow.patterns import linear_flow
-from tests.porting import atoms
+from tests.porting import engine_atoms as atoms
 
 
 def _chain(n: int) -> linear_flow.Flow:
@@ -113,5 +113,5 @@ def remote_env(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from tests.support.remote import remote_workers
 
     tmp = tmp_path_factory.mktemp("porting-remote")
-    with remote_workers(tmp, "tests.porting.atoms", "porting-remote") as remote:
+    with remote_workers(tmp, "tests.porting.engine_atoms", "porting-remote") as remote:
         yield FlowEnv("remote", remote.logbook, remote.app, tmp)
