@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import procs
+from bench import procs, startup
 from bench import profile as spy
 
 REPO_ROOT = procs.REPO_ROOT
@@ -502,7 +502,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import report
 
         saved = load_json(args.from_json)
-        args.output.write_text(report.render(saved, elapsed=saved_elapsed(saved)))
+        args.output.write_text(startup.keep_section(args.output, report.render(saved, elapsed=saved_elapsed(saved))))
         print(report.summary_table(saved))
         return 0
     plan = Plan.make(args.quick, args.runs)
@@ -569,7 +569,7 @@ def main(argv: list[str] | None = None) -> int:
 
     text = report.render(results, elapsed=time.monotonic() - begun)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(text)
+    args.output.write_text(startup.keep_section(args.output, text))
     if args.json:
         args.json.write_text(json.dumps(_jsonable(results), indent=1, default=str))
     print(report.summary_table(results))

@@ -186,6 +186,7 @@ class Compilation:
         order: atom names in that order.
         retries: ``{controller name: RetryScope}``.
         deciders: registry reference (or None) of each link decider, by ``link_id``.
+        max_in_flight: the engine's per-flow limit on atoms queued or running (None: none).
     """
 
     flow_name: str
@@ -193,7 +194,13 @@ class Compilation:
     order: tuple[str, ...]
     retries: Mapping[str, RetryScope]
     deciders: tuple[str | None, ...] = ()
+    #: most atoms of this flow queued or running at once (``engine="serial"``: 1; ``max_workers=``)
+    max_in_flight: int | None = None
     _cache: dict[Any, frozenset[str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def window(self, default: int) -> int:
+        """This flow's dispatch window: ``default`` (``CELERYFLOW_DISPATCH_WINDOW``) or its own, if smaller."""
+        return default if self.max_in_flight is None else max(1, min(default, self.max_in_flight))
 
     def sources(self) -> tuple[str, ...]:
         """Atoms without predecessors, in order."""
@@ -297,6 +304,7 @@ class Compilation:
             "deciders": list(self.deciders),
             "atoms": [self.atoms[n].to_dict() for n in self.order],
             "retries": [[s.name, s.parent, list(s.members)] for s in self.retries.values()],
+            **({} if self.max_in_flight is None else {"max_in_flight": self.max_in_flight}),
         }
 
     @classmethod
@@ -312,4 +320,5 @@ class Compilation:
             order=tuple(data["order"]),
             retries=MappingProxyType({n: RetryScope(n, p, tuple(m)) for n, p, m in data["retries"]}),
             deciders=tuple(data.get("deciders", ())),
+            max_in_flight=data.get("max_in_flight"),
         )

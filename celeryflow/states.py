@@ -30,6 +30,12 @@ SUSPENDING: Final = "SUSPENDING"
 SUSPENDED: Final = "SUSPENDED"
 RESUMING: Final = "RESUMING"
 
+# Engine states ``Engine.run_iter()`` yields (TaskFlow's action-engine states; see
+# celeryflow/engines/iteration.py for what each means here)
+SCHEDULING: Final = "SCHEDULING"
+WAITING: Final = "WAITING"
+ANALYZING: Final = "ANALYZING"
+
 # Intentions: what the engine means to do with an atom next.
 EXECUTE: Final = "EXECUTE"
 REVERT: Final = "REVERT"

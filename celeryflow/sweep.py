@@ -259,7 +259,7 @@ class Sweeper:
         outcome = reclaim.reclaim(
             self.backend, comp, flow_uuid, now=now, heartbeat_timeout=settings.heartbeat_timeout,
             max_deliveries=settings.max_deliveries, owner=self.name, decide=decide, stale_atoms=stale_ok,
-            window=settings.dispatch_window,
+            window=comp.window(settings.dispatch_window),
         )
         if outcome.action == "none":
             return
@@ -273,7 +273,7 @@ class Sweeper:
         self._publish(comp, outcome.dispatch, report)
         if outcome.start:
             self._publish(comp, reclaim.redrive(self.backend, comp, flow_uuid, self.name, decide,
-                                                settings.dispatch_window), report)
+                                                comp.window(settings.dispatch_window)), report)
         for poison in outcome.poison:
             report.poisoned.append((flow_uuid, poison.name))
             LOG.error("sweep: atom %s of flow %s killed its worker %d time(s): failing it with WorkerLost",
@@ -281,7 +281,7 @@ class Sweeper:
             dispatch = steps.finish(
                 self.backend, comp, flow_uuid, poison.name, outcome.epoch, poison.mode, poison.worker,
                 failure=poison.failure(flow_uuid, settings.max_deliveries), decide=decide,
-                window=settings.dispatch_window,
+                window=comp.window(settings.dispatch_window),
             )
             self._publish(comp, dispatch, report)
 

@@ -5,22 +5,31 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from celeryflow.engines import options as engine_options
 from celeryflow.engines.engine import EVENT_UPDATE_PROGRESS, CeleryEngine
 from celeryflow.engines.factories import flow_from_empty_detail, save_factory_details
-from celeryflow.exceptions import ConfigurationError, NotRegistered
+from celeryflow.exceptions import NotRegistered
 
 #: TaskFlow-style alias
 Engine = CeleryEngine
 
-_ENGINES = ("celery", "default", "parallel", "serial")
+_ENGINES = engine_options.ENGINES
 
 
 def _check_engine(engine: str) -> None:
-    if engine not in _ENGINES:
-        raise ConfigurationError(
-            f"Unknown engine {engine!r}: celeryflow runs every flow on Celery; use engine='celery' "
-            "(TaskFlow's 'serial'/'parallel' are accepted as aliases)"
-        )
+    engine_options.check_engine(engine)
+
+
+def _engine_setup(engine: str, app: Any, backend: Any, options: dict[str, Any]) -> Any:
+    """Check ``engine`` (and its options); the app of a worker-based engine (its options taken out)."""
+    _check_engine(engine)
+    if engine in engine_options.WORKER_BASED:
+        from celeryflow.engines import worker_based
+
+        broker = worker_based.split_options(options)
+        if app is None:
+            app = worker_based.app_for(**broker, backend=backend)
+    return app
 
 
 def load(
@@ -39,23 +48,29 @@ def load(
     resumed (as :func:`load_from_detail`); a FlowDetail that is new or empty (made by the
     caller, perhaps saved with ``save_logbook``) gets ``flow`` run into it, keeping its
     uuid, name, logbook and metadata, as TaskFlow does.
+
+    ``engine`` is ``"celery"`` (also ``"default"``, ``"parallel"``), ``"serial"`` or
+    ``"worker-based"``: see :mod:`celeryflow.engines.options` for what they and
+    ``max_workers=`` / ``executor=`` mean.
     """
-    _check_engine(engine)
     if flow_detail is not None:
+        _check_engine(engine)
         if flow is None or isinstance(flow_detail, str):
-            return load_from_detail(flow_detail, store=store, backend=backend, app=app, book=book, **options)
+            return load_from_detail(flow_detail, store=store, engine=engine, backend=backend, app=app, book=book,
+                                    **options)
         from celeryflow.engines.engine import resolve_app, resolve_backend
         from celeryflow.runtime.adopt import is_empty_detail
 
-        resolved_app = resolve_app(app)
+        resolved_app = resolve_app(_engine_setup(engine, app, backend, options))
         resolved = resolve_backend(backend, resolved_app)
         uuid = str(flow_detail.uuid)
         if resolved.run(lambda session: is_empty_detail(session, uuid), readonly=True) is False:
             return load_from_detail(flow_detail, store=store, backend=resolved, app=resolved_app, book=book,
                                     **options)
         return CeleryEngine(flow, store=store, app=resolved_app, backend=resolved, book=book, options=options,
-                            into_detail=flow_detail)
-    return CeleryEngine(flow, store=store, app=app, backend=backend, book=book, options=options)
+                            into_detail=flow_detail, engine=engine)
+    app = _engine_setup(engine, app, backend, options)
+    return CeleryEngine(flow, store=store, app=app, backend=backend, book=book, options=options, engine=engine)
 
 
 def run(flow: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, Any]:
@@ -77,7 +92,7 @@ def load_from_factory(
     **options: Any,
 ) -> CeleryEngine:
     """Build the flow with a (registered) factory; workers and conductors rebuild it by name."""
-    _check_engine(engine)
+    app = _engine_setup(engine, app, backend, options)
     from celeryflow import spec
 
     args = list(factory_args or ())
@@ -95,7 +110,8 @@ def load_from_factory(
         factory_spec = None
     flow = flow_factory(*args, **kwargs)
     return CeleryEngine(
-        flow, store=store, app=app, backend=backend, book=book, factory_spec=factory_spec, options=options
+        flow, store=store, app=app, backend=backend, book=book, factory_spec=factory_spec, options=options,
+        engine=engine,
     )
 
 
@@ -112,8 +128,11 @@ def load_from_detail(
     A detail no flow ran in yet, whose metadata names a flow factory
     (:func:`save_factory_details`), gets that factory's flow run into it; the factory
     must be registered here (celeryflow never imports a module a row names).
+
+    A flow keeps the limit of atoms at once it was started with; ``engine="worker-based"``
+    with ``url=``/``exchange=`` resumes it on the workers of that broker.
     """
-    _check_engine(engine)
+    app = _engine_setup(engine, app, backend, options)
     flow_uuid = flow_detail if isinstance(flow_detail, str) else str(flow_detail.uuid)
     fresh = flow_from_empty_detail(flow_uuid, backend=backend, app=app)
     if fresh is not None:

@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from celeryflow import brokers, compiler, serialization, states
+from celeryflow.engines import options as engine_options
 from celeryflow.engines.atom_details import add_taskflow_keys, atom_versions
 from celeryflow.engines.books import fill_book
 from celeryflow.engines.storage import Storage
 from celeryflow.engines.waiter import Follower, event_details, last_event_id
 from celeryflow.exceptions import ConfigurationError, MissingDependencies
-from celeryflow.runtime import adopt, context, control, dispatch
+from celeryflow.runtime import adopt, context, control, dispatch, localbus
 from celeryflow.runtime import backends as backend_keys
 from celeryflow.runtime.settings import Settings
 from celeryflow.types.failure import Failure
@@ -34,6 +36,11 @@ LOG = logging.getLogger(__name__)
 
 #: atom notifier event for progress reports (TaskFlow's task.EVENT_UPDATE_PROGRESS)
 EVENT_UPDATE_PROGRESS = "update_progress"
+
+#: the flow states notified: TaskFlow's flow state machine (taskflow/states.py) minus PENDING,
+#: which TaskFlow's engines never notify (celeryflow's REVERTING is internal, as TaskFlow's is)
+NOTIFIED_FLOW_STATES = frozenset({states.RUNNING, states.SUCCESS, states.FAILURE, states.REVERTED,
+                                  states.SUSPENDING, states.SUSPENDED, states.RESUMING})
 
 
 def resolve_app(app: Celery | None) -> Celery:
@@ -77,12 +84,15 @@ class CeleryEngine:
         factory_spec: dict[str, Any] | None = None,
         options: Mapping[str, Any] | None = None,
         into_detail: Any = None,
+        engine: str = "celery",
     ) -> None:
         self.app = resolve_app(app)
         self.backend: Backend = resolve_backend(backend, self.app)
         self.backend_key = backend_keys.remember(self.backend)
         self.settings = Settings.from_sources(self.app.conf)
         self.options = dict(options or {})
+        #: ``engine="serial"``, ``max_workers=``, ``executor=``: see celeryflow/engines/options.py
+        self._max_in_flight = engine_options.max_in_flight(engine, self.options)
         self.notifier = Notifier()
         self.atom_notifier = Notifier()
         self._flow = flow
@@ -98,6 +108,8 @@ class CeleryEngine:
         self._flow_uuid = flow_uuid
         self._owner = f"engine:{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:8]}"
         self._stats: dict[str, Any] = {}
+        #: the last flow state notified (the ``old_state`` of the next flow notification)
+        self._flow_state: str | None = None
         if flow_uuid is not None:
             self._attach(flow_uuid)
 
@@ -122,6 +134,8 @@ class CeleryEngine:
                 self._flow, celery_defaults=self.options.get("celery_options"),
                 revert_celery_defaults=self.options.get("revert_celery_options"),
             )
+            if self._max_in_flight is not None:
+                self._compilation = dataclasses.replace(self._compilation, max_in_flight=self._max_in_flight)
         return self._compilation
 
     def validate(self) -> None:
@@ -232,12 +246,22 @@ class CeleryEngine:
     def start(self, store: Mapping[str, Any] | None = None) -> str:
         """Persist (if needed), queue what is ready and publish it; do not wait. Returns the flow id."""
         started = time.monotonic()
+        self._ready()
+        return self._launch(store, started)
+
+    def _ready(self) -> int:
+        """Check the broker, validate and persist; return the last event id before this run."""
         # The broker is checked before anything is written: a submit against a dead
         # broker fails at the caller and leaves nothing half-done in the logbook.
         self._check_broker()
-        if self._flow_uuid is None:
-            self.validate()
-            self.prepare()
+        if self._flow_uuid is not None:
+            return last_event_id(self.backend, self._flow_uuid)
+        self.validate()
+        self.prepare()
+        return 0
+
+    def _launch(self, store: Mapping[str, Any] | None = None, started: float | None = None) -> str:
+        started = time.monotonic() if started is None else started
         if self.is_embedded:
             from celeryflow.runtime.embedded import ensure_worker
 
@@ -250,8 +274,9 @@ class CeleryEngine:
         if self._flow is not None:
             context.register_live(self._runtime)  # again: dropped when it was last seen finishing
         decide = self._runtime.decide if any(a.deciders for a in self.compile().atoms.values()) else None
-        what = control.start(self.backend, self.compile(), self.flow_uuid, store_updates=store,
-                             owner=self._owner, decide=decide, window=self.settings.dispatch_window,
+        comp = self.compile()
+        what = control.start(self.backend, comp, self.flow_uuid, store_updates=store,
+                             owner=self._owner, decide=decide, window=comp.window(self.settings.dispatch_window),
                              heartbeat_timeout=self.settings.heartbeat_timeout)
         self._stats["start_seconds"] = time.monotonic() - started
         self._publish(what)
@@ -272,12 +297,23 @@ class CeleryEngine:
             flow ended REVERTED or FAILURE; Timeout if ``timeout`` passed first.
         """
         began = time.monotonic()
-        after = last_event_id(self.backend, self.flow_uuid) if self._flow_uuid else 0
-        self.start()
-        try:
-            state = Follower(self.backend, self.flow_uuid, after).follow(self._on_event, timeout)
-        finally:
-            fill_book(self._book, self.backend, self.flow_uuid, self._caller_detail)
+        after = self._ready()
+        # held before the first atom is sent: this process's workers run an atom's code only
+        # after its RUNNING notification was delivered here (TaskFlow's order)
+        with localbus.tapping(self.flow_uuid) as tap:
+            self._launch()
+            try:
+                state = Follower(self.backend, self.flow_uuid, after).follow(self._on_event, timeout, tap=tap)
+            finally:
+                self.fill_book()
+        self._ended(state, began)
+        self.raise_for_state(state)
+
+    def fill_book(self) -> None:
+        """Bring the caller's ``book=`` / FlowDetail objects up to date, as TaskFlow's engine does."""
+        fill_book(self._book, self.backend, self.flow_uuid, self._caller_detail)
+
+    def _ended(self, state: str, began: float) -> None:
         if self.is_embedded:
             from celeryflow.runtime.embedded import unwatch
 
@@ -286,7 +322,16 @@ class CeleryEngine:
             context.finished_live(self.flow_uuid)
         self._stats["seconds"] = time.monotonic() - began
         self._stats["state"] = state
-        self.raise_for_state(state)
+
+    def run_iter(self, timeout: float | None = None) -> Generator[str, Any, None]:
+        """Run the flow, yielding the engine's states as TaskFlow's ``run_iter()`` does.
+
+        See :mod:`celeryflow.engines.iteration` for what each yield means; ``send(True)``
+        suspends the flow, ``close()`` suspends it and waits for the atoms already running.
+        """
+        from celeryflow.engines.iteration import run_iter
+
+        return run_iter(self, timeout)
 
     def run_async(self) -> str:
         """Start without waiting (what ``celeryflow.submit`` does)."""
@@ -319,7 +364,11 @@ class CeleryEngine:
     def _on_event(self, row: EventRow) -> None:
         details = event_details(row)
         if row.kind == "flow":
-            details.update(flow_name=self.compile().flow_name, flow_uuid=self.flow_uuid, old_state=row.old_state)
+            # TaskFlow's flow state machine has no PENDING/REVERTING notifications: not sent
+            if row.new_state not in NOTIFIED_FLOW_STATES:
+                return
+            old, self._flow_state = self._flow_state or row.old_state, row.new_state
+            details.update(flow_name=self.compile().flow_name, flow_uuid=self.flow_uuid, old_state=old)
             self.notifier.notify(row.new_state or "", details)
         elif row.kind == "atom":
             details.update(task_name=row.atom_name, atom_name=row.atom_name, flow_uuid=self.flow_uuid,

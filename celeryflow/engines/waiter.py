@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, func, select
@@ -37,7 +37,8 @@ _EVENTS_AFTER = (
     .order_by(_events.c.id)
     .limit(5000)
 )
-_FLOW_STATE = select(FlowRow.__table__.c.state, FlowRow.__table__.c.epoch).where(
+_FLOW_STATE = select(FlowRow.__table__.c.state, FlowRow.__table__.c.epoch,
+                     FlowRow.__table__.c.outstanding + FlowRow.__table__.c.held).where(
     FlowRow.__table__.c.uuid == bindparam("b_flow")
 )
 
@@ -60,21 +61,24 @@ class Follower:
         self._floor = after_id
         self._recent: list[int] = []
         self._seen: set[int] = set()
+        #: atoms of the flow queued, running or held back by its dispatch window, at the last poll
+        self.scheduled = 0
 
     def poll(self, on_event: Callable[[EventRow], None]) -> tuple[str, int]:
         """Deliver new events; return the flow's current (state, epoch)."""
         low = self._floor
 
-        def read(conn: Any) -> tuple[list[Any], tuple[str, int] | None]:
+        def read(conn: Any) -> tuple[list[Any], tuple[str, int, int] | None]:
             # Core rows (attribute access like EventRow): the lookback re-reads up to
             # LOOKBACK events every poll, and ORM objects for them cost several times more.
             rows = list(conn.execute(_EVENTS_AFTER, {"b_flow": self.flow_uuid, "b_low": low}))
             flow = conn.execute(_FLOW_STATE, {"b_flow": self.flow_uuid}).first()
-            return rows, (flow[0], flow[1]) if flow else None
+            return rows, (flow[0], flow[1], flow[2]) if flow else None
 
         rows, flow = self.backend.run_core(read, readonly=True)
         if flow is None:
             raise NotFound(f"Flow {self.flow_uuid} is not in the logbook {self.backend!r}")
+        self.scheduled = int(flow[2] or 0)
         for row in rows:
             if row.id in self._seen:
                 continue
@@ -86,20 +90,47 @@ class Follower:
             del self._recent[: len(evicted)]
             self._seen.difference_update(evicted)
             self._floor = evicted[-1]
-        return flow
+        return flow[0], flow[1]
 
     def follow(
         self,
         on_event: Callable[[EventRow], None],
         timeout: float | None = None,
         stop_states: frozenset[str] = states.FLOW_TERMINAL,
+        tap: localbus.Tap | None = None,
     ) -> str:
-        """Deliver events until the flow reaches one of ``stop_states``; return that state."""
+        """Deliver events until the flow reaches one of ``stop_states``; return that state.
+
+        Atoms this process's workers claimed run their code once their RUNNING event was
+        delivered (see :mod:`celeryflow.runtime.localbus`): every poll releases them. Pass the
+        ``tap`` taken before the flow's first atoms were sent, or one is taken here.
+        """
+        if tap is None:
+            with localbus.tapping(self.flow_uuid) as own:
+                return self.follow(on_event, timeout, stop_states, own)
+        last = ""
+        for last in self.polls(on_event, timeout, stop_states, tap):  # noqa: B007 - the last one is returned
+            tap.release()
+        return last
+
+    def polls(
+        self,
+        on_event: Callable[[EventRow], None],
+        timeout: float | None = None,
+        stop_states: frozenset[str] = states.FLOW_TERMINAL,
+        tap: localbus.Tap | None = None,
+    ) -> Generator[str, None, None]:
+        """Deliver events, yielding the flow's state after each poll, up to one of ``stop_states``.
+
+        Polls come at once after a commit in this process, else every 5 to 50 ms.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = MIN_INTERVAL
         outage_started: float | None = None
         while True:
             generation = localbus.generation()
+            if tap is not None:
+                tap.poll_begins()
             try:
                 state, _ = self.poll(on_event)
             except BackendClosed:
@@ -119,7 +150,9 @@ class Follower:
             if state in stop_states:
                 # One more read so events committed with the final transition are delivered.
                 self.poll(on_event)
-                return state
+                yield state
+                return
+            yield state
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"Flow {self.flow_uuid} is still {state} after {timeout} s")
             wait = interval if deadline is None else min(interval, max(0.0, deadline - time.monotonic()))

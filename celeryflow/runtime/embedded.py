@@ -57,6 +57,7 @@ def embedded_app() -> Celery:
             app = Celery("celeryflow-embedded", set_as_current=False)
             app.conf.update(
                 broker_url="memory://",
+                broker_transport=_transport_class(),
                 broker_transport_options={"polling_interval": 0.002},
                 # kombu's memory transport is one per process: a queue of its own keeps the embedded
                 # worker and any other in-process worker on memory:// (a test's) off each other's messages
@@ -71,6 +72,26 @@ def embedded_app() -> Celery:
             install(app, backend=os.environ.get("CELERYFLOW_BACKEND") or default_logbook_url(), beat=False)
             _app = app
         return _app
+
+
+#: the longest the embedded worker's consumer loop blocks between looks at its own state: it
+#: bounds how long stopping the worker takes (Celery's loop drains for 2 s at a time)
+DRAIN_SLICE = 0.05
+
+
+def _transport_class() -> type:
+    """kombu's in-memory transport, draining in slices of :data:`DRAIN_SLICE` seconds."""
+    from kombu.transport import memory
+
+    class EmbeddedTransport(memory.Transport):
+        def drain_events(self, connection: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            # a caller that blocks without a timeout keeps blocking; the worker's loop passes 2 s
+            timeout = kwargs.get("timeout")
+            if timeout is not None:
+                kwargs["timeout"] = min(timeout, DRAIN_SLICE)
+            return super().drain_events(connection, **kwargs)
+
+    return EmbeddedTransport
 
 
 def is_embedded(app: Celery) -> bool:
@@ -98,7 +119,7 @@ def ensure_worker(app: Celery) -> None:
 
         worker = _Controller(
             app=app,
-            pool_cls=_pool_class(app),
+            pool_cls=pool_class(app),
             concurrency=settings.embedded_concurrency,
             hostname=f"celeryflow-embedded@{os.getpid()}",
             loglevel=logging.WARNING,
@@ -122,7 +143,7 @@ def _running(worker: Any) -> bool:
     return getattr(getattr(worker, "blueprint", None), "state", bootsteps.RUN) == bootsteps.RUN
 
 
-def _pool_class(app: Celery) -> type:
+def pool_class(app: Celery) -> type:
     """A thread pool whose threads see ``app`` as Celery's current app.
 
     The worker traces tasks through ``current_app``, which is thread-local; the

@@ -112,4 +112,4 @@ def test_a_followed_flow_keeps_its_objects_and_their_notifiers(tmp_path: Path,
     assert engine.flow_uuid not in _live_ids()
     RELEASE.set()
     assert FlowHandle(engine.flow_uuid, _engine=engine).wait(timeout=15) == {}
-    assert reports.ran_on == [id(reports)] and heard == [0.5]
+    assert reports.ran_on == [id(reports)] and heard == [0.0, 0.5, 1.0]  # TaskFlow: 0.0 before, 1.0 after

@@ -242,7 +242,7 @@ def _start_in(engine: CeleryEngine, backend: Any) -> Dispatch:
     runtime = getattr(engine, "_runtime", None)
     decide = runtime.decide if runtime is not None and comp.deciders else None
     return control.start(backend, comp, engine.flow_uuid, owner=getattr(engine, "_owner", None), decide=decide,
-                         window=engine.settings.dispatch_window)
+                         window=comp.window(engine.settings.dispatch_window))
 
 
 def publish(engine: CeleryEngine, what: Dispatch) -> None:
