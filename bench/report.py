@@ -711,6 +711,11 @@ def render(results: Results, elapsed: float) -> str:
         add("Not profiled in this run (`py-spy` missing, `--quick` or `--no-profile`).")
         add("")
 
+    # ---- one wide flow on 1, 2, 4 worker processes
+    from bench.workers import render as render_workers
+
+    out.extend(render_workers(results))
+
     # ---- caveats
     add("## Notes")
     add("")

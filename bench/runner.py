@@ -89,6 +89,7 @@ class Results:
     taskflow: dict[str, list[float]] = field(default_factory=dict)
     scale: dict[str, dict[str, Any]] = field(default_factory=dict)
     floor: dict[str, dict[str, float]] = field(default_factory=dict)  # "<logbook> <variant>" -> ms per atom
+    workers: dict[str, dict[str, dict[str, list[float]]]] = field(default_factory=dict)  # logbook -> size -> case
     skipped: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -494,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-postgres", action="store_true", help="skip PostgreSQL")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy worker profiles")
     parser.add_argument("--only", default="",
-                        help="comma-separated subset: remote,counts,embedded,taskflow,scale,floor")
+                        help="comma-separated subset: remote,counts,workers,embedded,taskflow,scale,floor")
     parser.add_argument("--from-json", type=Path, default=None,
                         help="only re-render the report from results saved with --json")
     args = parser.parse_args(argv)
@@ -546,6 +547,13 @@ def main(argv: list[str] | None = None) -> int:
                         if wanted("counts"):
                             with make_logbook() as logbook:
                                 run_counts(results, kind, logbook, broker, tmp)
+            if redis_ok and wanted("workers"):
+                from bench.workers import run_workers
+
+                for kind, make_logbook in logbooks.items():
+                    with procs.redis_db("bench") as db, make_logbook() as logbook:
+                        log(f"{kind}: one wide flow on 1, 2, 4 worker processes")
+                        run_workers(results, kind, logbook, procs.redis_url(db), tmp)
             if wanted("embedded"):
                 log("embedded default")
                 run_embedded(results, tmp)
