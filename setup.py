@@ -47,6 +47,8 @@ EXTRAS["test"] = sorted(
         "pytest-celery>=1.1",
         "pytest-timeout>=2.3",
         "PyYAML>=6.0",
+        # postgresql:// with only psycopg2 installed (SQLAlchemy's default driver) is tested too
+        "psycopg2-binary>=2.9",
         *(req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph")
           for req in EXTRAS[name]),
     }

@@ -158,7 +158,6 @@ class Sweeper:
         if url is None:
             raise CeleryflowError("The sweep needs a logbook: set CELERYFLOW_BACKEND or pass backend=")
         self.backend: Backend = fetch(url) if isinstance(url, str) else url
-        self.backend_key = backend_keys.remember(self.backend)
         self.name = name or f"conductor:{socket.gethostname()}:{os.getpid()}"
         if self.settings.heartbeat_timeout < 3 * self.settings.heartbeat_interval:
             LOG.warning("heartbeat_timeout (%gs) is less than 3 x heartbeat_interval (%gs): live workers may be "
@@ -169,6 +168,11 @@ class Sweeper:
         self._lock = threading.Lock()
         self._db_failed = False
         self._grace_until = 0.0
+
+    @property
+    def backend_key(self) -> str:
+        """The logbook's key in the messages this sweeper sends (its stored id)."""
+        return backend_keys.remember(self.backend)
 
     # ------------------------------------------------------------------ one sweep
     def sweep(self) -> SweepReport:

@@ -77,7 +77,6 @@ class CeleryEngine:
     ) -> None:
         self.app = resolve_app(app)
         self.backend: Backend = resolve_backend(backend, self.app)
-        self.backend_key = backend_keys.remember(self.backend)
         self.settings = Settings.from_sources(self.app.conf)
         self.options = dict(options or {})
         self.notifier = Notifier()
@@ -100,6 +99,11 @@ class CeleryEngine:
         runtime = context.runtime_for(self.backend, flow_uuid)
         self._runtime = runtime
         self._compilation = runtime.comp
+
+    @property
+    def backend_key(self) -> str:
+        """The logbook's key in this engine's messages (its stored id: read once, on first publish)."""
+        return backend_keys.remember(self.backend)
 
     @property
     def is_embedded(self) -> bool:

@@ -1,0 +1,50 @@
+"""Atoms for the deployment tests (``CELERYFLOW_IMPORTS=tests.deploy.atoms``).
+
+Each call appends a line to the trace file named by the atom's ``trace`` argument
+(small O_APPEND writes are atomic across processes).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from celeryflow import task
+from celeryflow.patterns import linear_flow
+
+
+def record(trace: str, line: str) -> None:
+    fd = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def read_trace(trace: str | Path) -> list[str]:
+    path = Path(trace)
+    return path.read_text().splitlines() if path.exists() else []
+
+
+class Note(task.Task):
+    """Records ``execute <name> <pid>`` / ``revert <name>``; returns its name."""
+
+    def __init__(self, name: str, trace: str, fail: bool = False) -> None:
+        super().__init__(name=name)
+        self.trace = trace
+        self.fail = fail
+
+    def execute(self) -> str:
+        record(self.trace, f"execute {self.name} {os.getpid()}")
+        if self.fail:
+            raise RuntimeError(f"{self.name} failed on purpose")
+        return self.name
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        record(self.trace, f"revert {self.name}")
+
+
+def notes(name: str, trace: str, *steps: str) -> linear_flow.Flow:
+    """A linear flow of :class:`Note` atoms named ``steps``."""
+    return linear_flow.Flow(name).add(*(Note(step, trace) for step in steps))
