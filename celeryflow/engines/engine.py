@@ -167,7 +167,7 @@ class CeleryEngine:
             created = control.create_flow(
                 session, flow_uuid=flow_uuid, name=comp.flow_name, comp=comp, spec=full_spec,
                 store=self._store, meta={"options": _jsonable(self.options)}, logbook_uuid=book_uuid,
-                logbook_name=book_name, owner=self._owner,
+                logbook_name=book_name, owner=self._owner, namespace=self.settings.namespace,
             )
             # not created: this transaction committed before (then ``also`` did too)
             if created and also is not None:

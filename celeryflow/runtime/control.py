@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import InvalidState, NotFound
-from celeryflow.persistence.tables import AtomRow, FlowRow, LogBookRow, db_now, utcnow
+from celeryflow.persistence.tables import DEFAULT_NAMESPACE, AtomRow, FlowRow, LogBookRow, db_now, utcnow
 from celeryflow.runtime import compensation, scope_rounds, scopes
 from celeryflow.runtime.logbook import (
     DeciderCall,
@@ -49,8 +49,11 @@ def create_flow(
     logbook_uuid: str | None,
     logbook_name: str | None,
     owner: str | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> bool:
     """Write a new flow, its atoms and its spec in the caller's transaction.
+
+    ``namespace``: the deployment the flow belongs to (see :mod:`celeryflow.namespaces`).
 
     Returns False, writing nothing, when this very flow (same id, name and spec) is
     already there: the caller's earlier commit landed though its connection died
@@ -79,6 +82,7 @@ def create_flow(
             meta=serialization.dumps(dict(meta), f"options of flow {name!r}"),
             outstanding=0,
             owner=owner,
+            namespace=namespace,
             progress_at=now,
             created_at=now,
             updated_at=now,
