@@ -257,6 +257,9 @@ class AtomRow(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    #: JSON: why the atom is waiting, queued, instead of running (a worker without its code:
+    #: runtime.missing_code), since when and for which claim. Shown while it is queued.
+    wait_reason: Mapped[str | None] = mapped_column(LongText, nullable=True, deferred=True)
 
     __table_args__ = (
         Index("ix_celeryflow_atoms_flow_state", "flow_uuid", "state"),

@@ -38,6 +38,8 @@ class Settings:
     embedded_concurrency: int = 4
     imports: tuple[str, ...] = field(default_factory=tuple)
     retention_days: float | None = None
+    #: seconds an atom waits for a worker that has its code before it fails (None: for ever)
+    missing_code_timeout: float | None = 600.0
     #: the deployment this process belongs to: its sweeps and conductors touch only its flows
     namespace: str = "default"
 

@@ -24,9 +24,9 @@ class Deployment:
 
 
 def start_worker(group: ProcessGroup, deployment: Deployment, worker: str,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, queues: list[str] | None = None) -> None:
     """Start one ``celery -A celeryflow_tasks worker`` of ``deployment`` and wait until it is ready."""
-    group.start(worker, celery_worker_cmd(hostname=f"{worker}@%h", concurrency=1),
+    group.start(worker, celery_worker_cmd(hostname=f"{worker}@%h", concurrency=1, queues=queues),
                 env={**deployment.env, **(env or {})})
     group.wait_for_log(worker, r"ready\.", timeout=60)
     deployment.workers.append(worker)

@@ -9,6 +9,8 @@
   (``CELERYFLOW_NAMESPACE``, default ``"default"``). Sweeps and conductors re-drive
   only their own deployment's flows: two deployments may share one logbook
   database, each with its own broker and workers. Existing flows get ``"default"``.
+* ``celeryflow_atoms.wait_reason``: why a queued atom is not running (a worker lacks its
+  code: ``runtime.missing_code``), shown by ``flows show`` and ``top``.
 
 Revision ID: 0005
 Revises: 0004
@@ -28,6 +30,10 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 
+#: as tables.LongText: MySQL's TEXT stops at 64 KiB
+LONG_TEXT = sa.Text().with_variant(sa.Text(length=2**32 - 1), "mysql", "mariadb")
+
+
 def upgrade() -> None:
     identity = op.create_table(
         "celeryflow_identity",
@@ -40,6 +46,7 @@ def upgrade() -> None:
         sa.Column("namespace", sa.String(64), nullable=False, server_default="default"),
     )
     op.create_index("ix_celeryflow_flows_namespace_state", "celeryflow_flows", ["namespace", "state"])
+    op.add_column("celeryflow_atoms", sa.Column("wait_reason", LONG_TEXT, nullable=True))
 
 
 def downgrade() -> None:
@@ -47,6 +54,8 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         # in place (SQLite >= 3.35): a batch copy would cascade-delete the atoms (see 0004)
         op.execute("ALTER TABLE celeryflow_flows DROP COLUMN namespace")
+        op.execute("ALTER TABLE celeryflow_atoms DROP COLUMN wait_reason")
     else:
         op.drop_column("celeryflow_flows", "namespace")
+        op.drop_column("celeryflow_atoms", "wait_reason")
     op.drop_table("celeryflow_identity")
