@@ -48,3 +48,19 @@ class Note(task.Task):
 def notes(name: str, trace: str, *steps: str) -> linear_flow.Flow:
     """A linear flow of :class:`Note` atoms named ``steps``."""
     return linear_flow.Flow(name).add(*(Note(step, trace) for step in steps))
+
+
+class FailsUntil(task.Task):
+    """Fails until it has run ``succeed_on`` times (counted in the trace file, across processes)."""
+
+    def __init__(self, name: str, trace: str, succeed_on: int = 3) -> None:
+        super().__init__(name=name)
+        self.trace = trace
+        self.succeed_on = succeed_on
+
+    def execute(self) -> int:
+        record(self.trace, f"execute {self.name} {os.getpid()}")
+        runs = sum(1 for line in read_trace(self.trace) if line.startswith(f"execute {self.name} "))
+        if runs < self.succeed_on:
+            raise RuntimeError(f"{self.name}: run {runs} fails on purpose")
+        return runs
