@@ -7,24 +7,13 @@ Each call appends a line to the trace file named by the atom's ``trace`` argumen
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from celeryflow import task
 from celeryflow.patterns import linear_flow
+from tests.jobs.flows import read_trace, record
 
-
-def record(trace: str, line: str) -> None:
-    fd = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode() + b"\n")
-    finally:
-        os.close(fd)
-
-
-def read_trace(trace: str | Path) -> list[str]:
-    path = Path(trace)
-    return path.read_text().splitlines() if path.exists() else []
+__all__ = ["FailsUntil", "Note", "notes", "read_trace", "record"]
 
 
 class Note(task.Task):
