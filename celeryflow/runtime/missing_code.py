@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
-from celeryflow import serialization
+from celeryflow import serialization, states
 from celeryflow.exceptions import AtomCodeMissing, CorruptSpec, NotRegistered
 from celeryflow.persistence.tables import AtomRow, FlowRow, db_now, db_utcnow
+from celeryflow.runtime import scopes
 from celeryflow.runtime.logbook import REVERT
 
 if TYPE_CHECKING:
@@ -70,22 +71,25 @@ def hold(task: Task, backend: Backend, runtime: FlowRuntime, name: str, epoch: i
          missing: NotRegistered, settings: Settings, worker: str) -> tuple[Hold, AtomCodeMissing | None]:
     """Decide what to do with a message whose atom this worker cannot build.
 
-    Returns ``(PROCEED, None)`` for a revert of an atom that never ran, ``(PROCEED, exc)``
+    Returns ``(PROCEED, None)`` for a revert of an atom that never ran or an atom the flow
+    no longer wants (``steps.begin`` refuses it, as for any message), ``(PROCEED, exc)``
     once the wait is over (claim the atom and record ``exc`` as its failure), ``(DROP,
     None)`` for a stale message; otherwise records the wait and raises Celery's ``Retry``.
     """
     flow_uuid = runtime.uuid
 
     def txn(session: Session) -> tuple[str, Any]:
-        flow_epoch = session.scalar(select(FlowRow.epoch).where(FlowRow.uuid == flow_uuid))
+        flow = session.get(FlowRow, flow_uuid)
         row = session.execute(
             select(AtomRow.queued, AtomRow.failure, AtomRow.wait_reason)
             .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name)
         ).first()
-        if flow_epoch is None or row is None or flow_epoch != epoch or not row.queued:
+        if flow is None or row is None or flow.epoch != epoch or not row.queued:
             return "drop", None
         if mode == REVERT and never_ran(serialization.loads(row.failure)):
-            return "revert", None
+            return "proceed", None
+        if not _wanted(runtime, flow, name, mode):
+            return "proceed", None  # the flow no longer wants it (suspending, failing): begin refuses it
         now = db_now(session)
         # one wait per message: a retried message keeps its task id; a new dispatch (a retry
         # round, a resume, the sweep's resend) is a new message and waits afresh
@@ -115,7 +119,7 @@ def hold(task: Task, backend: Backend, runtime: FlowRuntime, name: str, epoch: i
     what, detail = backend.run(txn)
     if what == "drop":
         return Hold.DROP, None
-    if what == "revert":
+    if what == "proceed":
         return Hold.PROCEED, None
     if what == "fail":
         return Hold.PROCEED, AtomCodeMissing(
@@ -126,6 +130,13 @@ def hold(task: Task, backend: Backend, runtime: FlowRuntime, name: str, epoch: i
     LOG.log(logging.WARNING if what == "new" else logging.INFO, "atom %s of flow %s (%s): %s", name, flow_uuid,
             mode, detail)
     raise task.retry(countdown=WAIT_INTERVAL, max_retries=None, exc=AtomCodeMissing(detail))
+
+
+def _wanted(runtime: FlowRuntime, flow: FlowRow, name: str, mode: str) -> bool:
+    """Whether the flow would let ``name`` start now (else ``steps.begin`` refuses and un-queues it)."""
+    if mode == REVERT:
+        return flow.state in (states.REVERTING, states.RUNNING)
+    return flow.state == states.RUNNING and not scopes.blocked(runtime.comp, flow, name)
 
 
 def reason_of(wait_reason: str | None) -> str | None:

@@ -7,7 +7,7 @@ plus options) or a backend (returned as is)::
     backend = fetch({"connection": "sqlite:////var/lib/app/logbook.db", "busy_timeout": 60})
 
 URLs: ``sqlite:///path``, ``memory://`` (or ``sqlite://``), ``postgresql://``
-(psycopg 3), ``mysql://`` / ``mariadb://`` / ``mysql+pymysql://`` (PyMySQL).
+(psycopg 3, else psycopg2), ``mysql://`` / ``mariadb://`` / ``mysql+pymysql://`` (PyMySQL).
 
 One backend (engine and pool) per URL and options per process. Celery's
 prefork pool forks workers from a parent that may already hold connections:
