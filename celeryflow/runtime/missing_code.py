@@ -129,7 +129,9 @@ def hold(task: Task, backend: Backend, runtime: FlowRuntime, name: str, epoch: i
         )
     LOG.log(logging.WARNING if what == "new" else logging.INFO, "atom %s of flow %s (%s): %s", name, flow_uuid,
             mode, detail)
-    raise task.retry(countdown=WAIT_INTERVAL, max_retries=None, exc=AtomCodeMissing(detail))
+    # max_retries=None would mean the task's default (3): the wait is bounded by the timeout instead
+    retries = int(getattr(task.request, "retries", 0) or 0)
+    raise task.retry(countdown=WAIT_INTERVAL, max_retries=retries + 1, exc=AtomCodeMissing(detail))
 
 
 def _wanted(runtime: FlowRuntime, flow: FlowRow, name: str, mode: str) -> bool:
