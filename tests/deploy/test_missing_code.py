@@ -47,12 +47,28 @@ def cli_out(*args: str) -> str:
     return result.output
 
 
-def test_the_atom_waits_for_a_worker_that_has_its_code(tmp_path: Path) -> None:
+def test_the_atom_waits_for_a_worker_that_has_its_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_flower import InProcessFlower, _wait_until_flower_listens
+
     trace = str(tmp_path / "trace.log")
+    monkeypatch.setenv("FLOWER_UNAUTHENTICATED_API", "true")
     with postgres_database() as logbook, deployment("rolling", logbook) as dep, ProcessGroup(tmp_path) as group:
         start_worker(group, dep, "new", env={"CELERYFLOW_IMPORTS": NEW})
         start_worker(group, dep, "old", env={"CELERYFLOW_IMPORTS": OLD}, queues=["late"])
-        handle = celeryflow.submit(flow(trace), app=dep.app, backend=logbook)
+        flower = InProcessFlower(dep.app).start()
+        try:
+            _wait_until_flower_listens(dep.app, flower)
+            handle = celeryflow.submit(flow(trace), app=dep.app, backend=logbook)
+
+            def flower_shows_the_wait() -> bool:
+                return any(t.get("name") == "celeryflow: rolling / b" and t.get("state") == "RETRY"
+                           and "waiting for a worker that has its code" in str(t.get("exception"))
+                           for t in flower.tasks().values())
+
+            wait_for(flower_shows_the_wait, timeout=60, interval=0.2,
+                     message=lambda: f"Flower's task view: {flower.tasks()}")
+        finally:
+            flower.stop()
         backend = backends.fetch(logbook)
 
         def waiting() -> str | None:
