@@ -38,7 +38,8 @@ EXTRAS: dict[str, list[str]] = {
     "mysql": ["PyMySQL>=1.1"],
     "flower": ["flower>=2.0"],
     "django": ["celery[django]>=5.7", "Django>=4.2"],
-    "flask": ["Flask>=3.0"],
+    # Flask-SQLAlchemy: celeryflow.contrib.flask_sqlalchemy's transactional submit
+    "flask": ["Flask>=3.0", "Flask-SQLAlchemy>=3.1"],
     "graph": ["graphviz>=0.20"],
     # test-only: the porting tests compare with TaskFlow itself (never a runtime dependency)
     "taskflow": ["taskflow>=6.5"],
@@ -53,6 +54,10 @@ EXTRAS["test"] = sorted(
         "pytest-timeout>=2.3",
         "PyYAML>=6.0",
         "selenium>=4.15",  # tests/web: a real browser (Debian's chromium + chromium-driver)
+        # postgresql:// with only psycopg2 installed (SQLAlchemy's default driver) is tested too
+        "psycopg2-binary>=2.9",
+        # the compose stack's web service runs the example app under gunicorn (tested)
+        "gunicorn>=22",
         *(req for name in ("redis", "postgres", "mysql", "flower", "django", "flask", "graph", "web")
           for req in EXTRAS[name]),
     }

@@ -192,6 +192,15 @@ class NotRegistered(CeleryflowError):
     """A spec or message names an atom class, function or factory this process does not have registered."""
 
 
+class AtomCodeMissing(NotRegistered):
+    """A worker does not have the code of an atom it was sent (a rolling deploy, a missing CELERYFLOW_IMPORTS).
+
+    A deployment error, not the atom's: the atom waits, queued, for a worker that has its
+    code, and fails with this exception only after ``CELERYFLOW_MISSING_CODE_TIMEOUT``
+    seconds. It never ran, so its revert is never called.
+    """
+
+
 class CorruptSpec(NotRegistered):
     """A flow's stored spec cannot be decoded (not JSON, wrong shape, unknown version).
 
@@ -323,6 +332,7 @@ class WrappedFailure(CeleryflowError):
 __all__ = [
     "AlreadyExists",
     "AmbiguousDependency",
+    "AtomCodeMissing",
     "BackendClosed",
     "BrokerUnavailable",
     "CeleryflowError",

@@ -112,7 +112,8 @@ def _stock_app() -> Celery:
     """
     global _installed
     key = tuple(os.environ.get(name) for name in ("CELERYFLOW_BROKER_URL", "CELERYFLOW_BACKEND",
-                                                    "CELERYFLOW_RESULT_BACKEND", "CELERYFLOW_IMPORTS"))
+                                                    "CELERYFLOW_RESULT_BACKEND", "CELERYFLOW_IMPORTS",
+                                                    "CELERYFLOW_NAMESPACE"))
     with _stock_lock:
         app = _stock.get(key)
         if app is None:

@@ -87,11 +87,13 @@ class SweepReport:
 
 
 def stale_atom_flows(
-    session: Session, cutoff: dt.datetime, limit: int, only: Collection[str] | None = None
+    session: Session, cutoff: dt.datetime, limit: int, only: Collection[str] | None = None,
+    namespace: str | None = None,
 ) -> list[str]:
     """Flows with an atom in a worker's hands whose heartbeat is older than ``cutoff`` (indexed).
 
     ``only``: look at these flows alone (the embedded default sweeps the flows it runs).
+    ``namespace``: only flows of this deployment (None: every flow).
     """
     query = select(AtomRow.flow_uuid).where(
         AtomRow.state.in_(reclaim.IN_HAND),
@@ -100,12 +102,15 @@ def stale_atom_flows(
     )
     if only is not None:
         query = query.where(AtomRow.flow_uuid.in_(list(only)))
+    if namespace is not None:
+        query = query.join(FlowRow, FlowRow.uuid == AtomRow.flow_uuid).where(FlowRow.namespace == namespace)
     rows = session.execute(query.distinct().limit(limit))
     return [r[0] for r in rows]
 
 
 def stalled_flows(
-    session: Session, cutoff: dt.datetime, limit: int, only: Collection[str] | None = None
+    session: Session, cutoff: dt.datetime, limit: int, only: Collection[str] | None = None,
+    namespace: str | None = None,
 ) -> list[str]:
     """Active flows without progress since ``cutoff`` that have lost messages or nothing in flight."""
     lost = exists().where(
@@ -124,6 +129,8 @@ def stalled_flows(
     )
     if only is not None:
         query = query.where(FlowRow.uuid.in_(list(only)))
+    if namespace is not None:
+        query = query.where(FlowRow.namespace == namespace)
     rows = session.execute(query.order_by(FlowRow.progress_at).limit(limit))
     return [r[0] for r in rows]
 
@@ -137,8 +144,8 @@ class Sweeper:
         settings: override the app's settings.
         name: who sweeps (recorded as the reclaimed flows' owner); default host:pid.
         batch: candidate flows examined per query per sweep.
-        only: returns the flows this sweeper may look at (default: every flow of the logbook);
-            the embedded default sweeps only the flows its process runs.
+        only: returns the flows this sweeper may look at (default: every flow of the logbook
+            in the settings' ``namespace``); the embedded default sweeps only the flows its process runs.
     """
 
     def __init__(
@@ -158,7 +165,6 @@ class Sweeper:
         if url is None:
             raise CeleryflowError("The sweep needs a logbook: set CELERYFLOW_BACKEND or pass backend=")
         self.backend: Backend = fetch(url) if isinstance(url, str) else url
-        self.backend_key = backend_keys.remember(self.backend)
         self.name = name or f"conductor:{socket.gethostname()}:{os.getpid()}"
         if self.settings.heartbeat_timeout < 3 * self.settings.heartbeat_interval:
             LOG.warning("heartbeat_timeout (%gs) is less than 3 x heartbeat_interval (%gs): live workers may be "
@@ -169,6 +175,11 @@ class Sweeper:
         self._lock = threading.Lock()
         self._db_failed = False
         self._grace_until = 0.0
+
+    @property
+    def backend_key(self) -> str:
+        """The logbook's key in the messages this sweeper sends (its stored id)."""
+        return backend_keys.remember(self.backend)
 
     # ------------------------------------------------------------------ one sweep
     def sweep(self) -> SweepReport:
@@ -247,8 +258,10 @@ class Sweeper:
         only = None if self.only is None else self.only()
         if only is not None and not only:
             return now, []
-        found = dict.fromkeys(stale_atom_flows(session, cutoff, self.batch, only))
-        found.update(dict.fromkeys(stalled_flows(session, cutoff, self.batch, only)))
+        # only this deployment's flows: another's run on another broker, with atoms this one lacks
+        namespace = self.settings.namespace
+        found = dict.fromkeys(stale_atom_flows(session, cutoff, self.batch, only, namespace))
+        found.update(dict.fromkeys(stalled_flows(session, cutoff, self.batch, only, namespace)))
         return now, list(found)
 
     def _one(self, flow_uuid: str, now: dt.datetime, stale_ok: bool, report: SweepReport) -> None:

@@ -24,6 +24,9 @@ def make_app(name: str = "celeryflow", **settings: Any) -> Celery:
     app.conf.task_send_sent_event = True
     # celeryflow's own app: JSON only, late acks, prefetch 1 for every task it has
     app.conf.update(CELERY_SETTINGS)
+    if os.environ.get("CELERYFLOW_NAMESPACE"):
+        # the deployment is fixed when the app is built, like its broker and logbook
+        settings.setdefault("namespace", os.environ["CELERYFLOW_NAMESPACE"])
     install(app, backend=os.environ.get("CELERYFLOW_BACKEND") or None, **settings)
     return app
 

@@ -58,7 +58,7 @@ imports = _list("CELERYFLOW_IMPORTS")
 
 # --- celeryflow's own settings (read by celeryflow.install / celeryflow_tasks) -------
 # Uncomment to set them here instead of in the environment:
-# celeryflow_backend = "postgresql+psycopg://celeryflow@db/celeryflow"
+# celeryflow_backend = "postgresql://celeryflow@db/celeryflow"
 # celeryflow_heartbeat_timeout = 60
 # celeryflow_sweep_interval = 15
 

@@ -79,7 +79,7 @@ def test_commands(services: dict[str, dict[str, Any]]) -> None:
         assert any(a.startswith(f"--hostname={name}@") for a in argv), "distinct worker node names"
     assert cmd("conductor") in (["python", "-m", "conductor"], ["celery", "-A", "conductor", "beat"])
     assert cmd("flower")[:4] == ["celery", "-A", "celeryflow_tasks", "flower"]
-    assert cmd("web") == ["python", "examples/webapp.py"]
+    assert cmd("web")[0] == "gunicorn" and cmd("web")[-1] == "webapp:app", "not Flask's development server"
     assert cmd("migrate") == ["celeryflow", "db", "upgrade"]
     assert services["migrate"]["restart"] == "no"
 
@@ -175,3 +175,66 @@ def test_flow_view_service(services: dict[str, dict[str, Any]]) -> None:
     dockerfile = (COMPOSE_DIR / "Dockerfile").read_text(encoding="utf-8")
     assert re.search(r'pip install "\.\[[^"]*\bweb\b', dockerfile), "the image installs the web extra"
     assert "graphviz" in dockerfile, "dot draws the flow graphs"
+
+
+# Keys of the Compose specification (compose-spec.io) this stack may use: a typo such as
+# "envfile" or "depend_on" is silently ignored by some compose versions.
+TOP_LEVEL_KEYS = {"name", "services", "volumes", "networks", "configs", "secrets"}
+SERVICE_KEYS = {
+    "image", "build", "command", "entrypoint", "environment", "env_file", "ports", "volumes", "depends_on",
+    "healthcheck", "restart", "stop_signal", "stop_grace_period", "networks", "user", "working_dir", "labels",
+    "deploy", "logging", "profiles", "expose", "extra_hosts", "hostname", "init", "ulimits",
+}
+
+
+def test_compose_file_uses_only_specified_keys(compose: dict[str, Any], services: dict[str, dict[str, Any]]) -> None:
+    assert {k for k in compose if not k.startswith("x-")} <= TOP_LEVEL_KEYS
+    for name, service in services.items():
+        unknown = {k for k in service if not k.startswith("x-")} - SERVICE_KEYS
+        assert not unknown, f"{name}: keys outside the compose specification: {unknown}"
+        assert "image" in service or "build" in service, name
+        command = service.get("command", [])
+        assert isinstance(command, (str, list)) and all(isinstance(a, str) for a in command), name
+        for port in service.get("ports", []):
+            assert re.fullmatch(r"\d+:\d+", str(port)), f"{name}: port {port!r}"
+
+
+def test_no_result_backend_as_celeryconfig_says(services: dict[str, dict[str, Any]]) -> None:
+    """config/celeryconfig.py runs without a result backend (the logbook keeps results): so does the stack."""
+    assert "CELERYFLOW_RESULT_BACKEND" in (REPO / "config" / "celeryconfig.py").read_text(encoding="utf-8")
+    for name in CELERYFLOW_SERVICES:
+        for rel in _env_files(services[name]):
+            env = _read_env((COMPOSE_DIR / rel).resolve())
+            assert not env.get("CELERYFLOW_RESULT_BACKEND"), f"{name}: {rel} sets a result backend"
+
+
+def test_web_service_runs_the_example_under_gunicorn(services: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    """The web service's own argv (port changed), run here: gunicorn serves the example app."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from tests.support.procs import ProcessGroup, wait_for
+
+    dockerfile = (COMPOSE_DIR / "Dockerfile").read_text(encoding="utf-8")
+    assert "gunicorn" in dockerfile.split("pip install", 1)[1].split("\n\n", 1)[0], "the image installs gunicorn"
+    argv = list(services["web"]["command"])
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    argv[argv.index("--bind") + 1] = f"127.0.0.1:{port}"
+    gunicorn = [sys.executable, "-m", "gunicorn", *argv[1:]]
+    assert subprocess.run([sys.executable, "-m", "gunicorn", "--version"], capture_output=True).returncode == 0
+    env = {"PYTHONPATH": str(REPO / "examples"), "WEB_CONCURRENCY": "1", "XDG_DATA_HOME": str(tmp_path),
+           "CELERYFLOW_BACKEND": f"sqlite:///{tmp_path / 'web.db'}", "CELERYFLOW_BROKER_URL": None,
+           "CELERYFLOW_IMPORTS": None, "CELERYFLOW_AUTO_MIGRATE": None}
+    with ProcessGroup(tmp_path, env=env) as group:
+        group.start("web", gunicorn)
+
+        def page() -> int | None:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+                return int(response.status)
+
+        assert wait_for(page, timeout=60, ignore=OSError, message=lambda: group.dump()) == 200
+        assert "Booting worker" in group.output("web")

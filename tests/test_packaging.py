@@ -26,6 +26,8 @@ MODULE_OF = {
     "pytest-timeout": "pytest_timeout",
     "django": "django",
     "flask": "flask",
+    "psycopg2-binary": "psycopg2",
+    "flask-sqlalchemy": "flask_sqlalchemy",
 }
 
 

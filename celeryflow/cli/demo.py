@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any
 
@@ -68,15 +69,22 @@ def run_once(console: Console, fail_attach: bool, backend: str | None) -> bool:
     engine.atom_notifier.register("*", board.on_atom)
     engine.notifier.register("*", board.on_flow)
     ok = True
-    with Live(board.render(), console=console, refresh_per_second=20) as live:
-        engine.atom_notifier.register("*", lambda s, d: live.update(board.render()))
-        engine.notifier.register("*", lambda s, d: live.update(board.render()))
+    # Piped (not a terminal), a Live display only prints its last frame, with no line break
+    # after the table's border: print the table once instead, on its own lines.
+    live = Live(board.render(), console=console, refresh_per_second=20) if console.is_terminal else None
+    with live if live is not None else contextlib.nullcontext():
+        if live is not None:
+            engine.atom_notifier.register("*", lambda s, d: live.update(board.render()))
+            engine.notifier.register("*", lambda s, d: live.update(board.render()))
         try:
             engine.run()
         except Exception as exc:
             ok = False
             board.log.append(f"run() raised {type(exc).__name__}: {exc}")
-        live.update(board.render())
+        if live is not None:
+            live.update(board.render())
+    if live is None:
+        console.print(board.render())
     for line in board.log:
         console.print(f"  {line}")
     console.print(f"flow {engine.flow_uuid}: [bold]{engine.storage.get_flow_state()}[/]\n")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -162,7 +163,8 @@ def _view_json(view: snapshot.FlowView) -> dict[str, Any]:
         "atoms": [
             {
                 "name": a.name, "kind": a.kind, "state": a.state, "intention": a.intention,
-                "attempts": a.attempts, "worker": a.worker, "started_at": ts(a.started_at),
+                "attempts": a.attempts, "starts": a.starts, "waiting": a.waiting, "worker": a.worker,
+                "started_at": ts(a.started_at),
                 "finished_at": ts(a.finished_at), "seconds": a.seconds,
                 "failure": a.failure.pformat() if a.failure else None,
                 "revert_failure": a.revert_failure.pformat() if a.revert_failure else None,
@@ -215,15 +217,20 @@ def show(backend_url: str | None, flow_id: str, as_json: bool, tracebacks: bool,
             outcome = f"[red]{_brief(a.failure.pformat(), 70)}[/]"
         elif a.revert_failure is not None:
             outcome = f"[red]revert: {_brief(a.revert_failure.pformat(), 62)}[/]"
+        elif a.waiting:
+            outcome = f"[yellow]{escape(_brief(a.waiting, 90))}[/]"
         elif a.state == states.SUCCESS:
             outcome = _brief(view.masked_result(a.name))  # a provided card number is a secret too
         else:
             outcome = ""
-        table.add_row(str(i), a.name, a.kind, styled(a.state), str(a.attempts), a.worker or "",
+        table.add_row(str(i), a.name, a.kind, styled(a.state), str(a.starts), a.worker or "",
                       f"{a.started_at:%H:%M:%S}" if a.started_at else "", human_seconds(a.seconds),
-                      Text.from_markup(outcome) if outcome.startswith("[red]") else Text(outcome))
+                      Text.from_markup(outcome) if outcome.startswith(("[red]", "[yellow]")) else Text(outcome))
     out.print(table)
 
+    for a in view.atoms.values():
+        if a.waiting:
+            out.print(Text(f"{a.name} is waiting: {a.waiting}", style="yellow"))
     if view.reverted_order:
         out.print("compensation order: " + " → ".join(view.reverted_order))
     failed = [(a.name, "execute", a.failure) for a in view.atoms.values() if a.failure is not None]

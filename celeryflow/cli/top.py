@@ -63,7 +63,8 @@ class TopView:
         for f in running:
             bar = ProgressBar(total=max(f.total, 1), completed=f.done, width=16)
             idle = human_seconds((now - f.progress_at).total_seconds()) if f.progress_at else "-"
-            flows.add_row(f.uuid[:8], f.name, styled(f.state), bar, f"{f.done}/{f.total}", ", ".join(f.running),
+            busy = [*f.running, *(f"{n} (waiting for a worker with its code)" for n in f.waiting)]
+            flows.add_row(f.uuid[:8], f.name, styled(f.state), bar, f"{f.done}/{f.total}", ", ".join(busy),
                           human_seconds(f.seconds), idle)
         if not running:
             flows.add_row("", "[dim]no flow is running[/]", "", "", "", "", "", "")

@@ -35,7 +35,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from celeryflow import states
+from celeryflow import namespaces, states
 from celeryflow.exceptions import ConfigurationError, JobFailure, NotFound, NotRegistered, Timeout, UnclaimableJob
 from celeryflow.types.notifier import Notifier
 
@@ -62,6 +62,10 @@ CONSUMED, ABANDONED, TRASHED, LOST = "consumed", "abandoned", "trashed", "lost"
 
 class _Unloadable(Exception):
     """The job cannot be loaded: trash it with this reason."""
+
+
+class _Foreign(Exception):
+    """The job's flow belongs to another deployment (namespace): abandon it, never claim it again."""
 
 
 class _Running:
@@ -124,6 +128,8 @@ class Conductor(abc.ABC):
         self._keeper: threading.Thread | None = None
         self._keeper_stop = threading.Event()
         self._errors = 0
+        #: jobs whose flows belong to another deployment (namespace): left to its conductors
+        self._foreign: set[str] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,6 +202,8 @@ class Conductor(abc.ABC):
         for job in self.jobboard.iterjobs(only_unclaimed=True):
             if self._stop.is_set():
                 return None
+            if job.uuid in self._foreign:
+                continue
             try:
                 self.jobboard.claim(job, self.name, expiry=self._claim_expiry)
             except UnclaimableJob:
@@ -289,6 +297,9 @@ class Conductor(abc.ABC):
             engines = self._load(job)
         except _Unloadable as exc:
             return self._trash(item, str(exc), [], None)
+        except _Foreign as exc:
+            self._foreign.add(job.uuid)
+            return self._abandon(item, str(exc), [], None)
         except Exception as exc:  # database down, ...: retry later
             item.errored = True
             return self._abandon(item, f"loading failed: {type(exc).__name__}: {exc}", [], None)
@@ -349,6 +360,10 @@ class Conductor(abc.ABC):
                 raise _Unloadable(f"its flow {flow_uuid} is not in the logbook ({exc})") from None
             except (NotRegistered, KeyError, TypeError, ValueError) as exc:  # NotRegistered: CorruptSpec
                 raise _Unloadable(f"its flow {flow_uuid} has a corrupt spec: {type(exc).__name__}: {exc}") from None
+            theirs = namespaces.of_flow(engine.backend, flow_uuid)
+            if theirs is not None and theirs != engine.settings.namespace:
+                raise _Foreign(f"its flow {flow_uuid} belongs to the deployment {theirs!r}, this conductor's is "
+                               f"{engine.settings.namespace!r} (CELERYFLOW_NAMESPACE): left to its conductors")
             runtime = context.runtime_for(engine.backend, flow_uuid)
             if runtime.atoms is None:  # not submitted by this process: it must be rebuildable from its spec
                 try:

@@ -25,8 +25,9 @@ Configuration (``app.config``, falling back to the environment):
 ``CELERYFLOW_<NAME>``        any celeryflow setting, applied when the extension installs the Celery app
 
 Flask has no request transaction: ``submit`` writes the flow and sends its first
-messages at once (wrap it in your own database transaction logic if you need
-"only if my rows commit", or use the Django integration's ``on_commit``).
+messages at once. ``submit(..., session=db.session)`` ties it to a Flask-SQLAlchemy
+(or any SQLAlchemy) session instead: sent only after that session commits, dropped
+if it rolls back (:mod:`celeryflow.contrib.flask_sqlalchemy`).
 """
 
 from __future__ import annotations
@@ -161,11 +162,23 @@ class CeleryFlow:
         """The logbook backend."""
         return self._state().backend()
 
-    def submit(self, flow_or_factory: Any, store: Mapping[str, Any] | None = None, **kwargs: Any) -> FlowHandle:
-        """``celeryflow.submit`` with this app's Celery app and logbook; returns at once."""
+    def submit(self, flow_or_factory: Any, store: Mapping[str, Any] | None = None, *, session: Any = None,
+               **kwargs: Any) -> FlowHandle:
+        """``celeryflow.submit`` with this app's Celery app and logbook; returns at once.
+
+        Args:
+            session: a (Flask-)SQLAlchemy session, e.g. ``db.session``: the flow starts only
+                when that session commits, and is dropped if it rolls back
+                (:mod:`celeryflow.contrib.flask_sqlalchemy`).
+        """
         from celeryflow.handle import submit
 
         state = self._state()
+        if session is not None:
+            from celeryflow.contrib.flask_sqlalchemy import submit as submit_in
+
+            return submit_in(flow_or_factory, store, session=session, app=state.celery_app(),
+                             backend=state.backend(), **kwargs)
         return submit(flow_or_factory, store=store, app=state.celery_app(), backend=state.backend(), **kwargs)
 
     def handle(self, flow_id: str) -> FlowHandle:

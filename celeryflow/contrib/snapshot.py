@@ -22,6 +22,7 @@ from celeryflow import serialization, states
 from celeryflow.exceptions import NotFound
 from celeryflow.masking import mask_value
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
+from celeryflow.runtime import missing_code
 from celeryflow.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -70,6 +71,11 @@ class AtomView:
     succs: tuple[str, ...] = ()
     flow: str = ""
     retry: str | None = None
+    #: how many times its execution started, over every retry round and redelivery (the
+    #: ``attempts`` column counts claims of the current round, reverts included)
+    starts: int = 0
+    #: why it is queued and not running (a worker without its code), while that lasts
+    waiting: str | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -176,7 +182,15 @@ def load_flow(backend: Backend, flow_uuid: str, *, compilations: MutableMapping[
         row = session.scalars(query.where(FlowRow.uuid == flow_uuid)).first()
         if row is None:
             raise NotFound(f"No flow {flow_uuid!r} in the logbook {backend.url.masked}; check the id and --backend")
-        atoms = session.scalars(select(AtomRow).where(AtomRow.flow_uuid == flow_uuid)).all()
+        atoms = session.scalars(
+            select(AtomRow).options(undefer(AtomRow.wait_reason)).where(AtomRow.flow_uuid == flow_uuid)
+        ).all()
+        # every execution that started left RUNNING (finished, failed, reclaimed) or is running now
+        ended = dict(session.execute(
+            select(EventRow.atom_name, func.count())
+            .where(EventRow.flow_uuid == flow_uuid, EventRow.kind == "atom", EventRow.old_state == states.RUNNING)
+            .group_by(EventRow.atom_name)
+        ).all())
         reverted = session.execute(
             select(EventRow.atom_name)
             .where(EventRow.flow_uuid == flow_uuid, EventRow.kind == "atom",
@@ -186,6 +200,8 @@ def load_flow(backend: Backend, flow_uuid: str, *, compilations: MutableMapping[
         view = _build(row, atoms, [name for name in reverted if name], compilation=cached)
         if compilations is not None and cached is None and view.compilation is not None:
             compilations[flow_uuid] = view.compilation
+        for atom in view.atoms.values():
+            atom.starts = int(ended.get(atom.name, 0)) + (1 if atom.state == states.RUNNING else 0)
         return view
 
     return backend.run(read, readonly=True)
@@ -206,6 +222,7 @@ def _build(row: FlowRow, atom_rows: Iterable[AtomRow], reverted: list[str],
             started_at=a.started_at, finished_at=a.finished_at, heartbeat_at=a.heartbeat_at,
             result=serialization.loads(a.result), failure=_failure(a.failure),
             revert_failure=_failure(a.revert_failure), history=history,
+            waiting=missing_code.reason_of(a.wait_reason) if a.queued else None,
         )
         if comp is not None and a.name in comp.atoms:
             compiled = comp.atoms[a.name]
@@ -257,6 +274,8 @@ class FlowSummary:
     done: int = 0
     running: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    #: queued atoms waiting for a worker that has their code (runtime.missing_code)
+    waiting: list[str] = field(default_factory=list)
 
     @property
     def seconds(self) -> float | None:
@@ -322,6 +341,13 @@ def _add_counts(session: Session, flows: dict[str, FlowSummary]) -> None:
                    | has_failure)
             .order_by(AtomRow.name)
         )
+        waiting = session.execute(
+            select(AtomRow.flow_uuid, AtomRow.name)
+            .where(AtomRow.flow_uuid.in_(chunk), AtomRow.queued.is_(True), AtomRow.wait_reason.is_not(None))
+            .order_by(AtomRow.name)
+        )
+        for flow_uuid, atom in waiting:
+            flows[flow_uuid].waiting.append(atom)
         for flow_uuid, atom, atom_state, failed in busy:
             if atom_state in (states.RUNNING, states.REVERTING):
                 flows[flow_uuid].running.append(atom)

@@ -88,7 +88,6 @@ class CeleryEngine:
     ) -> None:
         self.app = resolve_app(app)
         self.backend: Backend = resolve_backend(backend, self.app)
-        self.backend_key = backend_keys.remember(self.backend)
         self.settings = Settings.from_sources(self.app.conf)
         self.options = dict(options or {})
         #: ``engine="serial"``, ``max_workers=``, ``executor=``: see celeryflow/engines/options.py
@@ -119,6 +118,11 @@ class CeleryEngine:
         runtime = context.runtime_for(self.backend, flow_uuid)
         self._runtime = runtime
         self._compilation = runtime.comp
+
+    @property
+    def backend_key(self) -> str:
+        """The logbook's key in this engine's messages (its stored id: read once, on first publish)."""
+        return backend_keys.remember(self.backend)
 
     @property
     def is_embedded(self) -> bool:
@@ -191,7 +195,7 @@ class CeleryEngine:
                 args = adopt.create_args(session, into, **{k: v for k, v in args.items() if k != "name"})
             created = control.create_flow(
                 session, flow_uuid=flow_uuid, comp=comp, spec=full_spec, owner=self._owner, versions=versions,
-                **args,
+                namespace=self.settings.namespace, **args,
             )
             # not created: this transaction committed before (then ``also`` did too)
             if created and also is not None:

@@ -58,6 +58,9 @@ from sqlalchemy.sql.functions import FunctionElement
 LongText = Text().with_variant(Text(length=2**32 - 1), "mysql", "mariadb")
 UUID_LEN = 36
 NAME_LEN = 255
+NAMESPACE_LEN = 64
+#: the namespace of a deployment that sets none (CELERYFLOW_NAMESPACE)
+DEFAULT_NAMESPACE = "default"
 #: length of a claim token (uuid4 hex)
 TOKEN_LEN = 32
 
@@ -200,6 +203,10 @@ class FlowRow(Base):
     #: scheduler's cheap test before it decodes the meta, kept in a typed column because the
     #: meta also holds user options (a substring test on it misfired). Written with the meta.
     scope_retrying: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: the deployment that started the flow (CELERYFLOW_NAMESPACE): only its sweeps and
+    #: conductors re-drive it (two deployments may share one logbook database).
+    namespace: Mapped[str] = mapped_column(String(NAMESPACE_LEN), default=DEFAULT_NAMESPACE,
+                                           server_default=DEFAULT_NAMESPACE)
     #: who last drove the flow (engine, conductor) and when it last showed life.
     owner: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -214,6 +221,7 @@ class FlowRow(Base):
         Index("ix_celeryflow_flows_state_progress", "state", "progress_at"),
         Index("ix_celeryflow_flows_logbook", "logbook_uuid"),
         Index("ix_celeryflow_flows_created", "created_at"),
+        Index("ix_celeryflow_flows_namespace_state", "namespace", "state"),
     )
 
 
@@ -249,6 +257,9 @@ class AtomRow(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     heartbeat_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    #: JSON: why the atom is waiting, queued, instead of running (a worker without its code:
+    #: runtime.missing_code), since when and for which claim. Shown while it is queued.
+    wait_reason: Mapped[str | None] = mapped_column(LongText, nullable=True, deferred=True)
 
     __table_args__ = (
         Index("ix_celeryflow_atoms_flow_state", "flow_uuid", "state"),
@@ -272,6 +283,19 @@ class LivenessRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     gap_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class IdentityRow(Base):
+    """Facts about the logbook itself, written once with the schema (migration 0005).
+
+    The row ``"logbook_id"`` identifies the database whatever URL spells it: messages
+    carry it (see :mod:`celeryflow.runtime.backends`), never the URL or a hash of it.
+    """
+
+    __tablename__ = "celeryflow_identity"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(255))
 
 
 class EventRow(Base):

@@ -1,13 +1,15 @@
 """Which logbook a message belongs to.
 
-Messages carry a short backend key (a hash of the logbook URL), never the URL
-itself (it may hold a password). A worker resolves the key among the logbooks
-it knows: its configured one and any opened in this process.
+Messages carry the logbook's key: the random id stored in the database when its
+schema was created (``Backend.logbook_id``, migration 0005). Never the URL, nor
+anything derived from it: a URL may hold a password, and one database has many
+spellings (``postgresql://`` and ``postgresql+psycopg://``, a host alias) that
+must all be the same logbook. A worker resolves the key among the logbooks it
+knows: its configured one and any opened in this process.
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +23,12 @@ _known: dict[str, Backend] = {}
 
 
 def key_of(backend: Backend) -> str:
-    """A short, stable key for a logbook: the same URL gives the same key in every process."""
-    return hashlib.sha1(str(backend.url).encode()).hexdigest()[:12]
+    """The key of a logbook in messages: its stored id (the same for every URL that reaches it).
+
+    Raises:
+        StorageFailure: the database cannot be read.
+    """
+    return backend.logbook_id
 
 
 def remember(backend: Backend) -> str:
@@ -35,6 +41,9 @@ def remember(backend: Backend) -> str:
 def resolve(key: str, app: Any = None) -> Backend:
     with _lock:
         found = _known.get(key)
+        if found is not None and found.closed:
+            del _known[key]
+            found = None
     if found is not None:
         return found
     url = app.conf.get("celeryflow_backend") if app is not None else None

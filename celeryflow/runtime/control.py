@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import InvalidState, NotFound
-from celeryflow.persistence.tables import AtomRow, FlowRow, LogBookRow, db_now, utcnow
+from celeryflow.persistence.tables import DEFAULT_NAMESPACE, AtomRow, FlowRow, LogBookRow, db_now, utcnow
 from celeryflow.runtime import compensation, scope_rounds, scopes
 from celeryflow.runtime.logbook import (
     DeciderCall,
@@ -50,11 +50,13 @@ def create_flow(
     logbook_name: str | None,
     owner: str | None = None,
     versions: Mapping[str, str] | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
 ) -> bool:
     """Write a new flow, its atoms and its spec in the caller's transaction.
 
     ``versions`` (atom name -> version string, TaskFlow's ``atom.version``) go into the
     atom rows' metadata, where ``AtomDetail.version`` reads them.
+    ``namespace``: the deployment the flow belongs to (see :mod:`celeryflow.namespaces`).
 
     Returns False, writing nothing, when this very flow (same id, name and spec) is
     already there: the caller's earlier commit landed though its connection died
@@ -83,6 +85,7 @@ def create_flow(
             meta=serialization.dumps(dict(meta), f"options of flow {name!r}"),
             outstanding=0,
             owner=owner,
+            namespace=namespace,
             progress_at=now,
             created_at=now,
             updated_at=now,

@@ -38,6 +38,10 @@ class Settings:
     embedded_concurrency: int = 4
     imports: tuple[str, ...] = field(default_factory=tuple)
     retention_days: float | None = None
+    #: seconds an atom waits for a worker that has its code before it fails (None: for ever)
+    missing_code_timeout: float | None = 600.0
+    #: the deployment this process belongs to: its sweeps and conductors touch only its flows
+    namespace: str = "default"
 
     @classmethod
     def from_sources(cls, conf: Any = None, overrides: dict[str, Any] | None = None) -> Settings:
@@ -55,6 +59,10 @@ class Settings:
             if raw is None:
                 continue
             values[f.name] = _coerce(f.name, f.type, raw)
+        if "namespace" in values:
+            from celeryflow.namespaces import check
+
+            values["namespace"] = check(values["namespace"])
         return cls(**values)
 
     def is_masked(self, key: str) -> bool:

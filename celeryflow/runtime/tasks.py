@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from celeryflow import atom as atommod
 from celeryflow.exceptions import CeleryflowError, NotFound, NotRegistered, ResultTooLarge, StorageFailure
-from celeryflow.runtime import backends, context, heartbeat, intercept, localbus, outage, steps
+from celeryflow.runtime import backends, context, heartbeat, intercept, localbus, missing_code, outage, steps
 from celeryflow.runtime.dispatch import EXECUTE_TASK, REVERT_TASK, chained_next, publish
 from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
 from celeryflow.runtime.settings import Settings
@@ -159,6 +159,20 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         LOG.warning("dropped the %s message of %s/%s (injected crash)", mode, flow_uuid, name)
         _stop_chain(task)
         return
+    # a worker without the atom's code leaves it queued for one that has it (runtime.missing_code)
+    preset: tuple[Any, dict[str, Any] | None] | None = None
+    missing = missing_code.lacks_code(runtime, name)
+    if missing is not None:
+        try:
+            held, gave_up = missing_code.hold(task, backend, runtime, name, epoch, mode, missing, settings, me)
+        except StorageFailure as exc:
+            outage.retry_later(task, exc, f"the {mode} message of {flow_uuid}/{name}")
+            _stop_chain(task)
+            return
+        if held is missing_code.Hold.DROP:
+            _stop_chain(task)
+            return
+        preset = (None, None if gave_up is None else Failure.from_exception(gave_up).to_dict())
     try:
         begun = steps.begin(backend, runtime.comp, flow_uuid, name, epoch, mode, me)
     except StorageFailure as exc:  # nothing ran yet: deliver the message again later
@@ -195,7 +209,9 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
             _local_progress(runtime, name, 0.0)
         token = atommod.progress_sink.set(progress)
         try:
-            result, failure = _call_atom(runtime, name, mode, begun)
+            if preset is None and mode == REVERT and missing_code.never_ran(begun.failure):
+                preset = (None, None)  # it never ran (no worker had its code): nothing to undo
+            result, failure = _call_atom(runtime, name, mode, begun) if preset is None else preset
         except intercept.Crash:
             # injected: the process "died" with the atom in its hands; its claim is left as it is
             LOG.warning("dropped the %s outcome of %s/%s (injected crash)", mode, flow_uuid, name)

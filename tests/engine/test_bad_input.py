@@ -66,11 +66,23 @@ def test_non_json_store_is_refused_at_the_caller(flow_env):
         flow_env.run(linear_flow.Flow("s").add(Adder("a")), store={"x": object(), "y": 1})
 
 
-def test_unknown_atom_class_on_worker_is_a_clear_failure(remote_env):
+def test_unknown_atom_class_on_worker_waits_with_a_clear_reason(remote_env):
+    """#12 item 13: a deployment error, not the atom's failure (tests/deploy/test_missing_code.py
+    covers the wait ending both ways); a suspend still ends the wait."""
+    from celeryflow.contrib import snapshot
+
     engine = remote_env.load(linear_flow.Flow("unknown-class").add(NotOnWorkers("stranger")))
-    with pytest.raises(exceptions.NotRegistered, match="CELERYFLOW_IMPORTS"):
-        engine.run(timeout=60)
-    assert engine.storage.get_flow_state() == states.FAILURE
+    engine.start()
+
+    def reason():
+        return snapshot.load_flow(fetch(remote_env.backend), engine.flow_uuid).atoms["stranger"].waiting
+
+    assert "CELERYFLOW_IMPORTS" in wait_for(reason, timeout=60)
+    assert engine.storage.get_flow_state() == states.RUNNING
+    assert engine.storage.get_atom_state("stranger") == states.PENDING
+    engine.suspend()
+    wait_for(lambda: engine.storage.get_flow_state() == states.SUSPENDED, timeout=60)
+    assert engine.storage.get_atom_state("stranger") == states.PENDING
 
 
 def test_unreachable_database_at_submit_writes_nothing():

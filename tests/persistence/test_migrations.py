@@ -19,7 +19,7 @@ from tests.persistence import helpers
 
 TABLES = {
     "celeryflow_logbooks", "celeryflow_flows", "celeryflow_atoms", "celeryflow_events",
-    "celeryflow_jobs", "celeryflow_jobs_trash", "celeryflow_liveness",
+    "celeryflow_jobs", "celeryflow_jobs_trash", "celeryflow_liveness", "celeryflow_identity",
 }
 HEAD = migrate.head()
 

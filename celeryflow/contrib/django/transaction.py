@@ -33,21 +33,26 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from celeryflow.contrib.django import conf
+from celeryflow.contrib.transactional import InSession as _InSession
+from celeryflow.contrib.transactional import Recorder as _Recorder
+from celeryflow.contrib.transactional import build as _build
+from celeryflow.contrib.transactional import check_broker as _check_broker
+from celeryflow.contrib.transactional import persist_and_start as _persist_and_start
+from celeryflow.contrib.transactional import publish, send_after_commit
+from celeryflow.contrib.transactional import start_in as _start_in
 from celeryflow.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
-    from celeryflow.engines.engine import CeleryEngine
     from celeryflow.handle import FlowHandle
     from celeryflow.persistence.backends.base import Backend
-    from celeryflow.runtime.logbook import Dispatch
 
 LOG = logging.getLogger(__name__)
 
@@ -156,42 +161,6 @@ def django_session(alias: str) -> Iterator[Session]:
             session.close()
 
 
-class _InSession:
-    """Quacks like a Backend for the engine's persist/start steps: runs them in ``session``."""
-
-    def __init__(self, real: Backend, session: Session) -> None:
-        self._real = real
-        self._session = session
-        self.url = real.url
-
-    def run(self, fn: Callable[[Session], Any], **kwargs: Any) -> Any:
-        result = fn(self._session)
-        self._session.flush()
-        return result
-
-    def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> Any:
-        return self._real.lock_flow(session, flow_uuid, shared=shared)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
-class _Recorder:
-    """Quacks like a Backend for ``prepare()``: keeps the write for later (after the view's commit)."""
-
-    def __init__(self, real: Backend) -> None:
-        self._real = real
-        self.url = real.url
-        self.writes: list[Callable[[Session], Any]] = []
-
-    def run(self, fn: Callable[[Session], Any], **kwargs: Any) -> Any:
-        self.writes.append(fn)
-        return None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-
 # ----------------------------------------------------------------------------- submit
 
 
@@ -211,49 +180,6 @@ def same_database(backend: Backend, alias: str) -> bool:
         return (family, url.host or url.query.get("host"), url.port or None, url.database, url.username)
 
     return key(mine) == key(theirs)
-
-
-def _build(flow_or_factory: Any, store: Mapping[str, Any] | None, app: Any, backend: Backend,
-           factory_args: Any, factory_kwargs: Mapping[str, Any] | None, options: Mapping[str, Any]) -> CeleryEngine:
-    from celeryflow import engines
-    from celeryflow.flow import Flow
-
-    if isinstance(flow_or_factory, Flow):
-        return engines.load(flow_or_factory, store=store, app=app, backend=backend, **options)
-    if callable(flow_or_factory):
-        return engines.load_from_factory(flow_or_factory, factory_args=factory_args, factory_kwargs=factory_kwargs,
-                                         store=store, app=app, backend=backend, **options)
-    raise TypeError(f"submit() takes a flow or a flow factory, not {type(flow_or_factory).__name__}")
-
-
-def _check_broker(engine: CeleryEngine) -> None:
-    if engine.is_embedded:
-        return
-    from celeryflow import brokers
-
-    brokers.check_broker(engine.app)  # BrokerUnavailable, or TransportNotInstalled for a missing extra
-
-
-def _start_in(engine: CeleryEngine, backend: Any) -> Dispatch:
-    """The engine's start transaction (flow RUNNING, first atoms queued), through ``backend``."""
-    from celeryflow.runtime import control
-
-    comp = engine.compile()
-    runtime = getattr(engine, "_runtime", None)
-    decide = runtime.decide if runtime is not None and comp.deciders else None
-    return control.start(backend, comp, engine.flow_uuid, owner=getattr(engine, "_owner", None), decide=decide,
-                         window=comp.window(engine.settings.dispatch_window))
-
-
-def publish(engine: CeleryEngine, what: Dispatch) -> None:
-    """Send what the start transaction queued (after the commit)."""
-    from celeryflow.runtime import dispatch
-
-    if engine.is_embedded:
-        from celeryflow.runtime.embedded import ensure_worker
-
-        ensure_worker(engine.app)
-    dispatch.publish(engine.app, engine.compile(), what, engine.backend_key, engine.settings.chain_max)
 
 
 def submit(
@@ -329,26 +255,8 @@ def submit(
     return FlowHandle(engine.flow_uuid, app=engine.app, backend=real, _engine=engine)
 
 
-def _send_after_commit(engine: CeleryEngine, what: Dispatch) -> None:
-    try:
-        publish(engine, what)
-    except Exception:
-        LOG.exception("celeryflow: flow %s is committed but its first messages could not be sent; the "
-                      "conductor's sweep will send them", engine.flow_uuid)
-        raise
-
-
-def _persist_and_start(engine: CeleryEngine, writes: list[Callable[[Session], Any]]) -> None:
-    def txn(session: Session) -> None:
-        for write in writes:
-            write(session)
-
-    try:
-        engine.backend.run(txn)
-        engine.start()
-    except Exception:
-        LOG.exception("celeryflow: flow %s could not be written/started after the commit", engine.flow_uuid)
-        raise
+def _send_after_commit(engine: Any, what: Any) -> None:
+    send_after_commit(engine, what, publish)  # this module's publish: the one tests patch
 
 
 __all__ = ["django_session", "publish", "same_database", "submit"]

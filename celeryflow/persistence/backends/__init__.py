@@ -7,7 +7,7 @@ plus options) or a backend (returned as is)::
     backend = fetch({"connection": "sqlite:////var/lib/app/logbook.db", "busy_timeout": 60})
 
 URLs: ``sqlite:///path``, ``memory://`` (or ``sqlite://``), ``postgresql://``
-(psycopg 3), ``mysql://`` / ``mariadb://`` / ``mysql+pymysql://`` (PyMySQL),
+(psycopg 3, else psycopg2), ``mysql://`` / ``mariadb://`` / ``mysql+pymysql://`` (PyMySQL),
 TaskFlow's ``dir:///path`` / ``file:///path`` (an SQLite logbook inside that
 directory: see impl_dir).
 

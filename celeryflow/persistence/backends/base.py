@@ -25,10 +25,10 @@ from sqlalchemy.engine import CursorResult, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session
 
-from celeryflow.exceptions import NotFound
+from celeryflow.exceptions import NotFound, StorageFailure
 from celeryflow.persistence import migrate
 from celeryflow.persistence.models import AtomDetail, FlowDetail, LogBook
-from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, LogBookRow, utcnow
+from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, IdentityRow, LogBookRow, utcnow
 from celeryflow.states import FLOW_TERMINAL
 
 T = TypeVar("T")
@@ -42,6 +42,16 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def _read_logbook_id(session: Session) -> str:
+    value = session.scalar(select(IdentityRow.value).where(IdentityRow.name == "logbook_id"))
+    if not value:
+        raise StorageFailure(
+            "The logbook has no identity row (celeryflow_identity 'logbook_id'): its schema was not "
+            "created by celeryflow's migrations; run `celeryflow db upgrade`"
+        )
+    return str(value)
 
 
 class BackendURL(str):
@@ -145,6 +155,24 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def upgrade(self) -> None:
         """Create or upgrade the schema to the newest revision (safe from several processes)."""
+
+    @property
+    def logbook_id(self) -> str:
+        """The logbook's own id, stored in the database when its schema was created.
+
+        The same database has the same id whatever URL reaches it (another driver
+        name, host alias or password), and the id reveals nothing about the URL:
+        messages carry it to tell workers which logbook they belong to. Read once
+        per backend (it never changes).
+
+        Raises:
+            StorageFailure: the database failed or lacks the identity row.
+        """
+        found: str | None = self.__dict__.get("_logbook_id")
+        if found is None:
+            found = self.run(_read_logbook_id, readonly=True)
+            self.__dict__["_logbook_id"] = found
+        return found
 
     @abc.abstractmethod
     def dispose(self) -> None:

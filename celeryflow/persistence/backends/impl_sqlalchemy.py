@@ -1,4 +1,9 @@
-"""The SQL logbook backend: SQLite, PostgreSQL (psycopg 3), MySQL/MariaDB (PyMySQL).
+"""The SQL logbook backend: SQLite, PostgreSQL (psycopg 3 or psycopg2), MySQL/MariaDB (PyMySQL).
+
+``postgresql://`` (no driver named) uses psycopg 3 when it is installed, else
+psycopg2 (SQLAlchemy's own default for that spelling); ``postgresql+psycopg://``
+and ``postgresql+psycopg2://`` pick one explicitly. Any spelling of one database
+is the same logbook: a logbook is known by the id stored in it, not by its URL.
 
 Per database:
 
@@ -25,6 +30,7 @@ with a message that names the (masked) URL and says what to check.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import random
 import sqlite3
@@ -68,8 +74,6 @@ _PG_TRANSIENT = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
 # MySQL/MariaDB: lock wait timeout, deadlock, server gone away, lost connection during query.
 _MYSQL_TRANSIENT = frozenset({1205, 1213, 2006, 2013})
 _SCHEMES = {
-    "postgres": "postgresql+psycopg",
-    "postgresql": "postgresql+psycopg",
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
 }
@@ -83,7 +87,9 @@ def normalize_url(url: str) -> URL:
         StorageFailure: the URL is malformed or names an unsupported database.
     """
     scheme, sep, rest = url.partition("://")
-    if sep and scheme in _SCHEMES:
+    if sep and scheme in ("postgres", "postgresql"):
+        url = f"{postgres_scheme()}://{rest}"
+    elif sep and scheme in _SCHEMES:
         url = f"{_SCHEMES[scheme]}://{rest}"
     try:
         parsed = make_url(url)
@@ -100,6 +106,21 @@ def normalize_url(url: str) -> URL:
     if parsed.get_backend_name() in ("mysql", "mariadb") and "charset" not in parsed.query:
         parsed = parsed.update_query_dict({"charset": "utf8mb4"})  # 3-byte "utf8" mangles emoji
     return parsed
+
+
+def postgres_scheme() -> str:
+    """The SQLAlchemy scheme for ``postgresql://``: psycopg 3 when installed, else psycopg2.
+
+    With neither installed it is psycopg 3's, whose missing-driver error names the
+    ``postgres`` extra.
+    """
+    for module, scheme in (("psycopg", "postgresql+psycopg"), ("psycopg2", "postgresql+psycopg2")):
+        try:
+            importlib.import_module(module)  # imported anyway by the engine; a broken install counts as absent
+        except ImportError:
+            continue
+        return scheme
+    return "postgresql+psycopg"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -270,7 +291,10 @@ class SQLAlchemyBackend(Backend):
         try:
             self._engine = self._create_engine(url, dict(options or {}))
         except (NoSuchModuleError, ImportError) as exc:
-            raise StorageFailure(f"The driver for {self.url.masked} is not installed: {exc}") from exc
+            raise StorageFailure(
+                f"The driver for {self.url.masked} is not installed ({exc}): pip install 'celeryflow[postgres]' "
+                "(psycopg 3; psycopg2 works too) or 'celeryflow[mysql]' (PyMySQL)"
+            ) from exc
         self._readonly_engine = self._engine.execution_options(**{READONLY: True})
         self._autocommit_engine: Engine | None = None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
@@ -467,4 +491,6 @@ class SQLAlchemyBackend(Backend):
             raise BackendClosed(f"The logbook backend {self.url.masked} was closed: fetch() a new one")
 
 
-__all__ = ["DRIVER_ERRORS", "SQLAlchemyBackend", "backoff", "describe", "is_transient", "normalize_url"]
+__all__ = [
+    "DRIVER_ERRORS", "SQLAlchemyBackend", "backoff", "describe", "is_transient", "normalize_url", "postgres_scheme",
+]
