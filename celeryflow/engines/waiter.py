@@ -14,6 +14,7 @@ from celeryflow import serialization, states
 from celeryflow.exceptions import BackendClosed, NotFound, StorageFailure, Timeout
 from celeryflow.persistence.tables import EventRow, FlowRow
 from celeryflow.runtime import localbus
+from celeryflow.runtime.fastpath import TASK_ID_KEY
 
 if TYPE_CHECKING:
     from celeryflow.persistence.backends.base import Backend
@@ -163,4 +164,7 @@ class Follower:
 
 
 def event_details(row: EventRow) -> dict[str, Any]:
-    return dict(serialization.loads(row.details) or {})
+    """An event's details as notifications carry them (the claim's Celery task id is the logbook's)."""
+    details = dict(serialization.loads(row.details) or {})
+    details.pop(TASK_ID_KEY, None)
+    return details

@@ -167,9 +167,18 @@ def admit(successors: list[str], joins: Mapping[str, Any], outstanding: int, hel
 
 
 def _event(flow_uuid: str, epoch: int, worker: str, kind: str, old: str | None, new: str,
-           atom: str | None) -> dict[str, Any]:
+           atom: str | None, details: str | None = None) -> dict[str, Any]:
     return {"flow_uuid": flow_uuid, "atom_name": atom, "kind": kind, "old_state": old, "new_state": new,
-            "epoch": epoch, "worker": worker, "details": None, "at": utcnow()}
+            "epoch": epoch, "worker": worker, "details": details, "at": utcnow()}
+
+
+#: the key of a claim event's details that names the message's Celery task (not a notification detail)
+TASK_ID_KEY: Final = "celery_task_id"
+
+
+def claim_details(task_id: str | None) -> dict[str, Any] | None:
+    """The details of a claim's event: the Celery task that claimed (for links to Flower)."""
+    return {TASK_ID_KEY: task_id} if task_id else None
 
 
 def _plain(flow: Any, epoch: int, comp: Compilation, name: str) -> bool:
@@ -196,6 +205,7 @@ def _locked_plain_flow(
 def begin(
     conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
     make_begun: Callable[[dict[str, Any] | None, str, Exception | None], Any], token: str | None = None,
+    task_id: str | None = None,
 ) -> Any:
     """Claim a queued task of a running flow and read its inputs; FALLBACK for anything else.
 
@@ -213,7 +223,9 @@ def begin(
     params = {"b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token}
     if conn.execute(_CLAIM, params).rowcount != 1:
         return FALLBACK
-    conn.execute(_ADD_EVENTS, [_event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name)])
+    details = claim_details(task_id)
+    conn.execute(_ADD_EVENTS, [_event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name,
+                                      serialization.dumps(details) if details else None)])
     compiled = comp.atoms[name]
     store = serialization.loads(flow.store) or {}
     needed = {compiled.providers[s] for s in compiled.exec_args.values() if s in compiled.providers}

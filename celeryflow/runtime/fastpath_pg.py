@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 def _event_insert(prefix: str, source: Any = None) -> Any:
     """INSERT of one atom event whose values are bound parameters named ``prefix_*``."""
-    columns = ("flow_uuid", "atom_name", "kind", "old_state", "new_state", "epoch", "worker", "at")
+    columns = ("flow_uuid", "atom_name", "kind", "old_state", "new_state", "epoch", "worker", "details", "at")
     # typed: INSERT ... SELECT resolves untyped parameters as text, which an integer column refuses
     values = [bindparam(f"{prefix}_{c}", type_=_events.c[c].type) for c in columns]
     if source is None:
@@ -88,6 +88,7 @@ _CLAIM = _claim_statement()
 def begin(
     conn: Connection, comp: Compilation, flow_uuid: str, name: str, epoch: int, worker: str,
     make_begun: Callable[[dict[str, Any] | None, str, Exception | None], Any], token: str | None = None,
+    task_id: str | None = None,
 ) -> Any:
     """Claim a queued task of a running flow and read its inputs in one statement; FALLBACK otherwise.
 
@@ -99,10 +100,12 @@ def begin(
     states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
     compiled = comp.atoms[name]
     needed = sorted({compiled.providers[s] for s in compiled.exec_args.values() if s in compiled.providers})
-    event = _event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name)
+    details = fastpath.claim_details(task_id)
+    event = _event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name,
+                   serialization.dumps(details) if details else None)
     params = {
         "b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token, "b_epoch": epoch,
-        "b_names": needed, **{f"e_{key}": value for key, value in event.items() if key != "details"},
+        "b_names": needed, **{f"e_{key}": value for key, value in event.items()},
     }
     row = conn.execute(_CLAIM, params).first()
     if row is None or not row.won:
@@ -226,7 +229,7 @@ def finish(
         conn.execute(_events.insert(), events)
         return dispatch
     settle = {"b_flow": flow_uuid, "b_outstanding": outstanding, "b_held": held,
-              **{f"e_{key}": value for key, value in event.items() if key != "details"}}
+              **{f"e_{key}": value for key, value in event.items()}}
     if dispatch.execute:
         settle["b_ready"] = dispatch.execute
     conn.execute(_SETTLE[bool(dispatch.execute)], settle)

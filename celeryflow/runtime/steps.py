@@ -102,9 +102,13 @@ def _inputs(
 
 
 def begin(
-    backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, mode: str, worker: str
+    backend: Backend, comp: Compilation, flow_uuid: str, name: str, epoch: int, mode: str, worker: str,
+    task_id: str | None = None,
 ) -> Begun:
     """Claim ``name`` for execution (mode ``execute``) or compensation (``revert``).
+
+    ``task_id``: the Celery task id of the message (recorded with the claim's event, so the
+    flow view links each attempt to its task in Flower).
 
     A claim gets a fresh token (``Begun.token``, stored on the atom row): the worker id
     names a process, and one process may run several executions of one atom (a thread
@@ -135,6 +139,7 @@ def begin(
         claimed = cas_atom(
             session, flow_uuid, name, olds, new, events,
             extra_where=(AtomRow.intention == intention, AtomRow.queued.is_(True)),
+            details=fastpath.claim_details(task_id),
             queued=False, attempts=AtomRow.attempts + 1, worker=worker, started_at=db_utcnow(),
             heartbeat_at=db_utcnow(),
             claim_token=token,
@@ -168,14 +173,14 @@ def begin(
     if _on_postgresql(backend):
         # one autocommit statement claims and reads (fastpath_pg); anything else: the general txn
         begun = backend.run_autocommit(
-            lambda conn: fastpath_pg.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed, token))
+            lambda conn: fastpath_pg.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed, token, task_id))
         if begun is fastpath.FALLBACK:
             return backend.run(txn)
         begun.token = token
         return begun
 
     def fast(conn: Connection) -> Begun:
-        begun = fastpath.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed, token)
+        begun = fastpath.begin(conn, comp, flow_uuid, name, epoch, worker, _claimed, token, task_id)
         if begun is fastpath.FALLBACK:
             return on_connection(conn, txn)
         begun.token = token

@@ -174,7 +174,8 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
             return
         preset = (None, None if gave_up is None else Failure.from_exception(gave_up).to_dict())
     try:
-        begun = steps.begin(backend, runtime.comp, flow_uuid, name, epoch, mode, me)
+        begun = steps.begin(backend, runtime.comp, flow_uuid, name, epoch, mode, me,
+                            task_id=getattr(task.request, "id", None))
     except StorageFailure as exc:  # nothing ran yet: deliver the message again later
         outage.retry_later(task, exc, f"the {mode} message of {flow_uuid}/{name}")
         _stop_chain(task)

@@ -213,8 +213,13 @@ class FlowWeb:
             view = self.load_flow(flow_id)
         before = request.arg("events_before")
         events = queries.timeline(self.backend, flow_id, before=int(before) if before and before.isdigit() else None)
+        tasks = None
+        if self.config.flower_url is not None:  # links to each attempt's Celery task in Flower
+            per = self.config.atoms_per_page
+            shown = [n for n in view.atoms if atom_flow is None or view.atoms[n].flow == atom_flow]
+            tasks = queries.task_ids(self.backend, flow_id, shown[atoms_page * per:(atoms_page + 1) * per])
         body = pages.flow_html(self.config, view, last_event=last, events=events, atoms_page=atoms_page,
-                               atom_flow=atom_flow, is_masked=self.is_masked, can_act=True)
+                               atom_flow=atom_flow, is_masked=self.is_masked, can_act=True, tasks=tasks)
         return Response(200, body)
 
     def changes(self, request: Request, flow_id: str) -> Response:

@@ -125,7 +125,16 @@ def _flower_link(config: WebConfig, flow_name: str, atom: str) -> str | None:
     return f"{config.flower_url.rstrip('/')}/tasks?name={quote(shadow)}"
 
 
-def _atom_rows(config: WebConfig, view: snapshot.FlowView, names: list[str], start: int, is_masked: Any) -> list[dict]:
+def _task_links(config: WebConfig, tasks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(label, URL of Flower's task page) for each Celery task that claimed the atom."""
+    if config.flower_url is None:
+        return []
+    base = config.flower_url.rstrip("/")
+    return [(f"{mode} {i}", f"{base}/task/{quote(task_id)}") for i, (mode, task_id) in enumerate(tasks, 1)]
+
+
+def _atom_rows(config: WebConfig, view: snapshot.FlowView, names: list[str], start: int, is_masked: Any,
+               tasks: dict[str, list[tuple[str, str]]] | None = None) -> list[dict]:
     results = {n: a.result for n, a in view.atoms.items() if a.state == states.SUCCESS}
     comp = view.compilation
     save_as = {n: a.save_as for n, a in comp.atoms.items()} if comp is not None else {}
@@ -146,12 +155,14 @@ def _atom_rows(config: WebConfig, view: snapshot.FlowView, names: list[str], sta
             "started": stamp(a.started_at, True) if a.started_at else "", "took": human_seconds(a.seconds),
             "progress": f"{round(a.progress * 100)}%" if a.progress else "", "failed": failed, "outcome": outcome,
             "inputs": _inputs(view, name, is_masked, results, save_as), "flower": _flower_link(config, view.name, name),
+            "tasks": _task_links(config, (tasks or {}).get(name, [])),
         })
     return rows
 
 
 def flow_html(config: WebConfig, view: snapshot.FlowView, *, last_event: int, events: list[queries.EventItem],
-              atoms_page: int, atom_flow: str | None, is_masked: Any, can_act: bool) -> bytes:
+              atoms_page: int, atom_flow: str | None, is_masked: Any, can_act: bool,
+              tasks: dict[str, list[tuple[str, str]]] | None = None) -> bytes:
     names = [n for n, a in view.atoms.items() if atom_flow is None or a.flow == atom_flow]
     per = config.atoms_per_page
     start = max(0, atoms_page) * per
@@ -201,7 +212,8 @@ def flow_html(config: WebConfig, view: snapshot.FlowView, *, last_event: int, ev
     store = brief(view.masked_store(is_masked), 400) if view.store else ""
     return render(
         config, "flow.html", title=view.name, view=view, store=store, actions=actions, svg=svg, graph_note=note,
-        subflows=subflows, atom_filter=atom_flow, atom_rows=_atom_rows(config, view, page_names, start, is_masked),
+        subflows=subflows, atom_filter=atom_flow,
+        atom_rows=_atom_rows(config, view, page_names, start, is_masked, tasks),
         atoms_prev=atoms_url(atoms_page - 1) if atoms_page > 0 else None,
         atoms_next=atoms_url(atoms_page + 1) if start + per < len(names) else None,
         failures=failures, histories=histories, events=events,

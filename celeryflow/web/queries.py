@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import case, func, null, or_, select
 from sqlalchemy.orm import Session
 
-from celeryflow import serialization
+from celeryflow import serialization, states
 from celeryflow.contrib import snapshot
 from celeryflow.exceptions import NotFound
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow
@@ -173,6 +173,33 @@ def changes(backend: Backend, flow_uuid: str, after: int, limit: int = 500) -> d
             "last_event": events[-1].id if events else after, "atoms": atoms, "progress": progress,
             "more": len(events) == limit,
         }
+
+    return backend.run(read, readonly=True)
+
+
+def task_ids(backend: Backend, flow_uuid: str, names: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """The Celery tasks that claimed each of ``names`` (from the claims' events): name -> [(mode, task id)].
+
+    One indexed read of the flow's claim events for the atoms a page shows.
+    """
+    from celeryflow.runtime.fastpath import TASK_ID_KEY
+
+    if not names:
+        return {}
+
+    def read(session: Session) -> dict[str, list[tuple[str, str]]]:
+        rows = session.execute(
+            select(EventRow.atom_name, EventRow.new_state, EventRow.details)
+            .where(EventRow.flow_uuid == flow_uuid, EventRow.kind == "atom", EventRow.atom_name.in_(names),
+                   EventRow.new_state.in_((states.RUNNING, states.REVERTING)), EventRow.details.is_not(None))
+            .order_by(EventRow.id)
+        ).all()
+        found: dict[str, list[tuple[str, str]]] = {}
+        for atom, state, details in rows:
+            task_id = (serialization.loads(details) or {}).get(TASK_ID_KEY)
+            if isinstance(task_id, str) and atom:
+                found.setdefault(atom, []).append(("revert" if state == states.REVERTING else "execute", task_id))
+        return found
 
     return backend.run(read, readonly=True)
 

@@ -77,7 +77,8 @@ FLOW = """{% extends "base.html" %}{% block body %}
 <td>{{ row['attempts'] }}</td><td>{{ row['worker'] }}</td><td>{{ row['started'] }}</td><td>{{ row['took'] }}</td>
 <td class="cf-atom-progress">{{ row['progress'] }}</td><td class="cf-mono">{{ row['inputs'] }}</td>
 <td class="cf-mono{% if row['failed'] %} cf-failed{% end %}">{{ row['outcome'] }}</td>
-<td>{% if row['flower'] %}<a href="{{ row['flower'] }}">Flower</a>{% end %}</td></tr>{% end %}
+<td>{% if row['flower'] %}<a href="{{ row['flower'] }}">Flower</a>{% end %}
+{% for label, url in row['tasks'] %} <a class="cf-task" href="{{ url }}">{{ label }}</a>{% end %}</td></tr>{% end %}
 </tbody></table>
 <p class="cf-pager">{% if atoms_prev %}<a href="{{ atoms_prev }}">← previous atoms</a>{% end %}
 {% if atoms_next %}<a id="atoms-next" href="{{ atoms_next }}">next atoms →</a>{% end %}</p>
