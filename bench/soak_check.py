@@ -1,0 +1,250 @@
+"""The soak's verdict: per flow, from the atoms' own calls (the trace), the kills and the
+final logbook states. Pure: no I/O, so it is tested with hand-written traces.
+
+Per flow and atom, the calls (``exec`` ... ``done``/``efail``, ``rev`` ...
+``rdone``/``rfail``) are read in trace order and grouped into *runs* of the same kind
+(a retry round or a re-run from scratch gives E R E ...). A call is *cut short* when
+its process was SIGKILLed by the soak and wrote nothing after it (a prefork child runs
+one task at a time, so only its last call can have been interrupted, before or after
+its result was recorded). The invariants:
+
+* a revert run follows an execute run: nothing that did not execute is reverted (an
+  atom the logbook shows claimed but whose execute never reached user code counts as
+  executed: it *may* have run, so compensating it is right);
+* in a revert run every call but the last was cut short (or failed on purpose and was
+  retried on request): each compensation happens once;
+* an atom outside a retry scope is executed again after its revert only in a flow that
+  was re-run from scratch;
+* a SUCCESS flow: every atom's last call is a completed execute and every atom row is
+  SUCCESS; a compensated flow (REVERTED, or FAILURE when a revert failed): every atom
+  that executed ends with a completed revert, or is a predecessor of an atom whose
+  revert failed (compensation stops there), and such predecessors are not reverted;
+* a flow whose plan fails for good ends compensated, a flow with nothing planned, no
+  revert request and no re-run ends SUCCESS; every flow ends (terminal, not suspended).
+
+Repeated executes are at-least-once and only reported (explained by a kill or not).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = ("SUCCESS", "REVERTED", "FAILURE")
+_STARTS = {"exec": "E", "rev": "R"}
+_ENDS = {"done": "E", "efail": "E", "rdone": "R", "rfail": "R"}
+
+
+@dataclass
+class Call:
+    """One execute (``E``) or revert (``R``) call of one atom, as the trace shows it."""
+
+    kind: str
+    pid: int
+    start: float
+    end: str | None = None  # done / efail / rdone / rfail; None: never returned
+    seq: int = 0  # position of its start line in the trace
+    cut: bool = False
+
+
+@dataclass
+class Kill:
+    """A SIGKILL the soak sent: when, which processes, and what it killed (worker / pool child)."""
+
+    at: float
+    pids: list[int]
+    what: str
+
+
+@dataclass
+class Facts:
+    """Everything the verdict is computed from."""
+
+    plans: dict[str, dict[str, Any]]
+    trace: list[tuple[str, str, str, int, float]]
+    kills: list[Kill]
+    flow_states: dict[str, str]
+    atom_states: dict[tuple[str, str], str]
+    claims: dict[tuple[str, str], int] = field(default_factory=dict)
+    reruns: dict[str, int] = field(default_factory=dict)
+    revert_requested: set[str] = field(default_factory=set)
+
+
+def parse_trace(text: str) -> list[tuple[str, str, str, int, float]]:
+    """Lines ``<kind> <flow> <atom> <pid> <time>`` -> tuples (a torn last line is skipped)."""
+    out = []
+    for line in text.splitlines():
+        parts = line.split(" ")
+        if len(parts) == 5:
+            out.append((parts[0], parts[1], parts[2], int(parts[3]), float(parts[4])))
+    return out
+
+
+def calls_of(trace: list[tuple[str, str, str, int, float]], kills: list[Kill]) -> dict[tuple[str, str], list[Call]]:
+    """The calls per (flow, atom), in trace order, with ``cut`` set from the kills."""
+    calls: dict[tuple[str, str], list[Call]] = defaultdict(list)
+    open_calls: dict[tuple[str, str, int], Call] = {}
+    last_of_pid: dict[int, Call] = {}
+    for seq, (kind, fid, atom, pid, at) in enumerate(trace):
+        if kind in _STARTS:
+            call = Call(_STARTS[kind], pid, at, seq=seq)
+            calls[(fid, atom)].append(call)
+            open_calls[(fid, atom, pid)] = call
+            last_of_pid[pid] = call
+        elif kind in _ENDS:
+            started = open_calls.pop((fid, atom, pid), None)
+            if started is not None:
+                started.end = kind
+    killed_at: dict[int, float] = {}
+    for kill in kills:
+        for pid in kill.pids:
+            killed_at.setdefault(pid, kill.at)
+    for pid, call in last_of_pid.items():
+        if pid in killed_at and killed_at[pid] >= call.start:
+            call.cut = True
+    return calls
+
+
+def _runs(calls: list[Call]) -> list[list[Call]]:
+    runs: list[list[Call]] = []
+    for call in calls:
+        if runs and runs[-1][0].kind == call.kind:
+            runs[-1].append(call)
+        else:
+            runs.append([call])
+    return runs
+
+
+def _closure(preds: dict[str, list[str]], roots: set[str]) -> set[str]:
+    seen: set[str] = set()
+    stack = [p for r in roots for p in preds.get(r, [])]
+    while stack:
+        atom = stack.pop()
+        if atom not in seen:
+            seen.add(atom)
+            stack.extend(preds.get(atom, []))
+    return seen
+
+
+def check_flow(fid: str, facts: Facts, calls: dict[tuple[str, str], list[Call]], stats: Counter[str]) -> list[str]:
+    """The invariant violations of one flow (empty: it holds); ``stats`` gets its counts."""
+    plan = facts.plans[fid]
+    state = facts.flow_states.get(fid, "MISSING")
+    rerun = facts.reruns.get(fid, 0) > 0
+    bad: list[str] = []
+    if state not in TERMINAL:
+        return [f"{fid}: lost: the flow is {state} at the end"]
+    if state == "SUCCESS" and plan_fails(plan):
+        bad.append(f"{fid}: SUCCESS though its plan fails for good ({plan['fail_until']})")
+    if state != "SUCCESS" and not (plan_fails(plan) or fid in facts.revert_requested or rerun):
+        bad.append(f"{fid}: {state} though nothing made it fail")
+    failed_reverts = {a for a in plan["atoms"] if calls.get((fid, a)) and calls[(fid, a)][-1].end == "rfail"}
+    if state == "REVERTED" and failed_reverts:
+        bad.append(f"{fid}: REVERTED though the revert of {sorted(failed_reverts)} failed")
+    if state == "FAILURE" and not failed_reverts:
+        bad.append(f"{fid}: FAILURE but no revert failed")
+    blocked = _closure(plan["preds"], failed_reverts) if state == "FAILURE" else set()
+    for atom in plan["atoms"]:
+        row = facts.atom_states.get((fid, atom))
+        seq = calls.get((fid, atom), [])
+        runs = _runs(seq)
+        e_runs = 0
+        for i, run in enumerate(runs):
+            if run[0].kind == "E":
+                e_runs += 1
+                extra = len(run) - 1
+                stats["executions"] += len(run)
+                stats["re_executions"] += extra
+                stats["re_executions_unexplained"] += sum(1 for c in run[:-1] if not c.cut)
+                continue
+            stats["reverts"] += len(run)
+            if i == 0:
+                if facts.claims.get((fid, atom), 0) > sum(1 for c in seq if c.kind == "E"):
+                    stats["reverts_of_claimed_unrun"] += 1
+                else:
+                    bad.append(f"{fid}/{atom}: reverted but never executed")
+            doubled = [c for c in run[:-1] if not c.cut and c.end != "rfail"]
+            stats["re_reverts"] += len(run) - 1
+            if doubled:
+                bad.append(f"{fid}/{atom}: compensated {len(doubled) + 1} times (no kill explains it)")
+        if e_runs > 1 and atom not in plan["scope"] and not rerun:
+            bad.append(f"{fid}/{atom}: executed again after its revert ({e_runs} execute runs)")
+        last = seq[-1] if seq else None
+        if state == "SUCCESS":
+            if last is None or last.kind != "E" or last.end != "done":
+                bad.append(f"{fid}/{atom}: flow SUCCESS but the atom's last call is "
+                           f"{'none' if last is None else last.kind + '/' + str(last.end)}")
+            if row != "SUCCESS":
+                bad.append(f"{fid}/{atom}: flow SUCCESS but the atom is {row}")
+            continue
+        if atom in blocked:
+            if last is not None and last.kind == "R":
+                bad.append(f"{fid}/{atom}: reverted although a revert it depends on failed")
+            continue
+        if last is None:
+            if facts.claims.get((fid, atom), 0) and row != "REVERTED":
+                bad.append(f"{fid}/{atom}: claimed (it may have run) but not compensated ({row})")
+            continue
+        if last.kind == "E":
+            bad.append(f"{fid}/{atom}: executed but not compensated (atom {row})")
+        elif last.end == "rdone" and row != "REVERTED":
+            bad.append(f"{fid}/{atom}: its revert completed but the atom is {row}")
+        elif last.end == "rfail" and row != "REVERT_FAILURE":
+            bad.append(f"{fid}/{atom}: its revert failed but the atom is {row}")
+    return bad
+
+
+def plan_fails(plan: dict[str, Any]) -> bool:
+    """True when the plan makes the flow fail for good (a Times(3) scope exhausted, or always)."""
+    return any(n < 0 or n >= 3 for n in plan["fail_until"].values())
+
+
+def recovery(calls: dict[tuple[str, str], list[Call]], kills: list[Kill]) -> dict[str, Any]:
+    """Kill-to-recovery: for each call a kill interrupted (no end line), the time to the next
+    call of the same atom of the same flow (its re-execution, or its revert)."""
+    victims: list[tuple[float, str, str, str]] = []  # kill time, flow, atom, kind
+    by_pid_kill = {pid: k for k in kills for pid in k.pids}
+    for (fid, atom), seq in calls.items():
+        for call in seq:
+            kill = by_pid_kill.get(call.pid)
+            if call.cut and call.end is None and kill is not None:
+                victims.append((kill.at, fid, atom, call.kind))
+    waits: list[float] = []
+    unrecovered = []
+    for at, fid, atom, _kind in victims:
+        later = [c.start for c in calls[(fid, atom)] if c.start > at]
+        if later:
+            waits.append(min(later) - at)
+        else:
+            unrecovered.append(f"{fid}/{atom}")
+    return {
+        "interrupted_calls": len(victims),
+        "interrupted_executes": sum(1 for v in victims if v[3] == "E"),
+        "interrupted_reverts": sum(1 for v in victims if v[3] == "R"),
+        "recovery_seconds_median": round(statistics.median(waits), 2) if waits else None,
+        "recovery_seconds_max": round(max(waits), 2) if waits else None,
+        "recovered": len(waits),
+        "not_called_again": unrecovered[:20],
+    }
+
+
+def verdict(facts: Facts) -> dict[str, Any]:
+    """The soak's report: violations (must be none), counts and kill-to-recovery times."""
+    calls = calls_of(facts.trace, facts.kills)
+    stats: Counter[str] = Counter()
+    violations: list[str] = []
+    for fid in sorted(facts.plans):
+        violations.extend(check_flow(fid, facts, calls, stats))
+    unknown = sorted({fid for fid, _ in calls} - set(facts.plans))
+    violations.extend(f"{fid}: trace lines of a flow the soak did not submit" for fid in unknown)
+    return {
+        "ok": not violations,
+        "violations": violations[:50],
+        "violation_count": len(violations),
+        "flow_states": dict(Counter(facts.flow_states.get(f, "MISSING") for f in facts.plans)),
+        "flows_rerun_from_scratch": sorted(f for f, n in facts.reruns.items() if n),
+        "counts": dict(sorted(stats.items())),
+        "recovery": recovery(calls, facts.kills),
+    }
