@@ -35,6 +35,7 @@ is stopped by PID at the end, whatever happens.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import random
@@ -163,6 +164,16 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def draw_plans(rng: random.Random, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The run's flow plans, from the seeded generator (the first of its draws: a seed and the
+    same ``--flows``/``--delay``/``--fail-rate``/``--revert-fail-rate`` give the same plans)."""
+    shapes = [soak_flows.SHAPES[i] if i < len(soak_flows.SHAPES) else rng.choice(soak_flows.SHAPES)
+              for i in range(args.flows)]
+    return {f"f{i:03d}": soak_flows.make_plan(rng, f"f{i:03d}", shape, delay=tuple(args.delay),
+                                              fail_rate=args.fail_rate, revert_fail_rate=args.revert_fail_rate)
+            for i, shape in enumerate(shapes)}
+
+
 class TraceTail:
     """Follows the trace file while the soak runs: which (flow, atom) call each pid is in."""
 
@@ -204,10 +215,12 @@ class Soak:
         self.serial = 0
         self.kills: list[soak_check.Kill] = []
         self.controls: Counter[str] = Counter()
+        self.control_log: list[tuple[float, str, str, str]] = []  # time, flow, op, outcome
         self.revert_requested: set[str] = set()
         self.resume_at: dict[str, float] = {}
         self.ids: dict[str, str] = {}  # fid -> flow uuid
         self.plans: dict[str, dict[str, Any]] = {}
+        self.events: list[Any] = []
 
     def _start_worker(self) -> None:
         name = f"worker{self.serial}"
@@ -227,12 +240,8 @@ class Soak:
             self._start_worker()
         for name in self.live:
             self.group.wait_for_log(name, r"ready\.", timeout=90)
-        shapes = [soak_flows.SHAPES[i % len(soak_flows.SHAPES)] if i < len(soak_flows.SHAPES)
-                  else rng.choice(soak_flows.SHAPES) for i in range(args.flows)]
-        for i, shape in enumerate(shapes):
-            fid = f"f{i:03d}"
-            self.plans[fid] = soak_flows.make_plan(rng, fid, shape, delay=tuple(args.delay), fail_rate=args.fail_rate,
-                                                   revert_fail_rate=args.revert_fail_rate)
+        self.plans = draw_plans(rng, args)
+        shapes = list(self.plans)
         app = make_app("soak-submitter")
         started = time.monotonic()
         deadline = started + args.deadline
@@ -266,6 +275,7 @@ class Soak:
         finished_in = time.monotonic() - started
         self.group.stop_all()
         facts = self._facts()
+        verdict = soak_check.verdict(facts)
         return {
             "flows": len(self.plans),
             "shapes": dict(Counter(p["shape"] for p in self.plans.values())),
@@ -276,7 +286,8 @@ class Soak:
             "kills": {"total": len(self.kills), **Counter(k.what for k in self.kills)},
             "controls": dict(self.controls),
             "reverted_on_request": len(self.revert_requested),
-            "verdict": soak_check.verdict(facts),
+            "verdict": verdict,
+            "evidence": self._evidence(verdict["violations"], facts),
             "seconds": round(finished_in, 2),
             "unfinished_at_deadline": sorted(f for f, s in facts.flow_states.items() if s not in TERMINAL),
         }
@@ -333,10 +344,34 @@ class Soak:
             getattr(handle, op)()
         except CeleryflowError as exc:  # e.g. InvalidState: the flow moved meanwhile
             self.controls[f"{op} refused ({type(exc).__name__})"] += 1
+            self.control_log.append((time.time(), fid, op, f"refused: {exc}"))
             return
+        self.control_log.append((time.time(), fid, op, f"while {during}, flow {state} before"))
         if op == "revert":
             self.revert_requested.add(fid)
         self.controls[f"{op} ({during})"] += 1
+
+    def _evidence(self, violations: list[str], facts: soak_check.Facts, limit: int = 6) -> dict[str, Any]:
+        """For the first flows with a violation: plan, trace, control calls, kills, events."""
+        t0 = min((line[4] for line in facts.trace), default=0.0)
+        out: dict[str, Any] = {}
+        for fid in dict.fromkeys(v.split("/")[0].split(":")[0] for v in violations):
+            if len(out) >= limit:
+                break
+            flow_uuid = self.ids.get(fid)
+            lines = [line for line in facts.trace if line[1] == fid]
+            pids = {line[3] for line in lines}
+            out[fid] = {
+                "uuid": flow_uuid,
+                "plan": self.plans[fid],
+                "trace": [f"{at - t0:8.2f} {kind} {atom} pid={pid}" for kind, _f, atom, pid, at in lines],
+                "controls": [f"{at - t0:8.2f} {op}: {what}" for at, f, op, what in self.control_log if f == fid],
+                "kills": [f"{k.at - t0:8.2f} {k.what} {k.pids}" for k in self.kills if pids & set(k.pids)],
+                "events": [f"{at.replace(tzinfo=dt.timezone.utc).timestamp() - t0:8.2f} e{epoch} {kind} "
+                           f"{atom or ''} {old}->{new} {details or ''}"
+                           for u, atom, kind, old, new, epoch, details, at in self.events if u == flow_uuid],
+            }
+        return out
 
     # -- the logbook's side of the facts -------------------------------------------------
 
@@ -357,14 +392,16 @@ class Soak:
             atoms = session.execute(select(AtomRow.flow_uuid, AtomRow.name, AtomRow.state)
                                     .where(AtomRow.flow_uuid.in_(list(by_uuid)))).all()
             events = session.execute(select(EventRow.flow_uuid, EventRow.atom_name, EventRow.kind,
-                                            EventRow.old_state, EventRow.new_state)
-                                     .where(EventRow.flow_uuid.in_(list(by_uuid)))).all()
+                                            EventRow.old_state, EventRow.new_state, EventRow.epoch,
+                                            EventRow.details, EventRow.at)
+                                     .where(EventRow.flow_uuid.in_(list(by_uuid))).order_by(EventRow.id)).all()
             return atoms, events
 
         atoms, events = self.backend.run(collect, readonly=True)
         claims: Counter[tuple[str, str]] = Counter()
         reruns: Counter[str] = Counter()
-        for flow_uuid, atom, kind, old, new in events:
+        self.events = events
+        for flow_uuid, atom, kind, old, new, *_rest in events:
             if kind == "atom" and new == "RUNNING":
                 claims[(by_uuid[flow_uuid], atom)] += 1
             if kind == "flow" and old == "REVERTED" and new == "RUNNING":

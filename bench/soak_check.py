@@ -117,7 +117,8 @@ def _runs(calls: list[Call]) -> list[list[Call]]:
     return runs
 
 
-def _closure(preds: dict[str, list[str]], roots: set[str]) -> set[str]:
+def ancestors(preds: dict[str, list[str]], roots: set[str]) -> set[str]:
+    """Every atom the ``roots`` depend on, transitively (``preds``: direct predecessors)."""
     seen: set[str] = set()
     stack = [p for r in roots for p in preds.get(r, [])]
     while stack:
@@ -145,7 +146,11 @@ def check_flow(fid: str, facts: Facts, calls: dict[tuple[str, str], list[Call]],
         bad.append(f"{fid}: REVERTED though the revert of {sorted(failed_reverts)} failed")
     if state == "FAILURE" and not failed_reverts:
         bad.append(f"{fid}: FAILURE but no revert failed")
-    blocked = _closure(plan["preds"], failed_reverts) if state == "FAILURE" else set()
+    blocked = ancestors(plan["preds"], failed_reverts) if state == "FAILURE" else set()
+    # an exhausted Times decides REVERT: only its subflow is reverted, the atoms before it keep
+    # their results (docs/porting-from-taskflow.md), unless something widened the compensation
+    kept_ok = set(plan["atoms"]) - set(plan["scope"]) if scope_exhausts(plan) else set()
+    unreverted: set[str] = set()
     for atom in plan["atoms"]:
         row = facts.atom_states.get((fid, atom))
         seq = calls.get((fid, atom), [])
@@ -188,12 +193,27 @@ def check_flow(fid: str, facts: Facts, calls: dict[tuple[str, str], list[Call]],
                 bad.append(f"{fid}/{atom}: claimed (it may have run) but not compensated ({row})")
             continue
         if last.kind == "E":
-            bad.append(f"{fid}/{atom}: executed but not compensated (atom {row})")
-        elif last.end == "rdone" and row != "REVERTED":
+            unreverted.add(atom)
+            if atom in kept_ok:
+                stats["kept_by_an_exhausted_retry_scope"] += 1
+            else:
+                bad.append(f"{fid}/{atom}: executed but not compensated (atom {row})")
+        elif last.end == "rdone" and row != "REVERTED" and not (atom in plan["scope"] and row == "PENDING"):
             bad.append(f"{fid}/{atom}: its revert completed but the atom is {row}")
         elif last.end == "rfail" and row != "REVERT_FAILURE":
             bad.append(f"{fid}/{atom}: its revert failed but the atom is {row}")
+    # reverse dependency order: what an unreverted atom depends on is not reverted either
+    for atom in sorted(unreverted):
+        for pred in sorted(ancestors(plan["preds"], {atom})):
+            seq = calls.get((fid, pred))
+            if seq and seq[-1].kind == "R" and pred not in plan["scope"]:
+                bad.append(f"{fid}/{pred}: reverted although {atom}, which depends on it, was not")
     return bad
+
+
+def scope_exhausts(plan: dict[str, Any]) -> bool:
+    """True when an atom of the plan's ``Times(3)`` scope fails on every attempt."""
+    return any(plan["fail_until"].get(a, 0) >= 3 for a in plan["scope"])
 
 
 def plan_fails(plan: dict[str, Any]) -> bool:
