@@ -45,6 +45,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep-interval", type=float, default=1.0)
     p.add_argument("--max-deliveries", type=int, default=50, help="high: a soak kills at random, not a poison")
     p.add_argument("--deadline", type=float, default=600.0, help="seconds before giving up (unfinished flows are lost)")
+    p.add_argument("--stall", type=float, default=60.0,
+                   help="give up when no atom was called and no flow moved for this long (unfinished flows are lost)")
     p.add_argument("--redis", default="redis://127.0.0.1:6379")
     p.add_argument("--postgres", default=os.environ.get("CELERYFLOW_TEST_POSTGRES_URL",
                                                         "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
@@ -199,9 +202,10 @@ class TraceTail:
             else:
                 self.open.pop(pid, None)
 
-    def busy(self, kind: str) -> dict[int, str]:
-        """pid -> flow of the calls of ``kind`` (E/R) in progress."""
-        return {pid: fid for pid, (k, fid, _a) in self.open.items() if k == kind}
+    def busy(self, kind: str, alive: Collection[int]) -> dict[int, str]:
+        """pid -> flow of the calls of ``kind`` (E/R) in progress in the ``alive`` processes
+        (a killed process's last call stays open in the trace)."""
+        return {pid: fid for pid, (k, fid, _a) in self.open.items() if k == kind and pid in alive}
 
 
 class Soak:
@@ -251,7 +255,8 @@ class Soak:
         next_control = started + (rng.uniform(*args.control_every) if controlling else args.deadline)
         next_poll = started
         states: dict[str, str] = {}
-        while time.monotonic() < deadline:
+        moved, seen = started, (0, states)
+        while time.monotonic() < deadline and time.monotonic() - moved < max(args.stall, 3 * args.heartbeat_timeout):
             now = time.monotonic()
             while len(self.ids) < len(shapes) and submit_at[len(self.ids)] <= now - started:
                 fid = f"f{len(self.ids):03d}"
@@ -259,6 +264,9 @@ class Soak:
                                        factory_kwargs={"trace": self.trace, "plan": self.plans[fid]}).id
             if now >= next_poll:
                 states = self._states()
+                self.tail.update()
+                if (self.tail.offset, states) != seen or len(self.ids) < len(shapes):
+                    moved, seen = now, (self.tail.offset, states)
                 if len(self.ids) == len(shapes) and all(s in TERMINAL for s in states.values()):
                     break
                 for fid, state in states.items():
@@ -294,12 +302,16 @@ class Soak:
 
     # -- chaos ------------------------------------------------------------------------
 
+    def _pool(self) -> dict[int, str]:
+        """pid of each live pool child -> its worker's name."""
+        return {c: name for name in self.live for c in _children(self.group.procs[name].pid)}
+
     def _kill(self) -> None:
         """SIGKILL a whole worker (and start another) or one pool child; prefer one mid-call."""
         self.tail.update()
-        children = {c: name for name in self.live for c in _children(self.group.procs[name].pid)}
+        children = self._pool()
         kind = "R" if self.rng.random() < 0.5 else "E"
-        busy = [p for p in (self.tail.busy(kind) or self.tail.busy("E" if kind == "R" else "R")) if p in children]
+        busy = list(self.tail.busy(kind, children) or self.tail.busy("E" if kind == "R" else "R", children))
         whole = self.rng.random() < 0.5 or not children
         target = self.rng.choice(sorted(busy or children)) if children else None
         victim = children[target] if target is not None else self.rng.choice(self.live)
@@ -319,8 +331,9 @@ class Soak:
         from celeryflow.handle import FlowHandle
 
         self.tail.update()
-        running = sorted(set(self.tail.busy("E").values()))
-        reverting = sorted(set(self.tail.busy("R").values()))
+        children = self._pool()
+        running = sorted(set(self.tail.busy("E", children).values()))
+        reverting = sorted(set(self.tail.busy("R", children).values()))
         if reverting and (not running or self.rng.random() < 0.4):
             fid, during = self.rng.choice(reverting), "reverting"
             ops = ["resume", "revert"]
