@@ -157,7 +157,30 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(report['controls'].values())} control calls, recovery median {rec['recovery_seconds_median']} s "
           f"max {rec['recovery_seconds_max']} s, {verdict['violation_count']} violations, "
           f"{report['seconds']:.1f}s -> {'OK' if verdict['ok'] else 'FAILED'}")
+    print("docs/soak.md row: " + table_row(report))
     return 0 if verdict["ok"] else 1
+
+
+#: the header of docs/soak.md's table, matching :func:`table_row`
+TABLE_HEADER = ("| seed | flows SUCCESS / REVERTED / FAILURE | kills (worker / child) | calls cut (execute / revert) "
+                "| resume / revert / suspend calls | re-executions (unexplained) | re-reverts after a kill "
+                "| kill-to-recovery median / max | violations | wall time |")
+
+
+def table_row(report: dict[str, Any]) -> str:
+    """One line of docs/soak.md's table from a report."""
+    v, rec, kills = report["verdict"], report["verdict"]["recovery"], report["kills"]
+    states, counts = v["flow_states"], v["counts"]
+    ops = Counter[str]()
+    for key, n in report["controls"].items():
+        ops[key.split(" ")[0]] += n
+    return (f"| {report['seed']} | {states.get('SUCCESS', 0)} / {states.get('REVERTED', 0)} / "
+            f"{states.get('FAILURE', 0)} | {kills['total']} ({kills.get('whole_worker', 0)} / "
+            f"{kills.get('pool_child', 0)}) | {rec['interrupted_executes']} / {rec['interrupted_reverts']} | "
+            f"{ops['resume']} / {ops['revert']} / {ops['suspend']} | {counts.get('re_executions', 0)} "
+            f"({counts.get('re_executions_unexplained', 0)}) | {counts.get('re_reverts', 0)} | "
+            f"{rec['recovery_seconds_median']} / {rec['recovery_seconds_max']} s | **{v['violation_count']}** | "
+            f"{report['seconds']:.0f} s |")
 
 
 def _children(pid: int) -> list[int]:

@@ -22,7 +22,8 @@ its result was recorded). The invariants:
 * a flow whose plan fails for good ends compensated, a flow with nothing planned, no
   revert request and no re-run ends SUCCESS; every flow ends (terminal, not suspended).
 
-Repeated executes are at-least-once and only reported (explained by a kill or not).
+Repeated executes are at-least-once and only reported (explained by a kill, by a re-run from
+scratch -- a ``resume()`` that lands just after the flow ended REVERTED -- or not).
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def check_flow(fid: str, facts: Facts, calls: dict[tuple[str, str], list[Call]],
                 extra = len(run) - 1
                 stats["executions"] += len(run)
                 stats["re_executions"] += extra
-                stats["re_executions_unexplained"] += sum(1 for c in run[:-1] if not c.cut)
+                uncut = sum(1 for c in run[:-1] if not c.cut)
+                stats["re_executions_in_a_rerun" if rerun else "re_executions_unexplained"] += uncut
                 continue
             stats["reverts"] += len(run)
             if i == 0:
@@ -198,7 +200,7 @@ def check_flow(fid: str, facts: Facts, calls: dict[tuple[str, str], list[Call]],
                 stats["kept_by_an_exhausted_retry_scope"] += 1
             else:
                 bad.append(f"{fid}/{atom}: executed but not compensated (atom {row})")
-        elif last.end == "rdone" and row != "REVERTED" and not (atom in plan["scope"] and row == "PENDING"):
+        elif last.end == "rdone" and row != "REVERTED" and not (row == "PENDING" and (rerun or atom in plan["scope"])):
             bad.append(f"{fid}/{atom}: its revert completed but the atom is {row}")
         elif last.end == "rfail" and row != "REVERT_FAILURE":
             bad.append(f"{fid}/{atom}: its revert failed but the atom is {row}")
