@@ -72,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="seconds an atom's execute sleeps (its revert half of it)")
     p.add_argument("--fail-rate", type=float, default=0.35, help="share of flows with an atom that always fails")
     p.add_argument("--revert-fail-rate", type=float, default=0.2, help="share of flows with a revert that fails")
-    p.add_argument("--submit-over", type=float, default=20.0, help="spread the submissions over this many seconds")
+    p.add_argument("--submit-over", type=float, default=40.0, help="spread the submissions over this many seconds")
     p.add_argument("--kill-every", type=float, nargs=2, default=(2.0, 5.0), metavar=("MIN", "MAX"))
     p.add_argument("--control-every", type=float, nargs=2, default=(0.7, 2.0), metavar=("MIN", "MAX"),
                    help="seconds between resume/revert/suspend calls (0 0: none)")

@@ -207,8 +207,8 @@ def check_flow(fid: str, facts: Facts, calls: dict[tuple[str, str], list[Call]],
     # reverse dependency order: what an unreverted atom depends on is not reverted either
     for atom in sorted(unreverted):
         for pred in sorted(ancestors(plan["preds"], {atom})):
-            seq = calls.get((fid, pred))
-            if seq and seq[-1].kind == "R" and pred not in plan["scope"]:
+            pred_calls = calls.get((fid, pred))
+            if pred_calls and pred_calls[-1].kind == "R" and pred not in plan["scope"]:
                 bad.append(f"{fid}/{pred}: reverted although {atom}, which depends on it, was not")
     return bad
 

@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def trace(*lines: str) -> list[tuple[str, str, str, int, float]]:
     return soak_check.parse_trace(text)
 
 
-def judge(p: dict[str, Any], lines: list[str], flow: str, atoms: dict[str, str], *, kills: list[Kill] = (),
+def judge(p: dict[str, Any], lines: list[str], flow: str, atoms: dict[str, str], *, kills: Sequence[Kill] = (),
           claims: dict[tuple[str, str], int] | None = None, **extra: Any) -> dict[str, Any]:
     facts = Facts(plans={"f000": p}, trace=trace(*lines), kills=list(kills), flow_states={"f000": flow},
                   atom_states={("f000", a): s for a, s in atoms.items()}, claims=claims or {}, **extra)
