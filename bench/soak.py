@@ -315,6 +315,7 @@ class Soak:
                                               and p["fail_until"]),
                         "revert_fails": sum(1 for p in self.plans.values() if p["revert_fails"])},
             "kills": {"total": len(self.kills), **Counter(k.what for k in self.kills)},
+            "kill_log": [[round(k.at, 3), k.what, k.pids] for k in self.kills],
             "controls": dict(self.controls),
             "reverted_on_request": len(self.revert_requested),
             "verdict": verdict,

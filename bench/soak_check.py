@@ -246,6 +246,7 @@ def recovery(calls: dict[tuple[str, str], list[Call]], kills: list[Kill]) -> dic
         "interrupted_executes": sum(1 for v in victims if v[3] == "E"),
         "interrupted_reverts": sum(1 for v in victims if v[3] == "R"),
         "recovery_seconds_median": round(statistics.median(waits), 2) if waits else None,
+        "recovery_seconds_p90": round(sorted(waits)[int(0.9 * (len(waits) - 1))], 2) if waits else None,
         "recovery_seconds_max": round(max(waits), 2) if waits else None,
         "recovered": len(waits),
         "not_called_again": unrecovered[:20],

@@ -135,6 +135,7 @@ def test_plans_are_reproducible_and_their_dependencies_are_the_compiled_ones(see
 
 
 @pytest.mark.slow
+@pytest.mark.crash
 def test_quick_soak_holds(tmp_path: Path, postgres_available: str) -> None:
     require("redis")
     out = tmp_path / "soak.json"
