@@ -45,7 +45,6 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -157,30 +156,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(report['controls'].values())} control calls, recovery median {rec['recovery_seconds_median']} s "
           f"max {rec['recovery_seconds_max']} s, {verdict['violation_count']} violations, "
           f"{report['seconds']:.1f}s -> {'OK' if verdict['ok'] else 'FAILED'}")
-    print("docs/soak.md row: " + table_row(report))
+    print("docs/soak.md row: " + soak_check.table_row(report))
     return 0 if verdict["ok"] else 1
-
-
-#: the header of docs/soak.md's table, matching :func:`table_row`
-TABLE_HEADER = ("| seed | flows SUCCESS / REVERTED / FAILURE | kills (worker / child) | calls cut (execute / revert) "
-                "| resume / revert / suspend calls | re-executions (unexplained) | re-reverts after a kill "
-                "| kill-to-recovery median / max | violations | wall time |")
-
-
-def table_row(report: dict[str, Any]) -> str:
-    """One line of docs/soak.md's table from a report."""
-    v, rec, kills = report["verdict"], report["verdict"]["recovery"], report["kills"]
-    states, counts = v["flow_states"], v["counts"]
-    ops = Counter[str]()
-    for key, n in report["controls"].items():
-        ops[key.split(" ")[0]] += n
-    return (f"| {report['seed']} | {states.get('SUCCESS', 0)} / {states.get('REVERTED', 0)} / "
-            f"{states.get('FAILURE', 0)} | {kills['total']} ({kills.get('whole_worker', 0)} / "
-            f"{kills.get('pool_child', 0)}) | {rec['interrupted_executes']} / {rec['interrupted_reverts']} | "
-            f"{ops['resume']} / {ops['revert']} / {ops['suspend']} | {counts.get('re_executions', 0)} "
-            f"({counts.get('re_executions_unexplained', 0)}) | {counts.get('re_reverts', 0)} | "
-            f"{rec['recovery_seconds_median']} / {rec['recovery_seconds_max']} s | **{v['violation_count']}** | "
-            f"{report['seconds']:.0f} s |")
 
 
 def _children(pid: int) -> list[int]:
@@ -190,54 +167,13 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-def draw_plans(rng: random.Random, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """The run's flow plans, from the seeded generator (the first of its draws: a seed and the
-    same ``--flows``/``--delay``/``--fail-rate``/``--revert-fail-rate`` give the same plans)."""
-    shapes = [soak_flows.SHAPES[i] if i < len(soak_flows.SHAPES) else rng.choice(soak_flows.SHAPES)
-              for i in range(args.flows)]
-    return {f"f{i:03d}": soak_flows.make_plan(rng, f"f{i:03d}", shape, delay=tuple(args.delay),
-                                              fail_rate=args.fail_rate, revert_fail_rate=args.revert_fail_rate)
-            for i, shape in enumerate(shapes)}
-
-
-class TraceTail:
-    """Follows the trace file while the soak runs: which (flow, atom) call each pid is in."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.offset = 0
-        self.partial = b""
-        self.open: dict[int, tuple[str, str, str]] = {}  # pid -> (kind E/R, flow, atom)
-
-    def update(self) -> None:
-        try:
-            with open(self.path, "rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
-        except FileNotFoundError:
-            return
-        self.offset += len(data)
-        lines = (self.partial + data).split(b"\n")
-        self.partial = lines.pop()
-        for kind, fid, atom, pid, _at in soak_check.parse_trace(b"\n".join(lines).decode()):
-            if kind in ("exec", "rev"):
-                self.open[pid] = ("E" if kind == "exec" else "R", fid, atom)
-            else:
-                self.open.pop(pid, None)
-
-    def busy(self, kind: str, alive: Collection[int]) -> dict[int, str]:
-        """pid -> flow of the calls of ``kind`` (E/R) in progress in the ``alive`` processes
-        (a killed process's last call stays open in the trace)."""
-        return {pid: fid for pid, (k, fid, _a) in self.open.items() if k == kind and pid in alive}
-
-
 class Soak:
     """One soak run: workers, submissions, kills, control calls, then the verdict."""
 
     def __init__(self, args: argparse.Namespace, rng: random.Random, group: ProcessGroup, backend: Any,
                  trace: str) -> None:
         self.args, self.rng, self.group, self.backend, self.trace = args, rng, group, backend, trace
-        self.tail = TraceTail(trace)
+        self.tail = soak_check.TraceTail(trace)
         self.live: list[str] = []
         self.serial = 0
         self.kills: list[soak_check.Kill] = []
@@ -267,7 +203,8 @@ class Soak:
             self._start_worker()
         for name in self.live:
             self.group.wait_for_log(name, r"ready\.", timeout=90)
-        self.plans = draw_plans(rng, args)
+        self.plans = soak_flows.draw_plans(rng, args.flows, delay=tuple(args.delay), fail_rate=args.fail_rate,
+                                           revert_fail_rate=args.revert_fail_rate)
         shapes = list(self.plans)
         app = make_app("soak-submitter")
         started = time.monotonic()

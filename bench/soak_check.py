@@ -1,5 +1,6 @@
 """The soak's verdict: per flow, from the atoms' own calls (the trace), the kills and the
-final logbook states. Pure: no I/O, so it is tested with hand-written traces.
+final logbook states. Pure (no I/O, tested with hand-written traces), but for
+:class:`TraceTail`, which follows the trace file during the run.
 
 Per flow and atom, the calls (``exec`` ... ``done``/``efail``, ``rev`` ...
 ``rdone``/``rfail``) are read in trace order and grouped into *runs* of the same kind
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import statistics
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +83,37 @@ def parse_trace(text: str) -> list[tuple[str, str, str, int, float]]:
         if len(parts) == 5:
             out.append((parts[0], parts[1], parts[2], int(parts[3]), float(parts[4])))
     return out
+
+
+class TraceTail:
+    """Follows the trace file while the soak runs: which (flow, atom) call each pid is in."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+        self.open: dict[int, tuple[str, str, str]] = {}  # pid -> (kind E/R, flow, atom)
+
+    def update(self) -> None:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(data)
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()
+        for kind, fid, atom, pid, _at in parse_trace(b"\n".join(lines).decode()):
+            if kind in ("exec", "rev"):
+                self.open[pid] = ("E" if kind == "exec" else "R", fid, atom)
+            else:
+                self.open.pop(pid, None)
+
+    def busy(self, kind: str, alive: Collection[int]) -> dict[int, str]:
+        """pid -> flow of the calls of ``kind`` (E/R) in progress in the ``alive`` processes
+        (a killed process's last call stays open in the trace)."""
+        return {pid: fid for pid, (k, fid, _a) in self.open.items() if k == kind and pid in alive}
 
 
 def calls_of(trace: list[tuple[str, str, str, int, float]], kills: list[Kill]) -> dict[tuple[str, str], list[Call]]:
@@ -271,3 +304,25 @@ def verdict(facts: Facts) -> dict[str, Any]:
         "counts": dict(sorted(stats.items())),
         "recovery": recovery(calls, facts.kills),
     }
+
+
+#: the header of docs/soak.md's table, matching :func:`table_row`
+TABLE_HEADER = ("| seed | flows SUCCESS / REVERTED / FAILURE | kills (worker / child) | calls cut (execute / revert) "
+                "| resume / revert / suspend calls | re-executions (unexplained) | re-reverts after a kill "
+                "| kill-to-recovery median / max | violations | wall time |")
+
+
+def table_row(report: dict[str, Any]) -> str:
+    """One line of docs/soak.md's table from a report."""
+    v, rec, kills = report["verdict"], report["verdict"]["recovery"], report["kills"]
+    states, counts = v["flow_states"], v["counts"]
+    ops: Counter[str] = Counter()
+    for key, n in report["controls"].items():
+        ops[key.split(" ")[0]] += n
+    return (f"| {report['seed']} | {states.get('SUCCESS', 0)} / {states.get('REVERTED', 0)} / "
+            f"{states.get('FAILURE', 0)} | {kills['total']} ({kills.get('whole_worker', 0)} / "
+            f"{kills.get('pool_child', 0)}) | {rec['interrupted_executes']} / {rec['interrupted_reverts']} | "
+            f"{ops['resume']} / {ops['revert']} / {ops['suspend']} | {counts.get('re_executions', 0)} "
+            f"({counts.get('re_executions_unexplained', 0)}) | {counts.get('re_reverts', 0)} | "
+            f"{rec['recovery_seconds_median']} / {rec['recovery_seconds_max']} s | **{v['violation_count']}** | "
+            f"{report['seconds']:.0f} s |")

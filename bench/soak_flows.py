@@ -144,6 +144,13 @@ def make_plan(rng: random.Random, fid: str, shape: str, *, delay: tuple[float, f
     }
 
 
+def draw_plans(rng: random.Random, flows: int, **options: Any) -> dict[str, dict[str, Any]]:
+    """The plans of a run's ``flows`` flows, ``f000`` ...: one of each shape first, then at random
+    (``options`` go to :func:`make_plan`). The same seed and arguments give the same plans."""
+    shapes = [SHAPES[i] if i < len(SHAPES) else rng.choice(SHAPES) for i in range(flows)]
+    return {f"f{i:03d}": make_plan(rng, f"f{i:03d}", shape, **options) for i, shape in enumerate(shapes)}
+
+
 @registry.register
 def soak_flow(trace: str, plan: dict[str, Any]) -> linear_flow.Flow | unordered_flow.Flow | graph_flow.Flow:
     """The flow of one soak plan (see :func:`make_plan`)."""
