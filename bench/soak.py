@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--conductors", type=int, default=2)
     p.add_argument("--delay", type=float, nargs=2, default=(0.1, 0.4), metavar=("MIN", "MAX"),
                    help="seconds an atom's execute sleeps (its revert half of it)")
+    p.add_argument("--shapes", type=lambda v: tuple(v.split(",")), default=soak_flows.SHAPES,
+                   help=f"comma-separated flow shapes to draw from (default: {','.join(soak_flows.SHAPES)})")
     p.add_argument("--fail-rate", type=float, default=0.35, help="share of flows with an atom that always fails")
     p.add_argument("--revert-fail-rate", type=float, default=0.2, help="share of flows with a revert that fails")
     p.add_argument("--submit-over", type=float, default=40.0, help="spread the submissions over this many seconds")
@@ -203,8 +205,8 @@ class Soak:
             self._start_worker()
         for name in self.live:
             self.group.wait_for_log(name, r"ready\.", timeout=90)
-        self.plans = soak_flows.draw_plans(rng, args.flows, delay=tuple(args.delay), fail_rate=args.fail_rate,
-                                           revert_fail_rate=args.revert_fail_rate)
+        self.plans = soak_flows.draw_plans(rng, args.flows, args.shapes, delay=tuple(args.delay),
+                                           fail_rate=args.fail_rate, revert_fail_rate=args.revert_fail_rate)
         shapes = list(self.plans)
         app = make_app("soak-submitter")
         started = time.monotonic()

@@ -144,11 +144,12 @@ def make_plan(rng: random.Random, fid: str, shape: str, *, delay: tuple[float, f
     }
 
 
-def draw_plans(rng: random.Random, flows: int, **options: Any) -> dict[str, dict[str, Any]]:
-    """The plans of a run's ``flows`` flows, ``f000`` ...: one of each shape first, then at random
-    (``options`` go to :func:`make_plan`). The same seed and arguments give the same plans."""
-    shapes = [SHAPES[i] if i < len(SHAPES) else rng.choice(SHAPES) for i in range(flows)]
-    return {f"f{i:03d}": make_plan(rng, f"f{i:03d}", shape, **options) for i, shape in enumerate(shapes)}
+def draw_plans(rng: random.Random, flows: int, shapes: tuple[str, ...] = SHAPES,
+               **options: Any) -> dict[str, dict[str, Any]]:
+    """The plans of a run's ``flows`` flows, ``f000`` ...: one of each of ``shapes`` first, then at
+    random (``options`` go to :func:`make_plan`). The same seed and arguments give the same plans."""
+    kinds = [shapes[i] if i < len(shapes) else rng.choice(shapes) for i in range(flows)]
+    return {f"f{i:03d}": make_plan(rng, f"f{i:03d}", shape, **options) for i, shape in enumerate(kinds)}
 
 
 @registry.register
