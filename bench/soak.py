@@ -39,6 +39,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import signal
 import sys
 import tempfile
@@ -91,7 +92,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                         "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--json", default=None, help="also write the report here")
-    p.add_argument("--keep-logs", action="store_true", help="keep the process logs and the trace; print where")
+    p.add_argument("--keep-logs", action="store_true",
+                   help="keep the process logs and the trace (kept anyway when the run fails); print where")
     p.add_argument("--quick", action="store_true",
                    help="a small run: 5 flows (one per shape), 2 workers, 1 conductor, short delays")
     args = p.parse_args(argv)
@@ -146,8 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         rclient.flushdb()
         rclient.close()
         pool.release(db, token)
-    if args.keep_logs:
-        report["logs"] = str(tmp)
+    if args.keep_logs or not report.get("verdict", {}).get("ok"):
+        report["logs"] = str(tmp)  # process logs and the trace, kept when asked or when the run failed
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     text = json.dumps(report, indent=2, default=str)
     print(text)
     if args.json:
