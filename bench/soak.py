@@ -78,6 +78,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kill-every", type=float, nargs=2, default=(2.0, 5.0), metavar=("MIN", "MAX"))
     p.add_argument("--control-every", type=float, nargs=2, default=(0.7, 2.0), metavar=("MIN", "MAX"),
                    help="seconds between resume/revert/suspend calls (0 0: none)")
+    p.add_argument("--controls", type=lambda v: tuple(v.split(",")), default=("resume", "revert", "suspend"),
+                   help="which FlowHandle calls the soak makes (comma-separated; default: resume,revert,suspend)")
     p.add_argument("--revert-share", type=float, default=0.15,
                    help="at most this share of the flows is reverted on request")
     p.add_argument("--heartbeat-timeout", type=float, default=4.0)
@@ -309,8 +311,13 @@ class Soak:
             ops = ["resume", "suspend", "revert"]
         else:
             return
+        ops = [op for op in ops if op in self.args.controls]
+        if not ops:
+            return
         op = self.rng.choice(ops)
         if op == "revert" and len(self.revert_requested) >= max(1, int(self.args.revert_share * self.args.flows)):
+            if "resume" not in self.args.controls:
+                return
             op = "resume"
         handle = FlowHandle(self.ids[fid], app=app)
         if op == "suspend":
