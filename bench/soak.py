@@ -35,7 +35,6 @@ is stopped by PID at the end, whatever happens.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import random
@@ -54,6 +53,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, select  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from sqlalchemy.exc import OperationalError  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
 from bench import soak_check, soak_flows  # noqa: E402
@@ -144,8 +144,15 @@ def main(argv: list[str] | None = None) -> int:
             report.update(Soak(args, random.Random(seed), group, backend, str(tmp / "trace.log")).run())
         backends.close_all(logbook)
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        for attempt in range(30):  # wait out a restart of the server (a shared machine)
+            try:
+                with admin.connect() as conn:
+                    conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+                break
+            except OperationalError:
+                if attempt == 29:
+                    raise
+                time.sleep(2.0)
         admin.dispose()
         rclient.flushdb()
         rclient.close()
@@ -192,6 +199,9 @@ class Soak:
         self.ids: dict[str, str] = {}  # fid -> flow uuid
         self.plans: dict[str, dict[str, Any]] = {}
         self.events: list[Any] = []
+        self.submitted = 0
+        self.unsure: set[str] = set()  # submits that raised StorageFailure
+        self.outages = 0  # loop rounds lost to a logbook outage
 
     def _start_worker(self) -> None:
         name = f"worker{self.serial}"
@@ -201,6 +211,7 @@ class Soak:
         self.live.append(name)
 
     def run(self) -> dict[str, Any]:
+        from celeryflow.exceptions import StorageFailure
         from celeryflow.handle import FlowHandle, submit
         from celeryflow_tasks.app import make_app
 
@@ -226,27 +237,37 @@ class Soak:
         moved, seen = started, (0, states)
         while time.monotonic() < deadline and time.monotonic() - moved < max(args.stall, 3 * args.heartbeat_timeout):
             now = time.monotonic()
-            while len(self.ids) < len(shapes) and submit_at[len(self.ids)] <= now - started:
-                fid = f"f{len(self.ids):03d}"
-                self.ids[fid] = submit(soak_flows.soak_flow, app=app,
-                                       factory_kwargs={"trace": self.trace, "plan": self.plans[fid]}).id
-            if now >= next_poll:
-                states = self._states()
-                self.tail.update()
-                if (self.tail.offset, states) != seen or len(self.ids) < len(shapes):
-                    moved, seen = now, (self.tail.offset, states)
-                if len(self.ids) == len(shapes) and all(s in TERMINAL for s in states.values()):
-                    break
-                for fid, state in states.items():
-                    if state == "SUSPENDED" and self.resume_at.get(fid, 0.0) <= now:
-                        self._control(FlowHandle(self.ids[fid], app=app), "resume", fid, state, "suspended")
-                next_poll = now + 0.5
-            if now >= next_kill:
-                self._kill()
-                next_kill = time.monotonic() + rng.uniform(*args.kill_every)
-            if now >= next_control:
-                self._random_control(app, states)
-                next_control = time.monotonic() + rng.uniform(*args.control_every)
+            try:  # the logbook's server may restart meanwhile (a shared machine): the soak rides it out
+                while self.submitted < len(shapes) and submit_at[self.submitted] <= now - started:
+                    fid = f"f{self.submitted:03d}"
+                    self.submitted += 1
+                    try:
+                        self.ids[fid] = submit(soak_flows.soak_flow, app=app,
+                                               factory_kwargs={"trace": self.trace, "plan": self.plans[fid]}).id
+                    except StorageFailure:
+                        self.unsure.add(fid)  # looked up by name at the end: it may have been written
+                        raise
+                if now >= next_poll:
+                    states = self._states()
+                    self.tail.update()
+                    if (self.tail.offset, states) != seen or self.submitted < len(shapes):
+                        moved, seen = now, (self.tail.offset, states)
+                    if self.submitted == len(shapes) and all(s in TERMINAL for s in states.values()):
+                        break
+                    for fid, state in states.items():
+                        if state == "SUSPENDED" and self.resume_at.get(fid, 0.0) <= now:
+                            self._control(FlowHandle(self.ids[fid], app=app), "resume", fid, state, "suspended")
+                    next_poll = now + 0.5
+                if now >= next_kill:
+                    self._kill()
+                    next_kill = time.monotonic() + rng.uniform(*args.kill_every)
+                if now >= next_control:
+                    next_control = time.monotonic() + rng.uniform(*args.control_every)
+                    self._random_control(app, states)
+            except StorageFailure:
+                self.outages += 1
+                time.sleep(1.0)
+                continue
             time.sleep(0.1)
         finished_in = time.monotonic() - started
         self.group.stop_all()
@@ -264,8 +285,10 @@ class Soak:
             "controls": dict(self.controls),
             "reverted_on_request": len(self.revert_requested),
             "verdict": verdict,
-            "evidence": self._evidence(verdict["violations"], facts),
+            "evidence": soak_check.evidence(verdict["violations"], facts, self.ids, self.control_log, self.events),
             "seconds": round(finished_in, 2),
+            "submits_failed": sorted(self.unsure - set(self.ids)),
+            "loop_rounds_lost_to_logbook_outages": self.outages,
             "unfinished_at_deadline": sorted(f for f, s in facts.flow_states.items() if s not in TERMINAL),
         }
 
@@ -338,27 +361,6 @@ class Soak:
             self.revert_requested.add(fid)
         self.controls[f"{op} ({during})"] += 1
 
-    def _evidence(self, violations: list[str], facts: soak_check.Facts, limit: int = 6) -> dict[str, Any]:
-        """For the first flows with a violation: plan, trace, control calls, kills, events."""
-        t0 = min((line[4] for line in facts.trace), default=0.0)
-        out: dict[str, Any] = {}
-        for fid in dict.fromkeys(v.split("/")[0].split(":")[0] for v in violations):
-            if len(out) >= limit:
-                break
-            flow_uuid = self.ids.get(fid)
-            lines = [line for line in facts.trace if line[1] == fid]
-            pids = {line[3] for line in lines}
-            out[fid] = {
-                "uuid": flow_uuid,
-                "plan": self.plans[fid],
-                "trace": [f"{at - t0:8.2f} {kind} {atom} pid={pid}" for kind, _f, atom, pid, at in lines],
-                "controls": [f"{at - t0:8.2f} {op}: {what}" for at, f, op, what in self.control_log if f == fid],
-                "kills": [f"{k.at - t0:8.2f} {k.what} {k.pids}" for k in self.kills if pids & set(k.pids)],
-                "events": [f"{at.replace(tzinfo=dt.timezone.utc).timestamp() - t0:8.2f} e{epoch} {kind} "
-                           f"{atom or ''} {old}->{new} {details or ''}"
-                           for u, atom, kind, old, new, epoch, details, at in self.events if u == flow_uuid],
-            }
-        return out
 
     # -- the logbook's side of the facts -------------------------------------------------
 
@@ -370,9 +372,30 @@ class Soak:
             select(FlowRow.uuid, FlowRow.state).where(FlowRow.uuid.in_(list(by_uuid)))).all(), readonly=True)
         return {by_uuid[u]: state for u, state in rows}
 
-    def _facts(self) -> soak_check.Facts:
-        from celeryflow.persistence.tables import AtomRow, EventRow
+    def _facts(self, patience: float = 120.0) -> soak_check.Facts:
+        """The logbook's side, read once the processes stopped (waiting out an outage)."""
+        from celeryflow.exceptions import StorageFailure
 
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                return self._read_facts()
+            except StorageFailure:
+                if time.monotonic() > deadline:
+                    raise
+                self.outages += 1
+                time.sleep(2.0)
+
+    def _read_facts(self) -> soak_check.Facts:
+        from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow
+
+        # a submit that raised may still have written (and started) its flow: find it by name
+        names = {f"soak-{fid}-{self.plans[fid]['shape']}": fid for fid in self.unsure - set(self.ids)}
+        found = self.backend.run(lambda s: s.execute(select(FlowRow.name, FlowRow.uuid, FlowRow.state)
+                                                     .where(FlowRow.name.in_(list(names)))).all(), readonly=True)
+        for name, flow_uuid, state in found:
+            if state != "PENDING":  # PENDING: written, never started (the caller was told it failed)
+                self.ids[names[name]] = flow_uuid
         by_uuid = {u: f for f, u in self.ids.items()}
 
         def collect(session: Any) -> tuple[Any, Any]:

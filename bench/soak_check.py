@@ -29,6 +29,7 @@ scratch -- a ``resume()`` that lands just after the flow ended REVERTED -- or no
 
 from __future__ import annotations
 
+import datetime as dt
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Collection
@@ -320,6 +321,32 @@ def verdict(facts: Facts) -> dict[str, Any]:
         "counts": dict(sorted(stats.items())),
         "recovery": recovery(calls, facts.kills),
     }
+
+
+def evidence(violations: list[str], facts: Facts, ids: dict[str, str], controls: list[tuple[float, str, str, str]],
+             events: list[Any], limit: int = 6) -> dict[str, Any]:
+    """For the first flows with a violation: plan, trace, control calls, kills and logbook events
+    (times in seconds from the first trace line; ``events`` rows are (flow uuid, atom, kind, old,
+    new, epoch, details, at))."""
+    t0 = min((line[4] for line in facts.trace), default=0.0)
+    out: dict[str, Any] = {}
+    for fid in dict.fromkeys(v.split("/")[0].split(":")[0] for v in violations):
+        if len(out) >= limit:
+            break
+        flow_uuid = ids.get(fid)
+        lines = [line for line in facts.trace if line[1] == fid]
+        pids = {line[3] for line in lines}
+        out[fid] = {
+            "uuid": flow_uuid,
+            "plan": facts.plans.get(fid),
+            "trace": [f"{at - t0:8.2f} {kind} {atom} pid={pid}" for kind, _f, atom, pid, at in lines],
+            "controls": [f"{at - t0:8.2f} {op}: {what}" for at, f, op, what in controls if f == fid],
+            "kills": [f"{k.at - t0:8.2f} {k.what} {k.pids}" for k in facts.kills if pids & set(k.pids)],
+            "events": [f"{at.replace(tzinfo=dt.timezone.utc).timestamp() - t0:8.2f} e{epoch} {kind} "
+                       f"{atom or ''} {old}->{new} {details or ''}"
+                       for u, atom, kind, old, new, epoch, details, at in events if u == flow_uuid],
+        }
+    return out
 
 
 #: the header of docs/soak.md's table, matching :func:`table_row`
