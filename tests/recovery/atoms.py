@@ -1,4 +1,4 @@
-"""Atoms and flow factories for the fault-injection suite (and bench/soak.py).
+"""Atoms and flow factories for the fault-injection suite (bench/soak.py has its own: bench/soak_flows.py).
 
 Worker processes import this module (``CELERYFLOW_IMPORTS=tests.recovery.atoms``).
 Every call appends one line ``<what> <atom> <pid>`` to a trace file (small
@@ -117,14 +117,3 @@ def diamond(trace: str, hold_at: str | None = None, hold: str | None = None, del
         w("c", provides="c", requires=["a"]),
         w("d", provides="d", requires=["b", "c"]),
     )
-
-
-@registry.register
-def soak_flow(trace: str, width: int = 3, depth: int = 3, delay: float = 0.2, fail: bool = False) -> linear_flow.Flow:
-    """head -> (width parallel chains of depth) -> tail: chains, a group and a join (``fail``: tail fails)."""
-    head = Work("head", trace, delay=delay)
-    branches = unordered_flow.Flow("branches").add(*(
-        linear_flow.Flow(f"b{b}").add(*(Work(f"b{b}_{i}", trace, delay=delay) for i in range(depth)))
-        for b in range(width)
-    ))
-    return linear_flow.Flow("soak").add(head, branches, Work("tail", trace, delay=delay, fail=fail))
