@@ -300,11 +300,20 @@ def start(
             session.flush()
             # Retry scopes that were being reverted when the flow stopped go on from where they were.
             scope_rounds.resume(session, flow, comp, events, dispatch, lost if live else None, window=window)
+            # A controller left RETRYING between two rounds (its round reverted and reset, its next
+            # attempt's message refused by a suspend) runs that attempt now, unless its scope is
+            # still being reverted (scope_rounds.resume goes on with that) or resume queued it.
+            still_reverting = scopes.retrying(flow_meta(flow)) if scopes.might_be_handled(flow) else {}
             candidates = [
                 n for n, r in rows.items()
-                if r.state == states.PENDING and r.intention == states.EXECUTE and r.waiting == 0
+                if r.intention == states.EXECUTE and r.waiting == 0 and n not in dispatch.execute and (
+                    r.state == states.PENDING or (r.state == states.RETRYING and n not in still_reverting))
             ]
-            ready = admit(flow, ready_after(session, flow, comp, candidates, events, known), window)
+            # the controller passed its deciders in an earlier round: ready_after takes PENDING atoms
+            next_rounds = [n for n in candidates if rows[n].state == states.RETRYING
+                           and not scopes.blocked(comp, flow, n)]
+            fresh = [n for n in candidates if rows[n].state == states.PENDING]
+            ready = admit(flow, next_rounds + ready_after(session, flow, comp, fresh, events, known), window)
             queue_atoms(session, flow, ready, states.EXECUTE, events)
             dispatch.execute.extend(ready)
         settle(session, flow, comp, events, dispatch, window)

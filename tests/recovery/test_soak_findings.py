@@ -1,12 +1,10 @@
 """What bench/soak.py found, as deterministic reproductions driven by hand (no processes).
 
-Each test is marked ``xfail(strict=True)`` while the scheduler bug it shows is open: the fix
-makes it pass, and strict turns that into a failure that says to remove the marker.
+Each test failed before its fix (``xfail(strict=True)`` while the bug was open) and is kept as
+the regression test.
 """
 
 from __future__ import annotations
-
-import pytest
 
 from celeryflow import retry, states
 from celeryflow.patterns import linear_flow
@@ -15,8 +13,6 @@ from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
 from tests.support.handdrive import HandFlow, Step
 
 
-@pytest.mark.xfail(strict=True, reason="soak finding: a flow suspended between a retry round's reset and the "
-                                       "controller's next attempt never runs that attempt after resume()")
 def test_resume_after_a_suspend_between_retry_rounds_runs_the_next_attempt(db_url: str) -> None:
     """Found by ``python bench/soak.py --seed 25``: f021 (shape ``retry``) stayed RUNNING until the deadline.
 

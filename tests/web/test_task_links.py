@@ -32,4 +32,4 @@ def test_the_flow_page_links_every_attempt_to_its_celery_task(logbook: str) -> N
     # charge_card and reserve_stock executed and were reverted; notify never ran
     assert modes.count("execute") == 2 and modes.count("revert") == 2, links
     assert len({task_id for task_id, _ in links}) == 4, "one Celery task per attempt"
-    assert all("celery_task_id" not in details for details in seen), "the task id is the logbook's, not a notification's"
+    assert all("celery_task_id" not in details for details in seen), "the logbook keeps the task id"
