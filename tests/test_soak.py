@@ -142,9 +142,8 @@ def test_quick_soak_holds(tmp_path: Path, postgres_available: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELERYFLOW_")}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run(
-        # no suspend() while tests/recovery/test_soak_findings.py's bug is open: a flow suspended
-        # between two retry rounds never resumes, which would make this run fail now and then
-        [sys.executable, "bench/soak.py", "--quick", "--seed", "5", "--json", str(out), "--controls", "resume,revert",
+        # every control call, suspend() too (tests/recovery/test_soak_findings.py: its bug is fixed)
+        [sys.executable, "bench/soak.py", "--quick", "--seed", "5", "--json", str(out),
          "--redis", f"redis://{REDIS_HOST}:{REDIS_PORT}", "--postgres", postgres_available],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=150,
     )

@@ -81,6 +81,8 @@ ACTIVE = (states.RUNNING, states.REVERTING, states.SUSPENDING)
 IN_HAND = (states.RUNNING, states.REVERTING)
 #: flow meta key with the resend back-off of the lost-message case
 RESEND_KEY = "sweep_resends"
+#: the kind of an event the sweep writes when it re-sends lost messages (no transition)
+SWEEP_EVENT = "sweep"
 #: atom meta key counting the worker deaths seen by the sweep, per phase
 LOST_KEY = "worker_lost"
 MAX_BACKOFF_EXP = 3
@@ -202,7 +204,7 @@ def reclaim(
         if stale:
             _reclaim_stale(session, flow, comp, rows, stale, running, owner, now, max_deliveries, out, window)
         elif lost and _older(flow.progress_at, resend_cutoff):
-            _resend(flow, lost, resends, now, owner, out)
+            _resend(session, flow, lost, resends, now, owner, out)
         elif quiet and not running and not queued:
             _redrive(session, flow, comp, rows, owner, now, out)
         else:
@@ -293,7 +295,8 @@ def _reclaim_stale(
     out.action, out.reason, out.epoch, out.dispatch = "reclaimed", "orphaned atoms", flow.epoch, dispatch
 
 
-def _resend(flow: FlowRow, lost: list[AtomRow], resends: int, now: dt.datetime, owner: str, out: Outcome) -> None:
+def _resend(session: Session, flow: FlowRow, lost: list[AtomRow], resends: int, now: dt.datetime, owner: str,
+            out: Outcome) -> None:
     for row in lost:
         row.queued_at = now
     meta = flow_meta(flow)
@@ -304,6 +307,10 @@ def _resend(flow: FlowRow, lost: list[AtomRow], resends: int, now: dt.datetime, 
     dispatch.revert.extend(r.name for r in lost if r.intention == states.REVERT)
     out.action, out.reason, out.dispatch = "resent", "lost messages", dispatch
     out.resent = [r.name for r in lost]
+    # on the record (the timeline, the resend metric): no state changes, the kind says so
+    events = Events(flow.uuid, flow.epoch, owner)
+    events.add(SWEEP_EVENT, None, None, details={"action": "resent", "atoms": out.resent, "resends": resends + 1})
+    events.flush(session)
 
 
 def _redrive(

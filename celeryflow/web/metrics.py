@@ -69,6 +69,7 @@ class FlowMetrics:
         self._started: dict[str, float] = defaultdict(float)
         self._finished: dict[tuple[str, str], float] = defaultdict(float)
         self._reclaimed: dict[str, float] = defaultdict(float)
+        self._resent: dict[str, float] = defaultdict(float)
         self._durations: dict[tuple[str, str], list[float]] = {}  # (flow, atom) -> [bucket counts..., sum]
         self._latency = 0.0
 
@@ -104,6 +105,10 @@ class FlowMetrics:
                         reason = serialization.loads(row.details) or {}
                         if reason.get("reason") == "worker lost":
                             self._reclaimed[row.name] += 1
+                elif row.kind == "sweep" and row.details:
+                    record = serialization.loads(row.details) or {}
+                    if record.get("action") == "resent":
+                        self._resent[row.name] += len(record.get("atoms") or ())
             self._observe(session, finished_atoms)
             self._cursor = rows[-1].id
             read += len(rows)
@@ -186,6 +191,10 @@ class FlowMetrics:
                                         "worker", labels=["flow"])
         for name, n in sorted(self._reclaimed.items()):
             reclaimed.add_metric([name], n)
+        resent = CounterMetricFamily("celeryflow_sweep_resent_atoms", "Atoms whose lost message the sweep sent "
+                                     "again", labels=["flow"])
+        for name, n in sorted(self._resent.items()):
+            resent.add_metric([name], n)
         duration = HistogramMetricFamily("celeryflow_atom_duration_seconds", "How long atoms ran (execute)",
                                          labels=["flow", "atom"])
         for (name, atom), counts in sorted(self._durations.items()):
@@ -207,7 +216,7 @@ class FlowMetrics:
             waiting.add_metric([name], n)
         latency = GaugeMetricFamily("celeryflow_logbook_latency_seconds", "Round trip of one logbook query")
         latency.add_metric([], self._latency)
-        yield from (started, finished, reclaimed, duration, flows, stuck, atoms, waiting, latency)
+        yield from (started, finished, reclaimed, resent, duration, flows, stuck, atoms, waiting, latency)
 
     def render(self) -> bytes:
         """The metrics in the Prometheus text format."""

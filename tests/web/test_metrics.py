@@ -73,3 +73,21 @@ def test_metrics_endpoint_on_the_view(sqlite_url: str) -> None:
     response = web.handle(Request("GET", "/metrics"))
     assert response.status == 200 and response.content_type.startswith("text/plain")
     assert "celeryflow_flows_finished_total" in response.body.decode()
+
+
+def test_sweep_resends_are_counted(logbook: str) -> None:
+    """A lost message re-sent by the sweep is on the record (an event of kind "sweep") and in the metric."""
+    import datetime as dt
+
+    from celeryflow.patterns import unordered_flow
+    from celeryflow.persistence.tables import utcnow
+    from tests.support.handdrive import TIMEOUT, HandFlow, Step
+
+    metrics = FlowMetrics(logbook, stuck_after=0)
+    metrics.render()  # counters start here
+    flow = HandFlow(logbook, unordered_flow.Flow("lossy").add(Step("a"), Step("b")))
+    assert sorted(flow.start().execute) == ["a", "b"]  # ... and both messages are lost
+    outcome = flow.reclaim(utcnow() + dt.timedelta(seconds=3 * TIMEOUT))
+    assert outcome.action == "resent" and sorted(outcome.resent) == ["a", "b"]
+    found = samples(metrics.render().decode())
+    assert value(found, "celeryflow_sweep_resent_atoms_total", flow="lossy") == 2
