@@ -61,8 +61,11 @@ def test_the_atom_waits_for_a_worker_that_has_its_code(tmp_path: Path, monkeypat
             handle = celeryflow.submit(flow(trace), app=dep.app, backend=logbook)
 
             def flower_shows_the_wait() -> bool:
-                return any(t.get("name") == "celeryflow: rolling / b" and t.get("state") == "RETRY"
-                           and "waiting for a worker that has its code" in str(t.get("exception"))
+                # each retry is task-retried then, at once, task-received of the delayed message
+                # (the worker holds it for its countdown): Flower shows RETRY or RECEIVED, with the
+                # time it was retried and the reason as the task's exception
+                return any(t.get("name") == "celeryflow: rolling / b" and t.get("state") in ("RETRY", "RECEIVED")
+                           and t.get("retried") and "waiting for a worker that has its code" in str(t.get("exception"))
                            for t in flower.tasks().values())
 
             wait_for(flower_shows_the_wait, timeout=60, interval=0.2,

@@ -67,7 +67,7 @@ def test_long_text_columns_hold_gigabytes_on_mysql(mariadb_url: str) -> None:
                 "WHERE table_schema = DATABASE() AND data_type LIKE '%text'"
             )
         ).all()
-    assert len(rows) == 15  # 12 logbook columns + 3 in the job tables
+    assert len(rows) == 16  # 13 logbook columns (0005: atoms.wait_reason) + 3 in the job tables
     assert {row.data_type for row in rows} == {"longtext"}
 
 
