@@ -197,7 +197,7 @@ def test_progress_task_notifier() -> None:
 
 def test_str_and_repr() -> None:
     t = Add("a")
-    assert str(t) == "a==1.0"
+    assert str(t) == "\"a==1.0\""  # TaskFlow's form
     assert "Add" in repr(t)
 
 
