@@ -62,14 +62,25 @@ class Outcome:
     seconds: float
 
 
-def run_script(script: Path, home: Path, env_extra: dict[str, str] | None = None, timeout: float = 120) -> Outcome:
-    """Run ``script`` in a subprocess with a private HOME and (celeryflow) logbook."""
+def run_script(script: Path, home: Path, env_extra: dict[str, str] | None = None, timeout: float = 120,
+               seed: int | None = None) -> Outcome:
+    """Run ``script`` in a subprocess with a private HOME and (celeryflow) logbook.
+
+    ``seed``: the interpreter seeds :mod:`random` with it at start-up (a ``sitecustomize``
+    in ``home``), for examples that print what ``random`` chose.
+    """
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELERYFLOW_")}
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / "xdg"), TMPDIR=str(home), PYTHONUNBUFFERED="1",
                CELERYFLOW_BACKEND=f"sqlite:///{home / 'logbook.db'}")
     # this checkout's celeryflow, whatever the interpreter has installed
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    path = [str(REPO_ROOT), os.environ.get("PYTHONPATH")]
+    if seed is not None:
+        site = home / "seeded"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(f"import random\nrandom.seed({seed})\n")
+        path.insert(0, str(site))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, path))
     env.update(env_extra or {})
     started = time.monotonic()
     try:
