@@ -235,7 +235,7 @@ def test_functor_task_validation() -> None:
         task.FunctorTask(module_fn, revert=42)  # type: ignore[arg-type]
     t = task.FunctorTask(module_fn, rebind={"a": "alpha"}, version=(2, 1), name="f")
     assert t.requires == {"alpha"}
-    assert str(t) == "f==2.1"
+    assert str(t) == "\"f==2.1\""
 
 
 def square(v: int) -> int:
