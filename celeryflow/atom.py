@@ -370,7 +370,7 @@ class Atom:
 
     def __str__(self) -> str:
         version = ".".join(str(p) for p in self.version) if isinstance(self.version, tuple) else self.version
-        return f"{self.name}=={version}"
+        return f'"{self.name}=={version}"'  # TaskFlow's form
 
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.{type(self).__qualname__} {self}>"

@@ -109,6 +109,9 @@ class CeleryEngine:
         self._stats: dict[str, Any] = {}
         #: the last flow state notified (the ``old_state`` of the next flow notification)
         self._flow_state: str | None = None
+        #: the last state seen per atom (the ``old_state`` where the logbook row has none:
+        #: the fast path records a start as None -> RUNNING, TaskFlow says PENDING -> RUNNING)
+        self._atom_states: dict[str, str] = {}
         if flow_uuid is not None:
             self._attach(flow_uuid)
 
@@ -375,8 +378,11 @@ class CeleryEngine:
             details.update(flow_name=self.compile().flow_name, flow_uuid=self.flow_uuid, old_state=old)
             self.notifier.notify(row.new_state or "", details)
         elif row.kind == "atom":
+            name = row.atom_name or ""
+            old = row.old_state or self._atom_states.get(name, states.PENDING)
+            self._atom_states[name] = row.new_state or old
             details.update(task_name=row.atom_name, atom_name=row.atom_name, flow_uuid=self.flow_uuid,
-                           old_state=row.old_state)
+                           old_state=old)
             if not len(self.atom_notifier):
                 return  # nobody listens: don't read the result back (a transaction per atom)
             if row.new_state == states.SUCCESS:

@@ -320,6 +320,9 @@ class AtomDetail:
         ad.meta = _decode_dict(row.meta)
         ad.version = ad.meta.pop(_VERSION_KEY, None)
         ad.progress = row.progress or 0.0
+        if cls is TaskDetail and row.started_at is not None:
+            # TaskFlow keeps a task's progress in its metadata once it ran (pformat shows it)
+            ad.meta["progress"] = ad.progress
         ad.attempts = row.attempts or 0
         ad.started_at = row.started_at
         ad.finished_at = row.finished_at

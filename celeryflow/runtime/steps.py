@@ -295,6 +295,7 @@ def finish(
                 session, flow_uuid, name, (states.REVERTING,), new, events,
                 extra_where=claim,
                 revert_result=result_json, revert_failure=failure_json, finished_at=now,
+                progress=1.0 if failure is None else 0.0,  # TaskFlow: REVERTED at 1.0
             ):
                 return _replayed(session, flow, name, mode, new, worker, result_json, failure_json, fenced)
             flow.outstanding -= 1

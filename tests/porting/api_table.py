@@ -1,7 +1,7 @@
 """TaskFlow's public modules and names, and which of them celeryflow has (the porting guide's table).
 
 ``python -m tests.porting.api_table`` prints the table of docs/porting-from-taskflow.md
-(section 5) from the installed taskflow and this celeryflow; tests/porting/test_api_table.py
+(section 6) from the installed taskflow and this celeryflow; tests/porting/test_api_table.py
 checks the table in the guide covers every module and claims nothing celeryflow lacks.
 """
 
@@ -34,24 +34,27 @@ PUBLIC_MODULES = (
 )
 
 
-API = "#13 porting-api branch"
 #: module -> what its status means (same / different and why / absent and why)
 NOTES = {
     "atom": "same: the base of tasks and retries",
-    "task": "same; `REVERT_RESULT`/`REVERT_FLOW_FAILURES`: " + API,
+    "task": "same (`REVERT_RESULT`/`REVERT_FLOW_FAILURES` name `revert()`'s arguments as in TaskFlow)",
     "retry": "same (plus `delay=`/`backoff=`)",
     "flow": "same",
     "deciders": "absent: depths are strings or `celeryflow.graphing.Depth`; `pick_widest` is internal to TaskFlow",
     "states": "same names; the check_* helpers are TaskFlow's engine internals (celeryflow validates in the "
               "logbook); SCHEDULING/WAITING/ANALYZING are what `run_iter()` yields",
-    "exceptions": "same base and the errors callers catch; the rest: " + API,
-    "formatters": "absent: failures print through `Failure.pformat()`",
-    "logging": API,
-    "storage": "`engine.storage` is celeryflow's `Storage` (celeryflow.engines.storage); the module path: " + API,
+    "exceptions": "same names; `TaskFlowException` is celeryflow's base error `CeleryflowError` (so "
+                  "`except TaskFlowException` catches celeryflow's own errors too)",
+    "formatters": "same `FailureFormatter` (what `DynamicLoggingListener` logs for a failed atom)",
+    "logging": "same: `BLATHER`/`TRACE` level, `getLogger` (a `logging.LoggerAdapter` with `trace()` and "
+               "`warn()`)",
+    "storage": "no module: `engine.storage` is celeryflow's `Storage` (celeryflow.engines.storage) with "
+               "TaskFlow's public properties and getters; the META_*/RETRY_* keys are TaskFlow's storage internals",
     "patterns.linear_flow": "same",
     "patterns.unordered_flow": "same (atoms not started when a failure is recorded stay unstarted)",
-    "patterns.graph_flow": "same; `TargetedFlow`: " + API,
-    "engines": "same; `save_factory_details`, `flow_from_detail`: " + API,
+    "patterns.graph_flow": "same, `TargetedFlow` included (`set_target`, `reset_target`)",
+    "engines": "same; `flow_from_detail` (rebuild a flow from a detail's factory) absent: "
+               "`load_from_detail` does it",
     "engines.base": "absent: the engine is `celeryflow.engines.Engine` (one class)",
     "engines.helpers": "absent: the same functions are in `celeryflow.engines`",
     "engines.action_engine.engine": "absent: `engine='serial'` / `'parallel'` pick the per-flow limit, not a class "
@@ -61,14 +64,18 @@ NOTES = {
     "engines.worker_based.worker": "different: `Worker(...)` is a Celery worker on that broker",
     "persistence.base": "absent: backends are celeryflow's (`persistence.backends.base.Backend`)",
     "persistence.models": "same classes; the atom-detail helpers are TaskFlow internals",
-    "persistence.path_based": "absent: " + API + " (dir:// backend)",
-    "persistence.backends": "`fetch` same (URL or TaskFlow's conf dict); `backend`: " + API,
-    "persistence.backends.impl_dir": API,
+    "persistence.path_based": "absent: TaskFlow's base of its file and ZooKeeper backends; `dir://` is an SQLite "
+                              "logbook in the directory (persistence.backends.impl_dir)",
+    "persistence.backends": "`fetch` same (URL or TaskFlow's conf dict), `backend` the same context manager; "
+                            "no stevedore `BACKEND_NAMESPACE` (backends are chosen by URL scheme)",
+    "persistence.backends.impl_dir": "different: `dir://` / `file://` URLs through `fetch` (an SQLite logbook "
+                                     "in that directory); no `DirBackend`/`Connection` classes",
     "persistence.backends.impl_memory": "`memory://` is SQLite in memory; TaskFlow's fake filesystem is internal",
     "persistence.backends.impl_sqlalchemy": "same class name, celeryflow's schema (Alembic, its own version table)",
     "persistence.backends.impl_zookeeper": "absent: no ZooKeeper (logbooks are SQL)",
     "jobs.base": "absent as a module: jobs and boards are in `celeryflow.jobs` (`JobPriority` there)",
-    "jobs.backends": "`fetch` same (`board`: `sql` or `redis`); `backend` context manager: " + API,
+    "jobs.backends": "`fetch` same (`board`: `sql` or `redis`), `backend` the same context manager; no "
+                     "stevedore `BACKEND_NAMESPACE`",
     "jobs.backends.impl_redis": "same board on Redis; jobs are `celeryflow.jobs` jobs",
     "jobs.backends.impl_zookeeper": "absent: no ZooKeeper (use `board: sql` or `redis`)",
     "jobs.backends.impl_etcd": "absent: no etcd (use `board: sql` or `redis`)",
@@ -78,12 +85,12 @@ NOTES = {
     "conductors.backends.impl_nonblocking": "same",
     "conductors.backends.impl_executor": "absent: the base of TaskFlow's two conductors; use `blocking` / "
                                          "`nonblocking`",
-    "listeners.base": API,
-    "listeners.capturing": API,
-    "listeners.claims": API,
-    "listeners.logging": API,
-    "listeners.printing": API,
-    "listeners.timing": API,
+    "listeners.base": "same: `with Listener(engine):` registers and deregisters",
+    "listeners.capturing": "same",
+    "listeners.claims": "same (for conductors' jobs)",
+    "listeners.logging": "same",
+    "listeners.printing": "same",
+    "listeners.timing": "same (measured in the caller from the notifications; saved as `duration` metadata)",
     "types.failure": "same (types and messages survive processes)",
     "types.notifier": "same `Notifier`; `Listener`/`RestrictedNotifier`/`register_deregister` are TaskFlow "
                       "internals",

@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,14 +62,25 @@ class Outcome:
     seconds: float
 
 
-def run_script(script: Path, home: Path, env_extra: dict[str, str] | None = None, timeout: float = 120) -> Outcome:
-    """Run ``script`` in a subprocess with a private HOME and (celeryflow) logbook."""
+def run_script(script: Path, home: Path, env_extra: dict[str, str] | None = None, timeout: float = 120,
+               seed: int | None = None) -> Outcome:
+    """Run ``script`` in a subprocess with a private HOME and (celeryflow) logbook.
+
+    ``seed``: the interpreter seeds :mod:`random` with it at start-up (a ``sitecustomize``
+    in ``home``), for examples that print what ``random`` chose.
+    """
     home.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CELERYFLOW_")}
     env.update(HOME=str(home), XDG_DATA_HOME=str(home / "xdg"), TMPDIR=str(home), PYTHONUNBUFFERED="1",
                CELERYFLOW_BACKEND=f"sqlite:///{home / 'logbook.db'}")
     # this checkout's celeryflow, whatever the interpreter has installed
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    path = [str(REPO_ROOT), os.environ.get("PYTHONPATH")]
+    if seed is not None:
+        site = home / "seeded"
+        site.mkdir(exist_ok=True)
+        (site / "sitecustomize.py").write_text(f"import random\nrandom.seed({seed})\n")
+        path.insert(0, str(site))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, path))
     env.update(env_extra or {})
     started = time.monotonic()
     try:
@@ -89,6 +101,15 @@ _MASKS = [
 ]
 
 
+#: an engine's repr (TaskFlow's ``...action_engine.engine.ParallelActionEngine``, celeryflow's
+#: ``...engines.engine.CeleryEngine``): listeners print it; the class is an implementation detail
+_ENGINE = re.compile(r"<celeryflow\.engines\.[\w.]+ object at <addr>>")
+#: where a listener's message starts or ends inside a line: TaskFlow's threads write a print's
+#: text and its newline separately, so parallel work can glue two messages on one line (a
+#: message starts with the engine's repr or a capitalised word: "...vol-0Making volume vol-2")
+_GLUED_START = re.compile(r"(?<=\S)(?=<engine>)|(?<=[a-z0-9])(?=[A-Z][a-z]+ )")
+_GLUED_END = re.compile(r"(from state '[A-Z_]+'|\(failure=(?:True|False)\))(?=\S)")
+
 _DICT = re.compile(r"\{[^{}]*\}")
 
 
@@ -105,19 +126,55 @@ def _sorted_dicts(line: str) -> str:
     return _DICT.sub(one, line)
 
 
+def _lines(text: str) -> list[str]:
+    lines = []
+    for line in rename(text).splitlines():
+        line = _sorted_dicts(line.rstrip())
+        for pattern, mask in _MASKS:
+            line = pattern.sub(mask, line)
+        line = _GLUED_END.sub("\\1\n", _GLUED_START.sub("\n", _ENGINE.sub("<engine>", line)))
+        lines.extend(line.split("\n"))
+    return lines
+
+
+def _tracebacks(lines: Iterable[str]) -> Iterator[str]:
+    """Tracebacks as their header and exception line.
+
+    The frames between are the engine's own (TaskFlow's action engine there, celeryflow's
+    engine and worker here); celeryflow's ``Remote traceback:`` section (the worker's side
+    of the same exception) is left out with them.
+    """
+    in_frames = remote = False
+    for line in lines:
+        if line == "Remote traceback:":
+            remote = True
+            continue
+        if line == "Traceback (most recent call last):":
+            in_frames = True
+            if not remote:
+                yield line
+            continue
+        if in_frames and line.startswith(" "):  # a frame, its source line or its carets
+            continue
+        if in_frames:
+            in_frames = False
+            if remote:  # the worker's exception line repeats the caller's
+                remote = False
+                continue
+        yield line
+
+
 def normalise(text: str) -> list[str]:
-    """Lines with ids, numbers with a fraction, addresses and paths masked (TaskFlow's own names renamed).
+    """Lines with ids, numbers with a fraction, addresses, paths and engine classes masked.
+
+    TaskFlow's own names are renamed; listener messages glued together by parallel prints
+    are split apart; tracebacks keep their header and exception line (:func:`_tracebacks`).
 
     Consecutive WAITING/ANALYZING rounds of ``run_iter()`` count as one: how many completions
     one wait collects depends on timing, in TaskFlow as here.
     """
     out: list[str] = []
-    for line in rename(text).splitlines():
-        line = _sorted_dicts(line.rstrip())
-        for pattern, mask in _MASKS:
-            line = pattern.sub(mask, line)
-        if not line:
-            continue
+    for line in _tracebacks(line for line in _lines(text) if line):
         if line == "ANALYZING" and out[-2:] == ["ANALYZING", "WAITING"]:
             out.pop()
             continue

@@ -197,7 +197,7 @@ def test_progress_task_notifier() -> None:
 
 def test_str_and_repr() -> None:
     t = Add("a")
-    assert str(t) == "a==1.0"
+    assert str(t) == "\"a==1.0\""  # TaskFlow's form
     assert "Add" in repr(t)
 
 
@@ -235,7 +235,7 @@ def test_functor_task_validation() -> None:
         task.FunctorTask(module_fn, revert=42)  # type: ignore[arg-type]
     t = task.FunctorTask(module_fn, rebind={"a": "alpha"}, version=(2, 1), name="f")
     assert t.requires == {"alpha"}
-    assert str(t) == "f==2.1"
+    assert str(t) == "\"f==2.1\""
 
 
 def square(v: int) -> int:
