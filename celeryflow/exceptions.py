@@ -217,6 +217,10 @@ class ResultTooLarge(SerializationError):
     """An atom result or store value exceeds the configured size limit."""
 
 
+class MessageTooLarge(SerializationError):
+    """A compressed message would expand beyond the worker's bound (celeryflow.decompression)."""
+
+
 class Timeout(CeleryflowError):
     """An operation did not finish in the allotted time."""
 
@@ -349,6 +353,7 @@ __all__ = [
     "InvalidFormat",
     "InvalidState",
     "JobFailure",
+    "MessageTooLarge",
     "MissingDependencies",
     "MultipleChoices",
     "NotFound",

@@ -28,7 +28,25 @@ def make_app(name: str = "celeryflow", **settings: Any) -> Celery:
         # the deployment is fixed when the app is built, like its broker and logbook
         settings.setdefault("namespace", os.environ["CELERYFLOW_NAMESPACE"])
     install(app, backend=os.environ.get("CELERYFLOW_BACKEND") or None, **settings)
+    _bound_decompression_in_workers(app)
     return app
+
+
+def _bound_decompression_in_workers(app: Celery) -> None:
+    """A worker of this app expands compressed messages to at most CELERYFLOW_MAX_MESSAGE_BYTES.
+
+    kombu decompresses before any task code runs (celeryflow/decompression.py): bounded in
+    the worker's main process at start, inherited by its pool children.
+    """
+    from celery import signals
+
+    def on_worker_init(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:
+            from celeryflow import decompression
+
+            decompression.bound()
+
+    signals.worker_init.connect(on_worker_init, weak=False)
 
 
 app = make_app()

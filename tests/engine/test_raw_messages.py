@@ -114,3 +114,28 @@ def test_a_raw_message_never_stops_the_worker(one_worker: OneWorker, task: str, 
     engine.run(timeout=60)
     assert engine.storage.fetch_all() == {"v": "ok"}
     assert one_worker.group.output("worker").count("rejected a celeryflow message") == before + 1
+
+
+@pytest.mark.parametrize("codec", ["zlib", "bzip2", "lzma"])
+def test_a_compression_bomb_is_refused_before_it_expands(one_worker: OneWorker, codec: str, tmp_path: Path) -> None:
+    """A few hundred KB that expand to 256 MB: refused at the bound (16 MiB), the worker goes on."""
+    import bz2
+    import lzma
+    import zlib
+
+    compress = {"zlib": zlib.compress, "bzip2": bz2.compress, "lzma": lzma.compress}[codec]
+    bomb = compress(b"[" + b" " * (256 * 1024 * 1024) + b"]")
+    assert len(bomb) < 2 * 1024 * 1024
+    log = one_worker.group.output("worker")
+    before = log.count("MessageTooLarge")
+    _publish(one_worker.broker, EXECUTE_TASK, bomb, "application/json", compression={
+        "zlib": "application/x-gzip", "bzip2": "application/x-bz2", "lzma": "application/x-lzma"}[codec])
+    wait_for(lambda: one_worker.group.output("worker").count("MessageTooLarge") > before,
+             timeout=60, message=lambda: one_worker.group.dump())
+    assert one_worker.group["worker"].alive, one_worker.group.dump()
+    from celeryflow import engines
+
+    flow = linear_flow.Flow("after-bomb").add(Step("ok", str(tmp_path / "trace.log"), provides="v"))
+    engine = engines.load(flow, app=one_worker.app, backend=one_worker.logbook)
+    engine.run(timeout=60)
+    assert engine.storage.fetch_all() == {"v": "ok"}
