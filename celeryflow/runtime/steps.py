@@ -245,7 +245,6 @@ def finish(
     claim is current. Without one (the sweep failing a poison atom it holds, callers driving
     the scheduler by hand) the worker id alone is checked.
     """
-    claim = (AtomRow.worker == worker,) if token is None else (AtomRow.worker == worker, AtomRow.claim_token == token)
     if failure is not None:
         result_json = None
     elif result_json is None:
@@ -257,6 +256,9 @@ def finish(
         return ask(call, decide, lookup, flow_uuid)
 
     def txn(session: Session, known: Answers) -> Dispatch | None:
+        # built here, not per call: the fast path (nearly every finish) never needs it
+        claim = (AtomRow.worker == worker,) if token is None else (AtomRow.worker == worker,
+                                                                    AtomRow.claim_token == token)
         flow = backend.lock_flow(session, flow_uuid)
         if flow is None:
             LOG.warning("discarding %s result of %s/%s: the flow is not in the logbook", mode, flow_uuid, name)
