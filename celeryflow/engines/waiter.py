@@ -14,7 +14,7 @@ from celeryflow import serialization, states
 from celeryflow.exceptions import BackendClosed, NotFound, StorageFailure, Timeout
 from celeryflow.persistence.tables import EventRow, FlowRow
 from celeryflow.runtime import localbus
-from celeryflow.runtime.fastpath import TASK_ID_KEY
+from celeryflow.runtime.logbook import TASK_ID_KEY
 
 if TYPE_CHECKING:
     from celeryflow.persistence.backends.base import Backend

@@ -22,25 +22,15 @@ from celeryflow.runtime.logbook import (
     set_flow_state,
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.scheduler import settle as settle_rule
+from celeryflow.scheduler.compensation import EXECUTED as EXECUTED  # re-exported: the runtime's callers
+from celeryflow.scheduler.compensation import first_wave, revert_plan, revertible_now, waiting_counts
+from celeryflow.scheduler.compensation import may_have_run as may_have_run
+from celeryflow.scheduler.snapshot import AtomSnap
 from celeryflow.types.failure import Failure
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
-
-#: States of atoms that executed and therefore must be compensated (RETRYING: a retry
-#: controller whose subflow was being retried when the flow gave up).
-EXECUTED = (states.SUCCESS, states.FAILURE, states.REVERTING, states.RETRYING)
-
-
-def may_have_run(row: AtomRow) -> bool:
-    """A PENDING atom that was claimed for execute and then put back (a reclaim from a dead
-    worker, or a resume, resets RUNNING -> PENDING but keeps ``started_at``): it may have run.
-
-    Every full reset (re-run from scratch, ``engine.reset()``, a retry round) clears
-    ``started_at``, so the mark only covers the claim of the current attempt.
-    """
-    return row.state == states.PENDING and row.started_at is not None and not row.queued
-
 
 def fail_maybe_run(session: Session, flow: FlowRow, rows: Iterable[AtomRow], events: Events) -> set[str]:
     """Record each of ``rows`` that :func:`may_have_run` as FAILURE (WorkerLost), so it is compensated.
@@ -52,7 +42,7 @@ def fail_maybe_run(session: Session, flow: FlowRow, rows: Iterable[AtomRow], eve
     moved: set[str] = set()
     now = utcnow()
     for row in rows:
-        if not may_have_run(row):
+        if not may_have_run(AtomSnap.of(row)):
             continue
         exc = WorkerLost(
             f"The execution of atom {row.name!r} (flow {flow.uuid}) was given up on (its worker was lost, "
@@ -67,31 +57,6 @@ def fail_maybe_run(session: Session, flow: FlowRow, rows: Iterable[AtomRow], eve
         ):
             moved.add(row.name)
     return moved
-
-
-def revert_plan(comp: Compilation, to_revert: set[str]) -> dict[str, list[str]]:
-    """For each atom to revert, the atoms that may only be reverted after it.
-
-    Those are its nearest ancestors that also executed. Atoms in between that
-    did not execute (IGNOREd by a decider) are walked through, so ordering holds
-    across them.
-    """
-    plan: dict[str, list[str]] = {}
-    for name in to_revert:
-        found: list[str] = []
-        seen: set[str] = set()
-        stack = list(comp.atoms[name].preds)
-        while stack:
-            pred = stack.pop()
-            if pred in seen:
-                continue
-            seen.add(pred)
-            if pred in to_revert:
-                found.append(pred)
-            else:
-                stack.extend(comp.atoms[pred].preds)
-        plan[name] = sorted(found, key=lambda n: comp.atoms[n].index)
-    return plan
 
 
 def set_counters(session: Session, flow_uuid: str, column: str, counts: dict[str, int]) -> None:
@@ -135,10 +100,7 @@ def start_revert(
             if row.state == states.REVERT_FAILURE:
                 to_revert -= comp.ancestors(name)
     plan = revert_plan(comp, to_revert)
-    rwaiting = {name: 0 for name in to_revert}
-    for preds in plan.values():
-        for pred in preds:
-            rwaiting[pred] += 1
+    rwaiting = waiting_counts(plan, to_revert)
     # Every member now means to be reverted; atoms that never ran stay PENDING.
     session.execute(
         update(AtomRow)
@@ -150,13 +112,12 @@ def start_revert(
     meta["revert_plan"] = plan
     meta["revert_failed"] = failed_before
     set_flow_meta(flow, meta)
-    # REVERTING ones first: a revert retried on request is never held (logbook.queue_reverts)
-    ready = sorted((n for n, c in rwaiting.items() if c == 0),
-                   key=lambda n: (rows[n].state != states.REVERTING, -comp.atoms[n].index))
+    ready = first_wave(rwaiting, {n: rows[n].state for n in rwaiting}, comp)
     flow.held = 0  # held executions never start now
     queue_reverts(session, flow, ready, events, dispatch, window)
-    if not ready:
-        set_flow_state(flow, states.FAILURE if failed_before else states.REVERTED, events)
+    ended = settle_rule.after_plan(len(ready), failed_before)
+    if ended in settle_rule.TARGET:
+        set_flow_state(flow, settle_rule.TARGET[ended], events)
 
 
 def after_reverted(session: Session, flow: FlowRow, comp: Compilation, name: str) -> list[str]:
@@ -172,7 +133,4 @@ def after_reverted(session: Session, flow: FlowRow, comp: Compilation, name: str
         .execution_options(synchronize_session=False)
     )
     rows = load_atoms(session, flow.uuid, preds)
-    return [
-        n for n in preds
-        if rows[n].rwaiting == 0 and rows[n].state in EXECUTED and not rows[n].queued
-    ]
+    return [n for n in preds if revertible_now(AtomSnap.of(rows[n]))]

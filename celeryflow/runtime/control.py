@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid as uuidlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,10 @@ from celeryflow.runtime.logbook import (
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW, Settings
 from celeryflow.runtime.verdicts import Answers, asking, decider_answer
+from celeryflow.scheduler import compensation as core_compensation
+from celeryflow.scheduler import liveness, recovery
+from celeryflow.scheduler.liveness import claim_is_fresh as claim_is_fresh  # re-exported: tests import it here
+from celeryflow.scheduler.snapshot import AtomSnap
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -140,25 +143,12 @@ def _copy_rows(session: Session, table: str, rows: list[dict[str, Any]]) -> None
             copy.write_row([row[name] for name in columns])
 
 
-#: atom states of an atom in a worker's hands (claimed for execute or revert)
-_IN_HAND = (states.RUNNING, states.REVERTING)
-
-
-def claim_is_fresh(heartbeat_at: dt.datetime | None, heartbeat_timeout: float, now: dt.datetime) -> bool:
-    """Whether a claim's last heartbeat is younger than ``heartbeat_timeout``: its worker lives.
-
-    The one place resume decides liveness (no heartbeat at all counts as stale). ``now`` is
-    the database's clock, the one heartbeats are written with (never this host's).
-    """
-    return heartbeat_at is not None and heartbeat_at > now - dt.timedelta(seconds=heartbeat_timeout)
-
-
 def _live_claims(session: Session, flow_uuid: str, heartbeat_timeout: float) -> set[str]:
     """Atoms in a worker's hands (RUNNING/REVERTING, not waiting for a message) whose heartbeat is fresh."""
     now = db_now(session)
     rows = session.execute(
         select(AtomRow.name, AtomRow.heartbeat_at).where(
-            AtomRow.flow_uuid == flow_uuid, AtomRow.state.in_(_IN_HAND), AtomRow.queued.is_(False)
+            AtomRow.flow_uuid == flow_uuid, AtomRow.state.in_(liveness.IN_HAND), AtomRow.queued.is_(False)
         )
     )
     return {name for name, beat in rows if claim_is_fresh(beat, heartbeat_timeout, now)}
@@ -220,7 +210,8 @@ def start(
             store.update(store_updates)
             flow.store = serialization.dumps(store, f"store of flow {flow.name!r}")
         dispatch = Dispatch(flow_uuid, flow.name)
-        if flow.state in (states.SUCCESS, states.FAILURE):
+        action = recovery.start_action(flow.state, flow.epoch, flow.outstanding)
+        if action is recovery.Start.NOTHING:
             dispatch.epoch = flow.epoch
             return dispatch
         flow.epoch += 1
@@ -228,11 +219,11 @@ def start(
             flow.owner = owner
         events = Events(flow_uuid, flow.epoch, owner)
         dispatch.epoch = flow.epoch
-        if flow.state == states.PENDING and flow.epoch == 1 and not flow.outstanding:
+        if action is recovery.Start.FIRST:
             first = _first_start(session, flow, comp, events, dispatch, window)
             if first is not None:
                 return first
-        if flow.state == states.REVERTED:
+        if action is recovery.Start.FROM_SCRATCH:
             _reset_atoms(session, flow_uuid)
             meta = flow_meta(flow)
             for key in ("revert_plan", "revert_failed", "revert_failures"):
@@ -259,18 +250,17 @@ def start(
             flow.state == states.SUSPENDED and flow_meta(flow).get("suspended_from") == states.REVERTING
         )
         scoped = flow_meta(flow) if scopes.might_be_handled(flow) else {}
-        lost = frozenset(n for n, r in rows.items() if r.state in _IN_HAND and n not in live)
+        lost = frozenset(n for n, r in rows.items() if r.state in liveness.IN_HAND and n not in live)
         for row in rows.values():
             if row.state == states.RUNNING and row.name not in live:
                 # The worker that ran it is gone (or fenced off): at-least-once, run it again,
                 # or, when the flow (or its retry scope) is compensating, treat it as executed
                 # and revert it.
-                if reverting or scopes.handled_scope(comp, scoped, row.name) is not None:
-                    row.state = states.FAILURE
-                    events.add("atom", states.RUNNING, states.FAILURE, atom=row.name, details={"reason": "worker lost"})
-                else:
-                    row.state = states.PENDING
-                    events.add("atom", states.RUNNING, states.PENDING, atom=row.name, details={"reason": "re-run"})
+                fate = recovery.lost_claim(
+                    row.state, reverting or scopes.handled_scope(comp, scoped, row.name) is not None)
+                states.check_atom_transition(row.state, fate.state, f"atom {row.name!r}")
+                row.state = fate.state
+                events.add("atom", states.RUNNING, fate.state, atom=row.name, details={"reason": fate.reason})
         if reverting:
             if flow.state != states.REVERTING:
                 set_flow_state(flow, states.REVERTING, events, resumed=True)
@@ -282,16 +272,16 @@ def start(
                                               scope=meta.get(scopes.REVERT_SCOPE), window=window)
             else:
                 # what a failed revert depends on stays unreverted (unsafe under a failed compensation)
-                blocked = _under_failed_reverts(plan, rows)
+                blocked = core_compensation.under_failed_reverts(
+                    plan, (n for n, r in rows.items() if r.state == states.REVERT_FAILURE))
                 pending = {
                     n for n, r in rows.items() if n in plan and r.state in compensation.EXECUTED and n not in blocked
                 }
-                counts = {n: sum(1 for m in pending if n in plan[m]) for n in pending}
+                counts = core_compensation.waiting_counts(plan, pending)
                 compensation.set_counters(session, flow_uuid, "rwaiting", counts)
-                # REVERTING ones first: they are never held (logbook.queue_reverts); live claims
-                # (a revert still running in a worker that heartbeats) are not queued again
-                ready = sorted((n for n in pending if counts[n] == 0 and n not in live),
-                               key=lambda n: rows[n].state != states.REVERTING)
+                # live claims (a revert still running in a worker that heartbeats) are not queued again
+                ready = core_compensation.first_wave(
+                    {n: c for n, c in counts.items() if n not in live}, {n: rows[n].state for n in pending}, comp)
                 queue_reverts(session, flow, ready, events, dispatch, window)
         else:
             if flow.state != states.RUNNING:
@@ -345,18 +335,6 @@ def _first_start(
     return dispatch
 
 
-def _under_failed_reverts(plan: Mapping[str, list[str]], rows: Mapping[str, AtomRow]) -> set[str]:
-    """Atoms a REVERT_FAILURE atom depends on, transitively through the compensation plan."""
-    blocked: set[str] = set()
-    stack = [n for n, r in rows.items() if r.state == states.REVERT_FAILURE and n in plan]
-    while stack:
-        for pred in plan.get(stack.pop(), []):
-            if pred not in blocked:
-                blocked.add(pred)
-                stack.append(pred)
-    return blocked
-
-
 def suspend(backend: Backend, comp: Compilation, flow_uuid: str) -> str:
     """Stop starting atoms; the flow is SUSPENDED once the running ones finish. Returns the new state."""
 
@@ -387,11 +365,8 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
 
     def txn(session: Session) -> Dispatch:
         flow = _locked(backend, session, flow_uuid)
-        if flow.state in (states.REVERTED, states.PENDING):
+        if not recovery.revert_requested(flow.state, flow_uuid):
             return Dispatch(flow_uuid, flow.name, flow.epoch)
-        if flow.state not in (states.SUCCESS, states.FAILURE, states.SUSPENDED, states.RUNNING,
-                              states.SUSPENDING, states.REVERTING):
-            raise InvalidState(f"Flow {flow_uuid} is {flow.state}; it cannot be reverted now")
         events = Events(flow_uuid, flow.epoch + 1, owner)
         flow.epoch += 1
         meta = flow_meta(flow)
@@ -401,7 +376,7 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
         set_flow_meta(flow, meta)
         # read before the un-queueing below: a queued REVERTING atom waits for a message, it is not in hand
         rows = load_atoms(session, flow_uuid)
-        in_hand = [r.name for r in rows.values() if r.state in _IN_HAND and not r.queued]
+        in_hand = [r.name for r in rows.values() if liveness.in_hand(AtomSnap.of(r))]
         session.execute(
             update(AtomRow)
             .where(AtomRow.flow_uuid == flow_uuid, AtomRow.queued.is_(True))
@@ -411,13 +386,14 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
         flow.outstanding = len(in_hand)
         flow.held = 0
         for row in rows.values():
-            if row.state == states.REVERT_FAILURE:
+            retried = recovery.on_revert_request(row.state)
+            if retried is not None:
                 # an operator retries a failed compensation: that revert runs again first,
                 # and what it depends on is only reverted after it succeeds
-                states.check_atom_transition(row.state, states.REVERTING, f"atom {row.name!r}")
-                row.state = states.REVERTING
-                events.add("atom", states.REVERT_FAILURE, states.REVERTING, atom=row.name,
+                states.check_atom_transition(row.state, retried, f"atom {row.name!r}")
+                events.add("atom", row.state, retried, atom=row.name,
                            details={"reason": "compensation retried on request"})
+                row.state = retried
         if flow.state != states.REVERTING:
             set_flow_state(flow, states.REVERTING, events, requested=True)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)

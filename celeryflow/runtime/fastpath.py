@@ -20,7 +20,7 @@ are checked against :mod:`celeryflow.states`, and the flow row is locked
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
@@ -29,9 +29,13 @@ from sqlalchemy.engine import Connection
 from celeryflow import serialization, states
 from celeryflow.exceptions import DependencyFailure, NotFound
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, db_utcnow, utcnow
-from celeryflow.runtime import scopes
 from celeryflow.runtime.args import resolve
-from celeryflow.runtime.logbook import Dispatch
+from celeryflow.runtime.logbook import TASK_ID_KEY as TASK_ID_KEY  # re-exported
+from celeryflow.runtime.logbook import Dispatch, claim_details
+from celeryflow.scheduler import admission
+from celeryflow.scheduler import claim as claim_rule
+from celeryflow.scheduler import settle as settle_rule
+from celeryflow.scheduler.snapshot import FlowSnap
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -149,46 +153,10 @@ class Join(NamedTuple):
     queued: bool
 
 
-def admit(successors: list[str], joins: Mapping[str, Any], outstanding: int, held: int,
-          window: int) -> tuple[list[str], int]:
-    """Which successors of a finished atom to queue, and the flow's held count after (pure).
-
-    ``joins``: each successor's :class:`Join` after the count-in; ``outstanding``: the
-    flow's queued-or-running atoms *before* the finished one left. The ready ones beyond
-    the dispatch window's room are held (``logbook.admit``'s rule), in successor order.
-    """
-    ready = [
-        s for s in successors
-        if (row := joins.get(s)) is not None and row.waiting <= 0 and row.state == states.PENDING
-        and row.intention == states.EXECUTE and not row.queued
-    ]
-    room = max(0, window - (outstanding - 1))
-    return ready[:room], held + max(0, len(ready) - room)
-
-
 def _event(flow_uuid: str, epoch: int, worker: str, kind: str, old: str | None, new: str,
            atom: str | None, details: str | None = None) -> dict[str, Any]:
     return {"flow_uuid": flow_uuid, "atom_name": atom, "kind": kind, "old_state": old, "new_state": new,
             "epoch": epoch, "worker": worker, "details": details, "at": utcnow()}
-
-
-#: the key of a claim event's details that names the message's Celery task (not a notification detail)
-TASK_ID_KEY: Final = "celery_task_id"
-
-
-def claim_details(task_id: str | None) -> dict[str, Any] | None:
-    """The details of a claim's event: the Celery task that claimed (for links to Flower)."""
-    return {TASK_ID_KEY: task_id} if task_id else None
-
-
-def _plain(flow: Any, epoch: int, comp: Compilation, name: str) -> bool:
-    """The flow is running at this epoch, with no scope being retried; the atom is a task."""
-    return (
-        flow.epoch == epoch
-        and flow.state == states.RUNNING
-        and not scopes.might_be_handled(flow)
-        and comp.atoms[name].kind != "retry"
-    )
 
 
 def _locked_plain_flow(
@@ -199,7 +167,8 @@ def _locked_plain_flow(
         return None
     shared_lock, exclusive_lock = _locks(conn)
     flow = conn.execute(exclusive_lock if exclusive else shared_lock, {"b_flow": flow_uuid}).first()
-    return flow if flow is not None and _plain(flow, epoch, comp, name) else None
+    return flow if flow is not None and claim_rule.is_plain(FlowSnap.of(flow), epoch, comp.atoms[name].kind) \
+        else None
 
 
 def begin(
@@ -258,7 +227,8 @@ def finish(
     if flow is None:
         return FALLBACK
     successors = list(comp.atoms[name].succs)
-    if any(comp.atoms[s].deciders for s in successors) or (flow.held and flow.outstanding - 1 <= window // 2):
+    if any(comp.atoms[s].deciders for s in successors) or admission.finish_needs_general_path(
+            int(flow.held or 0), flow.outstanding, window):
         return FALLBACK
     states.check_atom_transition(states.RUNNING, states.SUCCESS, f"atom {name!r}")
     now = utcnow()
@@ -274,18 +244,38 @@ def finish(
     held = int(flow.held or 0)
     if successors:
         joins = _count_in(conn, {"b_flow": flow_uuid, "b_names": successors})
-        ready, held = admit(successors, joins, flow.outstanding, held, window)
-        if ready:
-            conn.execute(_QUEUE, {**base, "b_names": ready})
-            dispatch.execute.extend(ready)
+        admitted = admission.admit_successors(successors, joins, flow.outstanding, held, window)
+        held = admitted.held
+        if admitted.queue:
+            conn.execute(_QUEUE, {**base, "b_names": list(admitted.queue)})
+            dispatch.execute.extend(admitted.queue)
     outstanding = flow.outstanding - 1 + len(dispatch.execute)
-    if outstanding == 0 and conn.execute(_UNFINISHED, base).scalar() == 0:
-        states.check_flow_transition(flow.state, states.SUCCESS, f"flow {flow.name!r}")
-        conn.execute(_SUCCEED_FLOW, base)
-        events.append(_event(flow_uuid, epoch, worker, "flow", flow.state, states.SUCCESS, None))
-    else:
-        if outstanding == 0:
-            LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow_uuid)
-        conn.execute(_SETTLE_COUNT, {**base, "b_outstanding": outstanding, "b_held": held})
+    if settle_success(conn, flow_uuid, flow.name, flow.state, epoch, worker, outstanding, held, now, events):
+        return dispatch
+    conn.execute(_SETTLE_COUNT, {**base, "b_outstanding": outstanding, "b_held": held})
     conn.execute(_ADD_EVENTS, events)
     return dispatch
+
+
+def settle_success(conn: Connection, flow_uuid: str, flow_name: str, state: str, epoch: int, worker: str,
+                   outstanding: int, held: int, now: Any, events: list[dict[str, Any]]) -> bool:
+    """Settle a running flow whose in-flight count fell to ``outstanding`` (the scheduler core's settle rule).
+
+    Returns True when it wrote the flow row and ``events`` (the flow is quiet: it succeeded,
+    or unfinished atoms are left for the sweep); False: work is in flight, the caller
+    writes the counters.
+    """
+    if not settle_rule.is_quiet(outstanding, False):
+        return False
+    base = {"b_flow": flow_uuid, "b_now": now}
+    unfinished = int(conn.execute(_UNFINISHED, base).scalar() or 0)
+    decided = settle_rule.decide(state, outstanding, False, unfinished=unfinished)
+    if decided is settle_rule.Next.SUCCEED:
+        states.check_flow_transition(state, states.SUCCESS, f"flow {flow_name!r}")
+        conn.execute(_SUCCEED_FLOW, base)
+        events.append(_event(flow_uuid, epoch, worker, "flow", state, states.SUCCESS, None))
+    else:
+        LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow_uuid)
+        conn.execute(_SETTLE_COUNT, {**base, "b_outstanding": 0, "b_held": held})
+    conn.execute(_ADD_EVENTS, events)
+    return True

@@ -37,7 +37,9 @@ from celeryflow.persistence.tables import db_utcnow, utcnow
 from celeryflow.runtime import fastpath
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.fastpath import FALLBACK, _atoms, _event, _events, _flows
-from celeryflow.runtime.logbook import Dispatch
+from celeryflow.runtime.logbook import Dispatch, claim_details
+from celeryflow.scheduler import admission
+from celeryflow.scheduler import settle as settle_rule
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -100,7 +102,7 @@ def begin(
     states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
     compiled = comp.atoms[name]
     needed = sorted({compiled.providers[s] for s in compiled.exec_args.values() if s in compiled.providers})
-    details = fastpath.claim_details(task_id)
+    details = claim_details(task_id)
     event = _event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name,
                    serialization.dumps(details) if details else None)
     params = {
@@ -133,7 +135,7 @@ def _record_statement(with_joins: bool) -> Any:
         flow.c.state == states.RUNNING,
         flow.c.epoch == bindparam("b_epoch"),
         flow.c.scope_retrying == false(),
-        # held atoms may be due for the dispatch window: fastpath.finish's FALLBACK rule
+        # held atoms may be due for the dispatch window: admission.finish_needs_general_path, in SQL
         not_(and_(flow.c.held > 0, flow.c.outstanding - 1 <= bindparam("b_half"))),
     ))
     succeeded = fastpath._SUCCEED_CLAIM.where(plain).returning(_atoms.c.name).cte("succeeded")
@@ -209,24 +211,17 @@ def finish(
     held = int(flow.held or 0)
     if successors:
         joins = {row[0]: fastpath.Join(*row[1:]) for row in json.loads(flow.joins or "[]")}
-        ready, held = fastpath.admit(successors, joins, flow.outstanding, held, window)
-        dispatch.execute.extend(ready)
+        admitted = admission.admit_successors(successors, joins, flow.outstanding, held, window)
+        held = admitted.held
+        dispatch.execute.extend(admitted.queue)
     outstanding = flow.outstanding - 1 + len(dispatch.execute)
     event = _event(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)
-    if outstanding == 0:
+    if settle_rule.is_quiet(outstanding, False):
         # the flow's last atom (or a quiet flow): once per flow, the general statements
         if dispatch.execute:
             conn.execute(fastpath._QUEUE, {"b_flow": flow_uuid, "b_names": dispatch.execute})
-        events = [event]
-        base = {"b_flow": flow_uuid, "b_now": now}
-        if conn.execute(fastpath._UNFINISHED, base).scalar() == 0:
-            states.check_flow_transition(flow.state, states.SUCCESS, f"flow {flow.name!r}")
-            conn.execute(fastpath._SUCCEED_FLOW, base)
-            events.append(_event(flow_uuid, epoch, worker, "flow", flow.state, states.SUCCESS, None))
-        else:
-            fastpath.LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow_uuid)
-            conn.execute(fastpath._SETTLE_COUNT, {**base, "b_outstanding": 0, "b_held": held})
-        conn.execute(_events.insert(), events)
+        fastpath.settle_success(conn, flow_uuid, flow.name, flow.state, epoch, worker, outstanding, held, now,
+                                [event])
         return dispatch
     settle = {"b_flow": flow_uuid, "b_outstanding": outstanding, "b_held": held,
               **{f"e_{key}": value for key, value in event.items()}}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
@@ -25,6 +25,8 @@ from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, db_utcnow,
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 from celeryflow.runtime.verdicts import Answers, verdicts_for
 from celeryflow.runtime.verdicts import DeciderCall as DeciderCall  # re-exported: its callers import it from here
+from celeryflow.scheduler import admission, deciders
+from celeryflow.scheduler import settle as settle_rule
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -85,6 +87,15 @@ class Events:
         if self.rows:
             session.execute(insert(EventRow), self.rows)
             self.rows = []
+
+
+#: the key of a claim event's details that names the message's Celery task (not a notification detail)
+TASK_ID_KEY: Final = "celery_task_id"
+
+
+def claim_details(task_id: str | None) -> dict[str, Any] | None:
+    """The details of a claim's event: the Celery task that claimed (for links to Flower)."""
+    return {TASK_ID_KEY: task_id} if task_id else None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -188,9 +199,9 @@ def admit(flow: FlowRow, ready: list[str], window: int) -> list[str]:
     queues the held ones as the in-flight count falls. ``held`` only grows here (a
     start or resume zeroes it first), so atoms held by earlier waves stay counted.
     """
-    room = max(0, window - flow.outstanding)
-    flow.held += max(0, len(ready) - room)
-    return ready[:room]
+    admitted = admission.admit(ready, flow.outstanding, flow.held, window)
+    flow.held = admitted.held
+    return list(admitted.queue)
 
 
 def queue_ready(
@@ -257,21 +268,19 @@ def ready_after(
         rows = load_atoms(session, flow.uuid, pending)
         pending = []
         for name, row in rows.items():
-            if row.waiting > 0 or row.state != states.PENDING or row.intention != states.EXECUTE or row.queued:
+            if not admission.ready_to_execute(row.waiting, row.state, row.intention, row.queued):
                 continue
             if scopes.blocked(comp, flow, name):
                 continue  # its retry scope is being reverted: it runs in the next attempt
             compiled = comp.atoms[name]
-            ignored: set[str] = set()
+            ignored: frozenset[str] = frozenset()
             if compiled.deciders:
-                verdicts = verdicts_for(session, flow.uuid, compiled, answers)
-                for decider, verdict in zip(compiled.deciders, verdicts, strict=True):
-                    if isinstance(verdict, dict):
-                        # The decider's own bug fails the flow (compensated); the transaction commits.
-                        _decider_failed(session, flow, comp, events, name, verdict)
-                        return []
-                    if not verdict:
-                        ignored |= set(comp.ignore_set(name, decider.depth))
+                decided = deciders.decide(comp, name, verdicts_for(session, flow.uuid, compiled, answers))
+                if decided.failure is not None:
+                    # The decider's own bug fails the flow (compensated); the transaction commits.
+                    _decider_failed(session, flow, comp, events, name, decided.failure)
+                    return []
+                ignored = decided.ignored
             if ignored:
                 pending.extend(ignore_atoms(session, flow, comp, ignored, events))
             else:
@@ -346,22 +355,19 @@ def settle(
     from celeryflow.runtime.window import refill
 
     refill(session, flow, comp, events, dispatch, window)
-    if flow.outstanding > 0 or dispatch:
-        return
-    if flow.state == states.RUNNING:
-        if count_unfinished(session, flow.uuid) == 0:
-            set_flow_state(flow, states.SUCCESS, events)
-        else:
-            # Nothing in flight yet work remains: only a forced stop gets here.
-            LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow.uuid)
-    elif flow.state == states.SUSPENDING:
-        set_flow_state(flow, states.SUSPENDED, events)
-    elif flow.state == states.REVERTING:
-        meta = flow_meta(flow)
-        if "revert_plan" not in meta:
-            from celeryflow.runtime.compensation import start_revert
+    unfinished = None
+    if settle_rule.needs_unfinished_count(flow.state, flow.outstanding, bool(dispatch)):
+        unfinished = count_unfinished(session, flow.uuid)
+    quiet = settle_rule.is_quiet(flow.outstanding, bool(dispatch))
+    meta = flow_meta(flow) if quiet and flow.state == states.REVERTING else {}
+    decided = settle_rule.decide(flow.state, flow.outstanding, bool(dispatch), unfinished=unfinished,
+                                 revert_planned="revert_plan" in meta, revert_failed=bool(meta.get("revert_failed")))
+    if decided is settle_rule.Next.QUIET:
+        # Nothing in flight yet work remains: only a forced stop gets here.
+        LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow.uuid)
+    elif decided is settle_rule.Next.PLAN_REVERT:
+        from celeryflow.runtime.compensation import start_revert
 
-            start_revert(session, flow, comp, events, dispatch, scope=meta.get("revert_scope"), window=window)
-        else:
-            finish = states.FAILURE if meta.get("revert_failed") else states.REVERTED
-            set_flow_state(flow, finish, events)
+        start_revert(session, flow, comp, events, dispatch, scope=meta.get("revert_scope"), window=window)
+    elif decided in settle_rule.TARGET:
+        set_flow_state(flow, settle_rule.TARGET[decided], events)

@@ -67,6 +67,10 @@ from celeryflow.runtime.logbook import (
     settle,
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.scheduler import liveness, recovery
+from celeryflow.scheduler.liveness import ACTIVE as ACTIVE  # re-exported: the sweep's queries use them
+from celeryflow.scheduler.liveness import IN_HAND as IN_HAND
+from celeryflow.scheduler.snapshot import AtomSnap
 from celeryflow.types.failure import Failure
 
 if TYPE_CHECKING:
@@ -75,17 +79,12 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-#: flow states the sweep looks after
-ACTIVE = (states.RUNNING, states.REVERTING, states.SUSPENDING)
-#: atom states of an atom in a worker's hands
-IN_HAND = (states.RUNNING, states.REVERTING)
 #: flow meta key with the resend back-off of the lost-message case
 RESEND_KEY = "sweep_resends"
 #: the kind of an event the sweep writes when it re-sends lost messages (no transition)
 SWEEP_EVENT = "sweep"
 #: atom meta key counting the worker deaths seen by the sweep, per phase
 LOST_KEY = "worker_lost"
-MAX_BACKOFF_EXP = 3
 
 
 @dataclass
@@ -124,10 +123,6 @@ class Outcome:
     start: bool = False
 
 
-def _older(when: dt.datetime | None, cutoff: dt.datetime) -> bool:
-    return when is None or when < cutoff
-
-
 def _resend_wait(flow: FlowRow, timeout: float) -> tuple[float, int]:
     """Seconds a flow's queued atoms must have waited before a resend, and the resend count."""
     meta = flow_meta(flow)
@@ -137,7 +132,7 @@ def _resend_wait(flow: FlowRow, timeout: float) -> tuple[float, int]:
         count = 0  # the flow progressed since the last resend: start over
     # a retry controller re-dispatched with a countdown is not late before its countdown is over
     delayed = max((float(v.get("countdown") or 0.0) for v in scopes.retrying(meta).values()), default=0.0)
-    return timeout * 2 ** min(count, MAX_BACKOFF_EXP) + delayed, count
+    return liveness.resend_wait(timeout, count, delayed), count
 
 
 def _iso(when: dt.datetime | None) -> str | None:
@@ -182,8 +177,6 @@ def reclaim(
         What was done; ``outcome.dispatch`` must be published after this returns, and
         each ``outcome.poison`` atom's failure recorded with ``steps.finish``.
     """
-    cutoff = now - dt.timedelta(seconds=heartbeat_timeout)
-
     def txn(session: Session) -> Outcome:
         out = Outcome(flow_uuid)
         flow = backend.lock_flow(session, flow_uuid)
@@ -192,20 +185,15 @@ def reclaim(
             return out
         out.epoch = flow.epoch
         rows = load_atoms(session, flow_uuid)
-        in_hand = [r for r in rows.values() if r.state in IN_HAND and not r.queued]
-        stale = [r for r in in_hand if _older(r.heartbeat_at, cutoff)] if stale_atoms else []
-        running = [r for r in in_hand if r not in stale]
-        queued = [r for r in rows.values() if r.queued]
-        quiet = _older(flow.progress_at, cutoff)
         wait, resends = _resend_wait(flow, heartbeat_timeout)
-        resend_cutoff = now - dt.timedelta(seconds=wait)
-        lost = [r for r in queued if _older(r.queued_at, resend_cutoff)]
-
-        if stale:
-            _reclaim_stale(session, flow, comp, rows, stale, running, owner, now, max_deliveries, out, window)
-        elif lost and _older(flow.progress_at, resend_cutoff):
-            _resend(session, flow, lost, resends, now, owner, out)
-        elif quiet and not running and not queued:
+        found = liveness.sweep_case([AtomSnap.of(r) for r in rows.values()], flow.progress_at, now,
+                                    heartbeat_timeout, wait, stale_atoms=stale_atoms)
+        if found.case is liveness.Case.ORPHANED:
+            _reclaim_stale(session, flow, comp, rows, [rows[n] for n in found.stale],
+                           [rows[n] for n in found.running], owner, now, max_deliveries, out, window)
+        elif found.case is liveness.Case.LOST:
+            _resend(session, flow, [rows[n] for n in found.lost], resends, now, owner, out)
+        elif found.case is liveness.Case.STUCK:
             _redrive(session, flow, comp, rows, owner, now, out)
         else:
             out.reason = "healthy"
@@ -247,15 +235,17 @@ def _reclaim_stale(
             "reason": "worker lost", "worker": row.worker, "heartbeat_at": _iso(row.heartbeat_at),
             "deaths": deaths, "fenced_epoch": old_epoch,
         }
-        if deaths >= max_deliveries and row.worker:
+        compensating = flow.state == states.REVERTING or scopes.handled_scope(comp, scoped, row.name) is not None
+        fate = recovery.lost_claim(row.state, compensating, deaths=deaths, max_deliveries=max_deliveries,
+                                  has_worker=bool(row.worker))
+        if fate.outcome is recovery.Lost.POISON:
             # Leave it in the worker's hands for now (fresh heartbeat: no other sweep takes it);
             # the caller records its failure through steps.finish once this commits.
             row.heartbeat_at = now
-            out.poison.append(Poison(row.name, mode, row.worker, deaths))
+            out.poison.append(Poison(row.name, mode, row.worker or "?", deaths))
             events.add("atom", row.state, row.state, atom=row.name, details={**details, "poison": True})
             continue
-        compensating = flow.state == states.REVERTING or scopes.handled_scope(comp, scoped, row.name) is not None
-        if mode == EXECUTE and compensating:
+        if fate.outcome is recovery.Lost.FAIL:
             # Executed (partly?) in a flow (or retry scope) being compensated: it must be reverted.
             failure = Poison(row.name, mode, row.worker or "?", deaths).failure(flow.uuid, max_deliveries)
             states.check_atom_transition(row.state, states.FAILURE, f"atom {row.name!r}")
@@ -263,7 +253,7 @@ def _reclaim_stale(
             row.failure = serialization.dumps(failure)
             row.finished_at = now
             events.add("atom", states.RUNNING, states.FAILURE, atom=row.name, details=details)
-        elif mode == EXECUTE:
+        elif fate.outcome is recovery.Lost.RERUN:
             states.check_atom_transition(row.state, states.PENDING, f"atom {row.name!r}")
             row.state = states.PENDING
             events.add("atom", states.RUNNING, states.PENDING, atom=row.name, details=details)

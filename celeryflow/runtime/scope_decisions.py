@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -23,6 +22,7 @@ from celeryflow.runtime.logbook import Events, decode_failures, flow_meta, set_f
 from celeryflow.runtime.scopes import (
     RETRYING,
     REVERT_SCOPE,
+    enclosing,
     handled_scope,
     in_order,
     load_history,
@@ -32,6 +32,8 @@ from celeryflow.runtime.scopes import (
     revert_set,
 )
 from celeryflow.runtime.verdicts import ON_FAILURE, Answers, NeedsUserCode, UserCall, digest
+from celeryflow.scheduler import retry_scopes
+from celeryflow.scheduler.retry_scopes import Resolution, ScopeVerdict
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -46,16 +48,6 @@ def _options(flow: FlowRow) -> dict[str, Any]:
 # --------------------------------------------------------------------------- resolution
 
 
-@dataclass
-class Resolution:
-    """What a failure leads to: RETRY / REVERT a controller's subflow, or REVERT_ALL."""
-
-    kind: str
-    controller: str | None = None
-    countdown: float = 0.0
-    failures: dict[str, dict[str, Any]] = field(default_factory=dict)  # extra: a controller that raised
-
-
 class Resolver:
     """Consults controllers (TaskFlow's ``Completer._process_atom_failure``)."""
 
@@ -67,24 +59,16 @@ class Resolver:
         self.defer = bool(_options(flow).get("defer_reverts"))
 
     def process(self, atom: str, failure: dict[str, Any]) -> Resolution:
-        controller = self.comp.atoms[atom].retry
-        if controller is None:
-            return Resolution("REVERT_ALL")
-        history = record_failure(self.session, self.flow.uuid, controller, atom, failure)
-        decision, countdown, problem = self.consult(controller, history)
-        if problem is not None:
-            return Resolution("REVERT_ALL", failures={controller: problem})
-        if decision == states.RETRY:
-            return Resolution(states.RETRY, controller, countdown)
-        if decision == "REVERT":
-            parent = self.comp.atoms[controller].retry
-            above = self.process(controller, failure)
-            if self.defer:
-                return above
-            if parent is not None and above.kind != "REVERT":
-                return above
-            return Resolution("REVERT", controller, failures=above.failures)
-        return Resolution("REVERT_ALL")
+        """Resolve ``atom``'s failure (the core's rule), recording it in each controller consulted."""
+        chain = list(enclosing(self.comp, atom))
+        known: dict[str, ScopeVerdict] = {}
+        while True:
+            decided = retry_scopes.resolve(atom, chain, known, self.defer)
+            if isinstance(decided, Resolution):
+                return decided
+            history = record_failure(self.session, self.flow.uuid, decided.controller, decided.failed, failure)
+            decision, countdown, problem = self.consult(decided.controller, history)
+            known[decided.controller] = ScopeVerdict(decision, countdown, problem)
 
     def consult(self, controller: str, history: list[list[Any]]) -> tuple[str, float, dict[str, Any] | None]:
         """The controller's verdict on ``history``: recorded, or in the answers; never computed here.

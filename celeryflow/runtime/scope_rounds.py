@@ -39,7 +39,9 @@ from celeryflow.runtime.scopes import (
     revert_set,
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
-from celeryflow.runtime.window import HELD_REVERT_STATES
+from celeryflow.scheduler import retry_scopes
+from celeryflow.scheduler.compensation import first_wave, revertible_now, waiting_counts
+from celeryflow.scheduler.snapshot import AtomSnap
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -82,11 +84,7 @@ def advance(
         return
     scope = members(comp, controller)
     rows = fresh_rows(session, flow.uuid, scope)
-    inflight = any(
-        r.queued or (r.state in (states.RUNNING, states.REVERTING) and lost is not None and n not in lost)
-        for n, r in rows.items()
-    )
-    if inflight or _held(rows, entry):
+    if retry_scopes.round_busy({n: AtomSnap.of(r) for n, r in rows.items()}, entry.get("plan") or {}, lost):
         return
     if flow.state != states.RUNNING:
         return  # suspended (or suspending): control.start re-drives the scope on resume
@@ -112,31 +110,17 @@ def advance(
         )
         from celeryflow.runtime.compensation import set_counters
 
-        rwaiting = {n: 0 for n in remaining}
-        for preds in plan.values():
-            for pred in preds:
-                rwaiting[pred] += 1
+        rwaiting = waiting_counts(plan, remaining)
         set_counters(session, flow.uuid, "rwaiting", rwaiting)
         # REVERTING ones (left by a lost worker) first: they are never held (logbook.queue_reverts)
-        ready = sorted((n for n, c in rwaiting.items() if c == 0),
-                       key=lambda n: (rows[n].state != states.REVERTING, -comp.atoms[n].index))
+        ready = first_wave(rwaiting, {n: rows[n].state for n in rwaiting}, comp)
         queue_reverts(session, flow, ready, events, dispatch, window)
         return
     complete(session, flow, comp, controller, entry, events, dispatch)
 
 
-def _held(rows: Mapping[str, AtomRow], entry: Mapping[str, Any]) -> bool:
-    """Reverts of the round's plan are held by the dispatch window: the round is not quiet, just waiting."""
-    plan = entry.get("plan") or {}
-    return any(
-        n in plan and r.intention == states.REVERT and r.rwaiting <= 0
-        and r.state in HELD_REVERT_STATES
-        for n, r in rows.items()
-    )
-
-
 def _plan(comp: Compilation, to_revert: set[str]) -> dict[str, list[str]]:
-    from celeryflow.runtime.compensation import revert_plan
+    from celeryflow.scheduler.compensation import revert_plan
 
     return revert_plan(comp, to_revert)
 
@@ -175,7 +159,7 @@ def after_revert(
         )
         if flow.state == states.RUNNING:
             rows = fresh_rows(session, flow.uuid, preds)
-            ready = [n for n in preds if rows[n].rwaiting <= 0 and rows[n].state in EXECUTED and not rows[n].queued]
+            ready = [n for n in preds if revertible_now(AtomSnap.of(rows[n]))]
             queue_reverts(session, flow, ready, events, dispatch, window)
     advance(session, flow, comp, controller, events, dispatch, window=window)
 

@@ -51,6 +51,7 @@ from celeryflow.runtime.logbook import (
     decode_failures,
     flow_meta,
 )
+from celeryflow.scheduler.compensation import EXECUTED as EXECUTED  # executed: reverted before a retry
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -62,8 +63,6 @@ RETRYING = "retrying"
 #: meta key: the atoms a flow-level compensation is restricted to (absent: the whole flow)
 REVERT_SCOPE = "revert_scope"
 
-#: States of atoms that executed in a scope and must be reverted before a retry.
-EXECUTED = (states.SUCCESS, states.FAILURE, states.REVERTING, states.RETRYING)
 DECISIONS = (states.RETRY, "REVERT", "REVERT_ALL")
 
 #: Look up the live controller object of a retry atom by name.

@@ -8,7 +8,6 @@ User code (deciders, retry controllers' ``on_failure``) runs outside both.
 
 from __future__ import annotations
 
-import enum
 import logging
 import uuid
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
     cas_atom,
+    claim_details,
     decrement_successors,
     flow_meta,
     load_results,
@@ -41,18 +41,15 @@ from celeryflow.runtime.logbook import (
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 from celeryflow.runtime.verdicts import DECIDE, Answers, UserCall, asking, decider_answer, record_own_verdicts
+from celeryflow.scheduler import claim as claim_rule
+from celeryflow.scheduler.claim import Verdict as Verdict  # re-exported: workers test it
+from celeryflow.scheduler.snapshot import FlowSnap
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
     from celeryflow.persistence.backends.base import Backend
 
 LOG = logging.getLogger(__name__)
-
-
-class Verdict(enum.Enum):
-    RUN = "run"  # claimed: run it
-    SKIP = "skip"  # duplicate, stale epoch or unknown flow: do nothing
-    REFUSE = "refuse"  # the flow no longer wants it (failing, suspending): un-queue it
 
 
 @dataclass
@@ -118,28 +115,19 @@ def begin(
 
     def txn(session: Session) -> Begun:
         flow = backend.lock_flow(session, flow_uuid, shared=True)
-        if flow is None:
-            return Begun(Verdict.SKIP, f"flow {flow_uuid} is not in the logbook")
-        if flow.epoch != epoch:
-            return Begun(Verdict.SKIP, f"stale message: epoch {epoch}, flow is at {flow.epoch}")
+        snap = None if flow is None else FlowSnap.of(flow)
+        blocked = flow is not None and mode == EXECUTE and flow.epoch == epoch and flow.state == states.RUNNING \
+            and scopes.blocked(comp, flow, name)
+        decided = claim_rule.decide(snap, epoch, mode, blocked)
+        if decided.verdict is not Verdict.RUN or flow is None:
+            return Begun(decided.verdict, decided.reason if flow is not None else
+                         f"flow {flow_uuid} is not in the logbook")
         events = Events(flow_uuid, epoch, worker)
-        if mode == EXECUTE:
-            if flow.state != states.RUNNING:
-                return Begun(Verdict.REFUSE, f"flow is {flow.state}")
-            if scopes.blocked(comp, flow, name):
-                return Begun(Verdict.REFUSE, "its retry scope is being reverted for another attempt")
-            # A retry controller runs again from RETRYING once its scope is reverted.
-            olds: tuple[str, ...] = (states.PENDING, states.RETRYING)
-            new, intention = states.RUNNING, states.EXECUTE
-        else:
-            if flow.state not in (states.REVERTING, states.RUNNING):
-                return Begun(Verdict.REFUSE, f"flow is {flow.state}")
-            olds = compensation.EXECUTED
-            new, intention = states.REVERTING, states.REVERT
+        new = decided.new
         claimed = cas_atom(
-            session, flow_uuid, name, olds, new, events,
-            extra_where=(AtomRow.intention == intention, AtomRow.queued.is_(True)),
-            details=fastpath.claim_details(task_id),
+            session, flow_uuid, name, decided.olds, new, events,
+            extra_where=(AtomRow.intention == decided.intention, AtomRow.queued.is_(True)),
+            details=claim_details(task_id),
             queued=False, attempts=AtomRow.attempts + 1, worker=worker, started_at=db_utcnow(),
             heartbeat_at=db_utcnow(),
             claim_token=token,

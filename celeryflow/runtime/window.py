@@ -25,13 +25,15 @@ from celeryflow.persistence.tables import AtomRow, FlowRow
 from celeryflow.runtime import scopes
 from celeryflow.runtime.logbook import Dispatch, Events, flow_meta, queue_atoms
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
+from celeryflow.scheduler import admission
+from celeryflow.scheduler.retry_scopes import HELD_REVERT
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
 
 #: states of a revert that is held: executed, not yet claimed for reverting (REVERTING may be in a
 #: worker's hands, so a REVERTING atom is never held: callers queue those first)
-HELD_REVERT_STATES = (states.SUCCESS, states.FAILURE, states.RETRYING)
+HELD_REVERT_STATES = HELD_REVERT
 
 
 def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,
@@ -40,9 +42,9 @@ def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, d
 
     A running flow holds executions (and the reverts of a retry round); a reverting one, reverts.
     """
-    if not flow.held or flow.outstanding > window // 2 or flow.state not in (states.RUNNING, states.REVERTING):
+    want = admission.refill_due(flow.held, flow.outstanding, window, flow.state)
+    if not want:
         return
-    want = max(1, min(flow.held, window - flow.outstanding))
     found = 0
     meta = flow_meta(flow)
     if flow.state == states.RUNNING:
@@ -71,8 +73,7 @@ def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, d
         found += len(reverts)
         queue_atoms(session, flow, reverts, states.REVERT, events)
         dispatch.revert.extend(reverts)
-    # fewer than asked for: none is held any more (a retry scope, a failure or a reset took the others)
-    flow.held = flow.held - found if found == want else 0
+    flow.held = admission.held_after_refill(flow.held, want, found)
 
 
 def _held_reverts(

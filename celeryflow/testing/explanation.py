@@ -16,7 +16,7 @@ from typing import Any
 from celeryflow import compiler
 from celeryflow.compiler import Compilation
 from celeryflow.flow import Flow
-from celeryflow.runtime.compensation import revert_plan
+from celeryflow.scheduler.compensation import revert_plan
 
 
 def _levels(comp: Compilation) -> list[list[str]]:

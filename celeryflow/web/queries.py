@@ -182,7 +182,7 @@ def task_ids(backend: Backend, flow_uuid: str, names: list[str]) -> dict[str, li
 
     One indexed read of the flow's claim events for the atoms a page shows.
     """
-    from celeryflow.runtime.fastpath import TASK_ID_KEY
+    from celeryflow.runtime.logbook import TASK_ID_KEY
 
     if not names:
         return {}

@@ -1,0 +1,67 @@
+"""May a message claim its atom? The rule ``steps.begin`` (both its paths) applies."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from celeryflow import states
+from celeryflow.scheduler.compensation import EXECUTED
+from celeryflow.scheduler.snapshot import FlowSnap
+
+#: the modes of a worker message
+EXECUTE = "execute"
+REVERT = "revert"
+
+
+class Verdict(enum.Enum):
+    RUN = "run"  # claimed: run it
+    SKIP = "skip"  # duplicate, stale epoch or unknown flow: do nothing
+    REFUSE = "refuse"  # the flow no longer wants it (failing, suspending): un-queue it
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The claim to attempt: move the atom from one of ``olds`` to ``new``, if it is queued for ``intention``.
+
+    Only a ``RUN`` verdict carries a transition; the compare-and-set on the atom row
+    (state, intention, queued) is still the last word: a lost one is a duplicate.
+    """
+
+    verdict: Verdict
+    reason: str = ""
+    olds: tuple[str, ...] = ()
+    new: str = ""
+    intention: str = ""
+
+
+def decide(flow: FlowSnap | None, epoch: int, mode: str, scope_blocked: bool) -> Claim:
+    """The claim a message of ``epoch`` for ``mode`` may make on an atom of ``flow``.
+
+    ``scope_blocked``: the atom's retry scope is being reverted for another attempt (it runs
+    in the next one). A message of another epoch is fenced off, whatever it asks.
+    """
+    if flow is None:
+        return Claim(Verdict.SKIP, "the flow is not in the logbook")
+    if flow.epoch != epoch:
+        return Claim(Verdict.SKIP, f"stale message: epoch {epoch}, flow is at {flow.epoch}")
+    if mode == EXECUTE:
+        if flow.state != states.RUNNING:
+            return Claim(Verdict.REFUSE, f"flow is {flow.state}")
+        if scope_blocked:
+            return Claim(Verdict.REFUSE, "its retry scope is being reverted for another attempt")
+        # A retry controller runs again from RETRYING once its scope is reverted.
+        return Claim(Verdict.RUN, olds=(states.PENDING, states.RETRYING), new=states.RUNNING,
+                     intention=states.EXECUTE)
+    if flow.state not in (states.REVERTING, states.RUNNING):  # RUNNING: a retry scope's round
+        return Claim(Verdict.REFUSE, f"flow is {flow.state}")
+    return Claim(Verdict.RUN, olds=EXECUTED, new=states.REVERTING, intention=states.REVERT)
+
+
+def is_plain(flow: FlowSnap, epoch: int, atom_kind: str) -> bool:
+    """The fast paths' case: the flow runs at this epoch with no scope being retried; the atom is a task.
+
+    Anything else goes to the general transaction before anything is written.
+    """
+    return flow.epoch == epoch and flow.state == states.RUNNING and not flow.scope_retrying \
+        and atom_kind != "retry"
