@@ -55,7 +55,7 @@ def resolve_backend(backend: Any, app: Celery) -> Backend:
     from celeryflow.persistence.backends import fetch
 
     if backend is None:
-        backend = app.conf.get("celeryflow_backend") or Settings.from_sources(app.conf).backend
+        backend = app.conf.get("celeryflow_backend") or Settings.for_app(app).backend
     if backend is None:
         raise ConfigurationError(
             "No logbook configured: pass backend='postgresql://...' or set CELERYFLOW_BACKEND, "
@@ -88,7 +88,7 @@ class CeleryEngine:
     ) -> None:
         self.app = resolve_app(app)
         self.backend: Backend = resolve_backend(backend, self.app)
-        self.settings = Settings.from_sources(self.app.conf)
+        self.settings = Settings.for_app(self.app)
         self.options = dict(options or {})
         #: ``engine="serial"``, ``max_workers=``, ``executor=``: see celeryflow/engines/options.py
         self._max_in_flight = engine_options.max_in_flight(engine, self.options)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from celery.utils.collections import DictAttribute
+
 from celeryflow.exceptions import ConfigurationError
 from celeryflow.masking import DEFAULT_MASK_KEYS, is_secret_name
 
@@ -65,6 +67,32 @@ class Settings:
             values["namespace"] = check(values["namespace"])
         return cls(**values)
 
+    @classmethod
+    def for_app(cls, app: Any) -> Settings:
+        """``from_sources(app.conf)``, cached on ``app`` until a setting it reads changes.
+
+        For per-message paths (a worker reads its settings for every atom). The cache is
+        checked on every call against everything ``from_sources`` reads: ``CELERYFLOW_*``
+        variables and, in each of ``app.conf``'s maps, the keys ``app.conf.get`` would try
+        for every ``celeryflow_<name>`` (see :class:`_ConfProbe`). ``conf.update(...)``,
+        ``conf[key] = ...``, ``conf.celeryflow_x = ...``, ``add_defaults``,
+        ``config_from_object`` and a changed variable are all seen by the next call.
+        Not seen: a value mutated in place (``conf.celeryflow_imports.append(...)``).
+        """
+        conf = app.conf
+        env = _env_values()
+        probe: _ConfProbe | None = getattr(app, _CACHE_ATTR, None)
+        if probe is not None and probe.env == env and probe.matches(conf):
+            return probe.settings
+        settings = cls.from_sources(conf)
+        probe = _ConfProbe.take(conf, env, settings)
+        if probe is not None:
+            try:
+                setattr(app, _CACHE_ATTR, probe)
+            except AttributeError:  # an app object without a __dict__: no cache
+                pass
+        return settings
+
     def is_masked(self, key: str) -> bool:
         """True if ``key`` looks secret under ``mask_keys`` (rules: celeryflow/masking.py)."""
         return is_secret_name(key, self.mask_keys)
@@ -86,3 +114,91 @@ def _coerce(name: str, type_name: Any, raw: Any) -> Any:
         raise ConfigurationError(
             f"Setting {name} (CELERYFLOW_{name.upper()} / celeryflow_{name}) must be a {text}, got {raw!r}"
         ) from exc
+
+
+_CONF_KEYS: tuple[str, ...] = tuple(f"celeryflow_{f.name}" for f in fields(Settings))
+_ENV_NAMES: tuple[str, ...] = tuple(f"CELERYFLOW_{f.name.upper()}" for f in fields(Settings))
+_CACHE_ATTR = "_celeryflow_settings_cache"
+_ABSENT = object()
+
+
+def _env_values() -> tuple[Any, ...]:
+    """The ``CELERYFLOW_*`` variables ``from_sources`` reads, as comparable raw values.
+
+    ``os.environ.get`` raises and catches a KeyError for every unset name (most of them);
+    the raw (encoded) table of ``os._Environ``, which every ``os.environ[...] = `` and
+    ``del`` updates, answers the same question ten times faster. Anything else standing
+    in for ``os.environ`` is read through ``get``.
+    """
+    environ = os.environ
+    data = getattr(environ, "_data", None)
+    encode = getattr(environ, "encodekey", None)
+    if type(data) is dict and encode is not None:
+        keys = _ENV_KEYS.get(encode)
+        if keys is None:
+            keys = _ENV_KEYS[encode] = tuple(encode(name) for name in _ENV_NAMES)
+        get = data.get
+        return tuple([get(key) for key in keys])
+    return tuple([environ.get(name) for name in _ENV_NAMES])
+
+
+_ENV_KEYS: dict[Any, tuple[Any, ...]] = {}
+
+
+class _ConfProbe:
+    """What ``Settings.from_sources(conf)`` read, cheap to compare with ``conf`` now.
+
+    ``conf.get(key)`` (celery.utils.collections.ConfigurationView) tries, in each map of
+    ``conf.maps`` in turn, the keys ``conf._key(k) for k in conf._to_keys(key)`` (the
+    namespace prefix, old/new key names), first found wins. Its answer for our keys is
+    thus a function of ``prefix``/``key_t``/``_keys`` (which decide the tried keys) and of
+    the value of every tried key in every map, which is what the probe records and compares:
+    ``conf.update``, ``conf[k] = v``, ``conf.k = v``, ``add_defaults``, a config object's
+    attribute, finalizing a pending conf (``swap_with`` gives the same object new maps)
+    all change it. Celery's own change tracking cannot stand in: ``conf.changes`` is a
+    plain dict, and observers (``bind_to``) hear only ``update()``, not ``conf[k] = v``
+    nor ``conf.k = v``. ``mapping.get`` raises no KeyError per miss, which is most of
+    what ``conf.get`` costs.
+    """
+
+    __slots__ = ("conf", "env", "lookup", "settings", "tried", "values")
+
+    def __init__(self, conf: Any, env: tuple[Any, ...], settings: Settings,
+                 lookup: tuple[Any, ...], tried: tuple[Any, ...]) -> None:
+        self.conf = conf
+        self.env = env
+        self.settings = settings
+        self.lookup = lookup
+        #: every key conf.get tries for ours; values: each one's value (or _ABSENT) in each map
+        self.tried = tried
+        self.values = _read(conf.maps, tried)
+
+    @classmethod
+    def take(cls, conf: Any, env: tuple[Any, ...], settings: Settings) -> _ConfProbe | None:
+        """The probe of ``conf``, or None if it is no ConfigurationView (then no caching)."""
+        try:
+            lookup = _lookup(conf)
+            tried = tuple(dict.fromkeys(conf._key(k) for key in _CONF_KEYS for k in conf._to_keys(key)))
+            return cls(conf, env, settings, lookup, tried)
+        except (AttributeError, TypeError):
+            return None
+
+    def matches(self, conf: Any) -> bool:
+        """True if ``conf.get`` would answer as it did for every key ``from_sources`` reads."""
+        return conf is self.conf and _lookup(conf) == self.lookup and _read(conf.maps, self.tried) == self.values
+
+
+def _lookup(conf: Any) -> tuple[Any, ...]:
+    state = conf.__dict__  # not getattr: AttributeDictMixin would look a missing one up as a setting
+    return state.get("prefix"), state.get("key_t"), state.get("_keys")
+
+
+def _read(maps: Any, keys: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple([get(k, _ABSENT) for get in map(_getter, maps) for k in keys])
+
+
+def _getter(mapping: Any) -> Any:
+    if isinstance(mapping, DictAttribute):  # a config object: its get() raises and catches per miss
+        obj = mapping.obj
+        return lambda key, default: getattr(obj, key, default)
+    return mapping.get

@@ -154,7 +154,7 @@ def run_step(task: Task, flow_uuid: str, name: str, epoch: int, backend_key: str
         LOG.error("rejected %s message: flow %s has no atom %r (forged or corrupt message)", mode, flow_uuid, name)
         _stop_chain(task)
         return
-    settings = Settings.from_sources(app.conf)
+    settings = Settings.for_app(app)  # cached: this runs for every message
     if intercept.active() and not intercept.admit(flow_uuid, name, mode):
         LOG.warning("dropped the %s message of %s/%s (injected crash)", mode, flow_uuid, name)
         _stop_chain(task)
