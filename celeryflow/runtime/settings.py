@@ -85,7 +85,7 @@ class Settings:
         if probe is not None and probe.env == env and probe.matches(conf):
             return probe.settings
         settings = cls.from_sources(conf)
-        probe = _ConfProbe.take(conf, env, settings)
+        probe = _ConfProbe.take(conf, env, settings, probe)
         if probe is not None:
             try:
                 setattr(app, _CACHE_ATTR, probe)
@@ -174,11 +174,15 @@ class _ConfProbe:
         self.values = _read(conf.maps, tried)
 
     @classmethod
-    def take(cls, conf: Any, env: tuple[Any, ...], settings: Settings) -> _ConfProbe | None:
+    def take(cls, conf: Any, env: tuple[Any, ...], settings: Settings,
+             previous: _ConfProbe | None = None) -> _ConfProbe | None:
         """The probe of ``conf``, or None if it is no ConfigurationView (then no caching)."""
         try:
             lookup = _lookup(conf)
-            tried = tuple(dict.fromkeys(conf._key(k) for key in _CONF_KEYS for k in conf._to_keys(key)))
+            if previous is not None and previous.lookup == lookup:
+                tried = previous.tried  # the same prefix and key functions try the same keys
+            else:
+                tried = tuple(dict.fromkeys(conf._key(k) for key in _CONF_KEYS for k in conf._to_keys(key)))
             return cls(conf, env, settings, lookup, tried)
         except (AttributeError, TypeError):
             return None
