@@ -5,14 +5,39 @@ die mid-execute or mid-revert, report late after they were given up on; the swee
 runs at random; the caller asks for a revert or a resume at random. Every step goes
 through the real transactions (``steps.begin`` / ``finish`` / ``refuse``,
 ``reclaim.reclaim`` / ``redrive``, ``control.start`` / ``request_revert``) on a real
-logbook. Checked after every step and at the end (docs/architecture.md, the scheduler
-core's invariants):
+logbook. Retry controllers are played like any atom: their ``execute(history)`` is the
+real controller's, run on the history its claim read, and their ``on_failure`` verdicts
+are asked by ``steps.finish`` itself (``steps.ask``).
+
+Shapes: ``linear``, ``fan``, ``diamond`` (no retry scope); ``retry_line``: pre ->
+[``Times(2)`` r: x -> y] -> post (a failure in the scope: RETRY, then exhausted: REVERT of
+just r's subflow, pre keeps its result); ``retry_fan``: an unordered flow of
+[``ForEach([1, 2], revert_all=True)`` r: x, y] and a sibling z outside the scope (RETRY
+while z runs, then exhausted: the whole flow is reverted).
+
+An atom's *rounds*: its life in the event log, cut at each reset to PENDING a retry
+round makes ("retry of <controller>"); an atom outside every scope, and a controller
+(it goes RETRYING, never back to PENDING), has one round. Checked after every step
+and at the end (docs/architecture.md, the scheduler core's invariants):
 
 1. every recorded transition is one the state tables allow;
 2. a result is recorded only by the claim that is current (late reports of a
    superseded claim change nothing);
-3. an atom that was claimed for execute is, when its flow ends REVERTED, reverted
-   exactly once; nothing that was never claimed is reverted;
+3. the event log has one claim for execute (-> RUNNING) of an atom per claim this
+   machine was granted (so the rounds below count every claim), and:
+
+   a. a round that a retry closed: if the atom was claimed for execute in it, it was
+      reverted (-> REVERTED) exactly once in it, after its last claim; if it was never
+      claimed in it, it was not reverted in it (a retried scope is reverted once per
+      round it was claimed in, and may then run again);
+   b. when the flow ends REVERTED, in each atom's last round: every atom claimed for
+      execute is reverted exactly once, nothing that was not claimed is reverted (it is
+      PENDING); the one exception: when only a retry scope was compensated (its
+      controller exhausted with REVERT, and neither the caller nor a failure outside
+      every scope asked for the whole flow), the atoms outside that scope's revert set
+      (``retry_line``'s pre) keep their SUCCESS and are not reverted;
+   c. when the flow ends SUCCESS (a retry shape possibly after retry rounds), every
+      atom is SUCCESS;
 4. nothing is claimed for revert while a live execute claim on it is current, and
    nothing is claimed again while a live claim on it is current;
 5. once the workers stop failing, the flow always finishes (the sweep re-drives what
@@ -24,6 +49,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import itertools
+import json
 import shutil
 import tempfile
 from collections import Counter
@@ -44,10 +70,10 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select, update
 
-from celeryflow import states
+from celeryflow import retry, states
 from celeryflow.patterns import graph_flow, linear_flow, unordered_flow
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, utcnow
-from celeryflow.runtime import control, reclaim, steps
+from celeryflow.runtime import context, control, reclaim, retries, scopes, steps
 from celeryflow.runtime.logbook import EXECUTE, REVERT, Dispatch
 from tests.fixtures_db import mariadb_database, postgres_database
 from tests.support.handdrive import FAILURE, HandFlow, Step
@@ -73,7 +99,22 @@ def diamond() -> Any:
     return graph_flow.Flow("diamond").add(a, b, c, d).link(a, b).link(a, c).link(b, d).link(c, d)
 
 
-SHAPES = {"linear": linear, "fan": fan, "diamond": diamond}
+def retry_line() -> Any:
+    scope = linear_flow.Flow("scope", retry=retry.Times(2, name="r")).add(Step("x"), Step("y"))
+    return linear_flow.Flow("retry_line").add(Step("pre"), scope, Step("post"))
+
+
+def retry_fan() -> Any:
+    scope = unordered_flow.Flow("scope", retry=retry.ForEach([1, 2], name="r", revert_all=True)).add(
+        Step("x"), Step("y"))
+    return unordered_flow.Flow("retry_fan").add(scope, Step("z"))
+
+
+SHAPES = {"linear": linear, "fan": fan, "diamond": diamond, "retry_line": retry_line, "retry_fan": retry_fan}
+PLAIN = ("diamond", "fan", "linear")
+RETRY_SCOPES = ("retry_fan", "retry_line")
+#: atoms that keep their SUCCESS when the flow ends REVERTED after only a retry scope was compensated
+SURVIVORS = {"retry_line": frozenset({"pre"})}
 
 
 @dataclass(frozen=True)
@@ -90,33 +131,64 @@ class Claim:
     epoch: int
     worker: str
     token: str
+    #: a retry controller's execute: the value its ``execute(history)`` provides (None: it raised)
+    value: Any = None
+
+
+@dataclass
+class Round:
+    """One round of an atom's life in the event log (see the module's docstring)."""
+
+    claims: int = 0  # -> RUNNING
+    reverted: int = 0  # -> REVERTED
+    reverted_after_last_claim: bool = False
 
 
 class SchedulerMachine(RuleBasedStateMachine):
     """One flow, a bag of messages, live and dead claims; the real transactions in between."""
 
-    def __init__(self, kind: str = "sqlite") -> None:
+    def __init__(self, kind: str = "sqlite", shapes: tuple[str, ...] = PLAIN, patience: int = 1) -> None:
         super().__init__()
         self.kind = kind
+        self.shapes = shapes
+        #: the caller resumes or asks for a revert on one roll in ``patience`` (retry shapes: rarer,
+        #: so that failures inside the scope reach retry rounds before the caller cuts the flow short)
+        self.patience = patience
         self.tmp = Path(tempfile.mkdtemp(prefix="cf-props-"))
         self.databases = contextlib.ExitStack()
         self.bag: list[Message] = []
         self.live: list[Claim] = []
         self.dead: list[Claim] = []
-        self.executed: set[str] = set()  # ever claimed for execute: it may have run
+        self.claims: Counter[str] = Counter()  # claims for execute granted: each may have run
+        #: the whole flow was asked to be compensated (the caller, or a failure outside every scope)
+        self.whole = False
         self.workers = (f"w:{i}" for i in itertools.count(1))
 
     # -- set-up ----------------------------------------------------------------------------
-    @initialize(shape=st.sampled_from(sorted(SHAPES)))
-    def start(self, shape: str) -> None:
+    @initialize(data=st.data())
+    def start(self, data: st.DataObject) -> None:
+        shape = data.draw(st.sampled_from(self.shapes), label="shape")
         if self.kind == "sqlite":
             url = f"sqlite:///{self.tmp / 'logbook.db'}"
         else:
             url = self.databases.enter_context(
                 postgres_database() if self.kind == "postgresql" else mariadb_database())
+        self.shape = shape
         self.flow = HandFlow(url, SHAPES[shape]())
+        # a retry scope's members fail their first executions (0 to 2 of them, up to exhausting
+        # the controller), in the rules and in the drain alike: the retry rounds happen, among the
+        # faults of the rules or after them
+        members = sorted({m for c in self.flow.comp.retries for m in scopes.members(self.flow.comp, c)})
+        self.flaky: Counter[str] = Counter(data.draw(
+            st.fixed_dictionaries({m: st.integers(0, 2) for m in members}), label="flaky"))
         self._post(self.flow.start())
         self.now = utcnow()  # the sweep's clock during the rules: nothing queued since is "lost"
+        if members:
+            # a head start: the first messages are run in order by quick workers, so that the
+            # rules' faults also land in the middle of a retry round, not only before the scope
+            for _ in range(data.draw(st.integers(0, len(self.flow.comp.atoms) + 2), label="head")):
+                if self.bag:
+                    self._quick(self.bag.pop(0), fail=False)
 
     def teardown(self) -> None:
         try:
@@ -151,18 +223,50 @@ class SchedulerMachine(RuleBasedStateMachine):
             # invariant 4: never a second claim while a live one is current
             assert not holding, f"{message} claimed while {holding} still holds {message.name}"
             assert begun.token is not None
-            self.live.append(Claim(message.name, message.mode, message.epoch, worker, begun.token))
+            value = None
             if message.mode == EXECUTE:
-                self.executed.add(message.name)
+                self.claims[message.name] += 1
+                if self.flow.comp.atoms[message.name].kind == "retry":
+                    value = self._provide(message.name, begun)
+            self.live.append(Claim(message.name, message.mode, message.epoch, worker, begun.token, value))
         elif begun.verdict is steps.Verdict.REFUSE:
             self._post(steps.refuse(self.flow.backend, self.flow.comp, self.flow.id, message.name, message.epoch,
                                     worker, message.mode))
 
+    def _provide(self, name: str, begun: steps.Begun) -> Any:
+        """What the real controller's ``execute(history)`` provides, given the history its claim read."""
+        controller = context.runtime_for(self.flow.backend, self.flow.id).atom(name)
+        try:
+            return retries.call_retry_execute(controller, begun.kwargs or {}, begun.history)
+        except Exception:
+            return None
+
+    def _quick(self, message: Message, fail: bool) -> None:
+        live = len(self.live)
+        self._deliver(message)
+        if len(self.live) > live:
+            claim = self.live.pop()
+            self._complete(claim, fail=claim.mode == EXECUTE and fail)
+
     def _complete(self, claim: Claim, fail: bool) -> None:
+        retry_atom = claim.mode == EXECUTE and self.flow.comp.atoms[claim.name].kind == "retry"
+        current = self._current(claim, self._rows())
+        if claim.mode == EXECUTE and current and self.flaky[claim.name] > 0:
+            self.flaky[claim.name] -= 1  # the first executions that count fail
+            fail = True
+        fail = fail or (retry_atom and claim.value is None)
+        result = claim.value if retry_atom else claim.name
         self._post(steps.finish(
             self.flow.backend, self.flow.comp, self.flow.id, claim.name, claim.epoch, claim.mode, claim.worker,
-            result=None if fail else claim.name, failure=FAILURE if fail else None, token=claim.token,
+            result=None if fail else result, failure=FAILURE if fail else None, token=claim.token,
         ))
+        if fail and current:
+            self._failed(claim.name)
+
+    def _failed(self, name: str) -> None:
+        """An execute failure was recorded: outside every retry scope, it compensates the whole flow."""
+        if self.flow.comp.atoms[name].retry is None:
+            self.whole = True
 
     def _sweep(self, now: dt.datetime) -> None:
         outcome = reclaim.reclaim(self.flow.backend, self.flow.comp, self.flow.id, now=now,
@@ -171,8 +275,11 @@ class SchedulerMachine(RuleBasedStateMachine):
         if outcome.start:
             self._post(reclaim.redrive(self.flow.backend, self.flow.comp, self.flow.id, "sweeper"))
         for poison in outcome.poison:
+            before = self._rows()[poison.name].state
             self._post(steps.finish(self.flow.backend, self.flow.comp, self.flow.id, poison.name, outcome.epoch,
                                     poison.mode, poison.worker, failure=poison.failure(self.flow.id, 5)))
+            if poison.mode == EXECUTE and before == states.RUNNING and self._rows()[poison.name].state == states.FAILURE:
+                self._failed(poison.name)
 
     # -- rules -----------------------------------------------------------------------------------
     @precondition(lambda self: self.bag)
@@ -182,6 +289,12 @@ class SchedulerMachine(RuleBasedStateMachine):
         if not duplicate:
             self.bag.remove(message)
         self._deliver(message)
+
+    @precondition(lambda self: self.bag)
+    @rule(pick=st.integers(0, 99), fail=st.integers(0, 4))
+    def a_quick_worker(self, pick: int, fail: int) -> None:
+        """A message is taken, run and reported in one go (its worker neither dies nor is slow)."""
+        self._quick(self.bag.pop(pick % len(self.bag)), fail=fail == 0)
 
     @precondition(lambda self: self.bag)
     @rule(pick=st.integers(0, 99))
@@ -223,13 +336,19 @@ class SchedulerMachine(RuleBasedStateMachine):
 
     # resuming a REVERTED flow re-runs it from scratch (a new life, not this machine's subject)
     @precondition(lambda self: self.flow.state != states.REVERTED)
-    @rule()
-    def resume(self) -> None:
+    @rule(roll=st.integers(0, 3))
+    def resume(self, roll: int) -> None:
+        if roll % self.patience:
+            return
         self._post(control.start(self.flow.backend, self.flow.comp, self.flow.id, owner="caller",
                                  heartbeat_timeout=TIMEOUT))
 
-    @rule()
-    def request_revert(self) -> None:
+    @rule(roll=st.integers(0, 3))
+    def request_revert(self, roll: int) -> None:
+        if roll % self.patience:
+            return
+        if self.flow.state not in (states.REVERTED, states.PENDING):
+            self.whole = True
         self._post(control.request_revert(self.flow.backend, self.flow.comp, self.flow.id, owner="caller"))
 
     # -- invariants --------------------------------------------------------------------------------
@@ -245,6 +364,42 @@ class SchedulerMachine(RuleBasedStateMachine):
                 continue
             allowed = states.atom_transition_allowed if kind == "atom" else states.flow_transition_allowed
             assert allowed(old, new), f"{kind} {atom or ''} {old} -> {new}"
+
+    def _rounds(self) -> dict[str, list[Round]]:
+        """Each atom's rounds, from the event log (invariant 3: checked against the claims granted)."""
+        events = self.flow.backend.run(lambda s: s.execute(
+            select(EventRow.atom_name, EventRow.old_state, EventRow.new_state, EventRow.details)
+            .where(EventRow.flow_uuid == self.flow.id, EventRow.kind == "atom").order_by(EventRow.id)).all())
+        rounds: dict[str, list[Round]] = {name: [Round()] for name in self.flow.comp.atoms}
+        for atom, old, new, details in events:
+            if old == new or atom is None:
+                continue
+            now = rounds[atom][-1]
+            if new == states.RUNNING:
+                now.claims += 1
+                now.reverted_after_last_claim = False
+            elif new == states.REVERTED:
+                now.reverted += 1
+                now.reverted_after_last_claim = True
+            elif new == states.PENDING and str((json.loads(details or "{}") or {}).get("reason", "")).startswith(
+                    "retry of "):
+                assert self.flow.comp.atoms[atom].retry is not None, f"{atom} reset by a retry: it is in no scope"
+                rounds[atom].append(Round())
+        claimed = Counter({name: sum(r.claims for r in rs) for name, rs in rounds.items() if any(r.claims for r in rs)})
+        assert claimed == self.claims, f"claims in the event log {claimed} != claims granted {self.claims}"
+        return rounds
+
+    @invariant()
+    def a_retried_scope_is_reverted_once_per_round_it_ran_in(self) -> None:
+        if not hasattr(self, "flow"):
+            return
+        for name, rounds in self._rounds().items():
+            for number, done in enumerate(rounds[:-1], 1):
+                expected = 1 if done.claims else 0
+                assert done.reverted == expected, (
+                    f"{name}: round {number} of {len(rounds)} had {done.claims} claim(s) and was reverted "
+                    f"{done.reverted} time(s) before the retry reset it")
+                assert not done.claims or done.reverted_after_last_claim, f"{name}: claimed after its revert"
 
     # -- the end ---------------------------------------------------------------------------------------
     def _drain_and_check(self) -> None:
@@ -263,15 +418,26 @@ class SchedulerMachine(RuleBasedStateMachine):
         final = self.flow.state
         assert final in (states.SUCCESS, states.REVERTED), f"the flow is still {final}: {self.flow.atom_states()}"
         rows = self._rows()
-        reverted = self.flow.transitions(states.REVERTED)
+        self.a_retried_scope_is_reverted_once_per_round_it_ran_in()
+        last = {name: rounds[-1] for name, rounds in self._rounds().items()}
         if final == states.SUCCESS:
             assert {n: r.state for n, r in rows.items()} == dict.fromkeys(rows, states.SUCCESS)
         else:
-            # invariant 3: every atom that may have run is compensated exactly once; nothing else is
-            assert reverted == Counter(dict.fromkeys(self.executed, 1)), (reverted, self.executed)
-            for name, row in rows.items():
-                expected = states.REVERTED if name in self.executed else states.PENDING
-                assert row.state == expected, (name, row.state)
+            # invariant 3b: in its last round, every atom that may have run is compensated exactly
+            # once, nothing else is; only the survivors of a scope-only compensation keep their result
+            survivors = frozenset() if self.whole else SURVIVORS.get(self.shape, frozenset())
+            inside = set().union(*(scopes.revert_set(self.flow.comp, c) for c in self.flow.comp.retries))
+            assert not survivors & inside
+            observed = {n: (r.state, last[n].claims > 0, last[n].reverted) for n, r in rows.items()}
+            expected = {}
+            for name, (_, claimed, _) in observed.items():
+                if not claimed:
+                    expected[name] = (states.PENDING, False, 0)
+                elif name in survivors:
+                    expected[name] = (states.SUCCESS, True, 0)
+                else:
+                    expected[name] = (states.REVERTED, True, 1)
+            assert observed == expected, (self.shape, "whole" if self.whole else "scope", observed)
         flow_row: FlowRow = self.flow.row()
         assert flow_row.outstanding == 0, flow_row.outstanding
 
@@ -284,5 +450,18 @@ class SchedulerMachine(RuleBasedStateMachine):
 def test_scheduler_invariants(kind: str, examples: int) -> None:
     run_state_machine_as_test(lambda: SchedulerMachine(kind), settings=settings(
         max_examples=examples, stateful_step_count=30, deadline=None, derandomize=True, database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    ))
+
+
+@pytest.mark.parametrize(("kind", "examples"), [
+    pytest.param("sqlite", 30, id="sqlite"),
+    pytest.param("postgresql", 10, id="postgresql", marks=pytest.mark.services),
+    pytest.param("mariadb", 10, id="mariadb", marks=pytest.mark.services),
+])
+def test_scheduler_invariants_with_retry_scopes(kind: str, examples: int) -> None:
+    """The same machine on flows with retry scopes: retry rounds interleaved with the faults."""
+    run_state_machine_as_test(lambda: SchedulerMachine(kind, RETRY_SCOPES, patience=4), settings=settings(
+        max_examples=examples, stateful_step_count=40, deadline=None, derandomize=True, database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     ))
