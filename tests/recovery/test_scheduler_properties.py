@@ -1,8 +1,10 @@
 """The scheduler's invariants under random interleavings (a Hypothesis state machine).
 
 Several "workers" take messages from a bag in any order, duplicate them, lose them,
-die mid-execute or mid-revert, report late after they were given up on; the sweep
-runs at random; the caller asks for a revert or a resume at random. Every step goes
+die as they start, mid-execute or mid-revert, report late after they were given up on;
+the sweep runs at random, now and then past the heartbeat timeout (every message in the
+bag is taken for lost, every claim in hand for dead: a slow worker then reports late);
+the caller asks for a revert or a resume at random. Every step goes
 through the real transactions (``steps.begin`` / ``finish`` / ``refuse``,
 ``reclaim.reclaim`` / ``redrive``, ``control.start`` / ``request_revert``) on a real
 logbook. Retry controllers are played like any atom: their ``execute(history)`` is the
@@ -13,7 +15,11 @@ Shapes: ``linear``, ``fan``, ``diamond`` (no retry scope); ``retry_line``: pre -
 [``Times(2)`` r: x -> y] -> post (a failure in the scope: RETRY, then exhausted: REVERT of
 just r's subflow, pre keeps its result); ``retry_fan``: an unordered flow of
 [``ForEach([1, 2], revert_all=True)`` r: x, y] and a sibling z outside the scope (RETRY
-while z runs, then exhausted: the whole flow is reverted).
+while z runs, then exhausted: the whole flow is reverted). On the retry shapes failures are
+planned per atom when the example starts (a scope member's first 0 to 2 executions that
+count fail, any other atom's first 0 or 1), in the rules and in the drain alike, the first
+messages may be run in order before the rules (a head start, so that faults land inside
+the rounds too), and the caller acts on one roll in 16.
 
 An atom's *rounds*: its life in the event log, cut at each reset to PENDING a retry
 round makes ("retry of <controller>"); an atom outside every scope, and a controller
@@ -39,7 +45,8 @@ and at the end (docs/architecture.md, the scheduler core's invariants):
    c. when the flow ends SUCCESS (a retry shape possibly after retry rounds), every
       atom is SUCCESS;
 4. nothing is claimed for revert while a live execute claim on it is current, and
-   nothing is claimed again while a live claim on it is current;
+   nothing is claimed again while a live claim on it is current (a claim the sweep took
+   for dead, its heartbeat past the timeout, is no longer live);
 5. once the workers stop failing, the flow always finishes (the sweep re-drives what
    was lost): no flow is silently quiet. It ends SUCCESS or REVERTED, or FAILURE when the
    sweep gave up on a revert whose workers kept dying (a poison message, ``max_deliveries``):
