@@ -728,6 +728,16 @@ def render(results: Results, elapsed: float) -> str:
         "it is slow itself: a ratio near 1 for linear 1,000 says little; linear 100 is the fair chain comparison.")
     add("* TaskFlow runs in-process on threads (`engine='parallel'`, `max_workers=2`), with no broker: its times "
         "have no network hop at all, which favours it.")
+    add("* Skipping the broker hop for linear runs (issue 11: the finishing worker claims the next plain atom "
+        "in its finish transaction and runs it in the same process) is not built. It would save, per atom of a "
+        "linear run, the publish, the broker round trip and the prefetch wait (the pool's *idle* share in the "
+        "profile above) and one of the two transactions. It would cost what makes an atom a Celery task: the "
+        "continuation has no message, so Flower sees it only through synthetic task events, `task_prerun`/"
+        "`task_postrun` and the failure signals (Sentry, exporters) do not fire for it, per-atom queues, routing, "
+        "rate and time limits do not apply, a crash mid-atom is found by the heartbeat sweep after "
+        "`CELERYFLOW_HEARTBEAT_TIMEOUT` instead of by a redelivery, and a whole chain runs on one worker process. "
+        "DESIGN.md asks for each atom to be its own Celery task with the state Celery users expect, so it is "
+        "left out.")
     if results.skipped:
         add("* Skipped: " + "; ".join(results.skipped) + ".")
     if results.errors:

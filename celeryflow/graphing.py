@@ -107,8 +107,10 @@ def flow_graph(comp: Compilation, view: FlowView | None = None, *, title: str | 
         raise GraphError("Flow graphs need the graphviz package: pip install 'celeryflow[graph]'") from exc
 
     heading = title or (f"{comp.flow_name}  [{view.state}]  {view.uuid}" if view else comp.flow_name)
-    dot = graphviz.Digraph(name=comp.flow_name, graph_attr={
-        "label": heading, "labelloc": "t", "fontname": "Helvetica", "fontsize": "16", "rankdir": "TB",
+    # nohtml: the graphviz package emits a string that looks like HTML ("<b>x</b>") unquoted, as an
+    # HTML-like label, which makes invalid DOT (or markup) of a flow's name; flow names are text
+    dot = graphviz.Digraph(name=graphviz.nohtml(comp.flow_name), graph_attr={
+        "label": graphviz.nohtml(heading), "labelloc": "t", "fontname": "Helvetica", "fontsize": "16", "rankdir": "TB",
         "compound": "true", "nodesep": "0.4", "ranksep": "0.5",
     }, node_attr={"fontname": "Helvetica", "shape": "box", "style": "rounded,filled", "margin": "0.15,0.08"},
         edge_attr={"color": "#495057", "arrowsize": "0.8"})

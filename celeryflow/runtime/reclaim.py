@@ -257,13 +257,14 @@ def _reclaim_stale(
             states.check_atom_transition(row.state, states.PENDING, f"atom {row.name!r}")
             row.state = states.PENDING
             events.add("atom", states.RUNNING, states.PENDING, atom=row.name, details=details)
-            if row.intention == states.EXECUTE:
-                requeue_exec.append(row.name)
         else:
             # REVERTING stays REVERTING: begin() claims REVERTING -> REVERTING again.
             events.add("atom", states.REVERTING, states.REVERTING, atom=row.name, details=details)
-            if flow.state in (states.REVERTING, states.RUNNING):
-                requeue_revert.append(row.name)
+        again = recovery.requeue_after_loss(fate.outcome, row.intention, flow.state)
+        if again == "execute":
+            requeue_exec.append(row.name)
+        elif again == "revert":
+            requeue_revert.append(row.name)
         row.worker = None
         out.reset.append(row.name)
     session.flush()
@@ -271,11 +272,9 @@ def _reclaim_stale(
     republish = [r for r in rows.values() if r.queued]
     dispatch.execute.extend(r.name for r in republish if r.intention == states.EXECUTE)
     dispatch.revert.extend(r.name for r in republish if r.intention == states.REVERT)
-    flow.outstanding = len(republish) + len(running) + len(out.poison)
-    if flow.state == states.RUNNING:
-        # its predecessors were done when it started, so it is ready again at once
-        queue_atoms(session, flow, requeue_exec, states.EXECUTE, events)
-        dispatch.execute.extend(requeue_exec)
+    flow.outstanding = recovery.in_flight_after_reclaim(len(republish), len(running), len(out.poison))
+    queue_atoms(session, flow, requeue_exec, states.EXECUTE, events)
+    dispatch.execute.extend(requeue_exec)
     if requeue_revert:  # a flow, or a retry scope of a RUNNING flow, being compensated
         queue_atoms(session, flow, requeue_revert, states.REVERT, events)
         dispatch.revert.extend(requeue_revert)

@@ -46,6 +46,28 @@ def lost_claim(state: str, compensating: bool, *, deaths: int = 0, max_deliverie
     return LostClaim(Lost.RERUN, states.PENDING, "re-run")
 
 
+def requeue_after_loss(fate: Lost, intention: str, flow_state: str) -> str | None:
+    """Whether a reclaimed claim is queued again at once: ``"execute"``, ``"revert"`` or None.
+
+    A re-run execution is ready again at once (its predecessors were done when it started),
+    if the flow still runs and the atom is still meant to execute; a revert is claimed again
+    if the flow (or a retry scope of a running flow) is compensating. A FAILURE waits for
+    the compensation plan; a poison atom is failed by the caller.
+    """
+    if fate is Lost.RERUN and flow_state == states.RUNNING and intention == states.EXECUTE:
+        return "execute"
+    if fate is Lost.REVERT_AGAIN and flow_state in (states.REVERTING, states.RUNNING):
+        return "revert"
+    return None
+
+
+def in_flight_after_reclaim(republished: int, running: int, poison: int) -> int:
+    """A reclaimed flow's outstanding count before its requeues: messages sent again under
+    the new epoch, live claims (their results are still recorded), and poison atoms (still
+    in hand until their failure is recorded)."""
+    return republished + running + poison
+
+
 class Start(enum.Enum):
     """What ``control.start`` (run, resume, re-drive) does with a flow in some state."""
 

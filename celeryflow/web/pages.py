@@ -89,9 +89,6 @@ def _svg(view: snapshot.FlowView) -> str:
         _SVG_CACHE.move_to_end(key)
         return _SVG_CACHE[key]
     dot = graphing.flow_graph(comp, view, legend=True)
-    # the graph's DOT name is the flow's name, which the graphviz package emits unquoted when it
-    # looks like an HTML string ("<...>"): a DOT syntax error. The name is not drawn; replace it.
-    dot.name = "flow"
     text = dot.pipe(format="svg").decode("utf-8")
     text = text[text.find("<svg"):]  # drop the XML prolog and doctype: inline in HTML
     _SVG_CACHE[key] = text

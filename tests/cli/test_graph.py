@@ -73,3 +73,19 @@ def test_graph_errors(populated: Populated, tmp_path: Path) -> None:
     assert bad_factory.exit_code == 2 and "Cannot import 'tests.contrib.nowhere'" in bad_factory.stderr
     image_to_stdout = invoke("graph", populated.ok[0], "-T", "png", "-b", populated.url)
     assert image_to_stdout.exit_code == 2
+
+
+@needs_dot
+@pytest.mark.parametrize("name", ["<b>bold</b>", "<script>alert(1)</script>", "a<b", "<>"])
+def test_a_flow_name_that_looks_like_html_is_text(name: str, tmp_path: Path) -> None:
+    """graphviz emits "<...>" unquoted (an HTML-like label): the DOT was invalid for such names."""
+    from celeryflow import graphing
+    from celeryflow.compiler import compile as compile_flow
+    from celeryflow.patterns import linear_flow
+    from celeryflow.task import FunctorTask
+
+    comp = compile_flow(linear_flow.Flow(name).add(FunctorTask(lambda: None, name="step")))
+    svg = graphing.flow_graph(comp).pipe(format="svg").decode("utf-8")
+    assert "step" in svg
+    escaped = name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    assert escaped in svg  # drawn as the text it is, not as markup

@@ -475,3 +475,20 @@ def test_deciders(depth: str, verdicts: list[Any], ignored: set[str], failed: bo
 def test_a_retry_round_waits_while_busy(members: dict[str, AtomSnap], plan: dict[str, Any],
                                         lost: frozenset[str] | None, busy: bool) -> None:
     assert retry_scopes.round_busy(members, plan, lost) is busy
+
+
+@pytest.mark.parametrize(
+    ("fate", "intention", "flow_state", "again"),
+    [
+        (recovery.Lost.RERUN, states.EXECUTE, states.RUNNING, "execute"),  # ready again at once
+        (recovery.Lost.RERUN, states.EXECUTE, states.SUSPENDING, None),  # a suspending flow starts nothing
+        (recovery.Lost.RERUN, states.REVERT, states.RUNNING, None),  # its scope reverts it instead
+        (recovery.Lost.REVERT_AGAIN, states.REVERT, states.REVERTING, "revert"),
+        (recovery.Lost.REVERT_AGAIN, states.REVERT, states.RUNNING, "revert"),  # a retry round
+        (recovery.Lost.REVERT_AGAIN, states.REVERT, states.SUSPENDING, None),
+        (recovery.Lost.FAIL, states.EXECUTE, states.REVERTING, None),  # waits for the compensation plan
+        (recovery.Lost.POISON, states.EXECUTE, states.RUNNING, None),  # failed by the caller
+    ],
+)
+def test_what_a_reclaim_queues_again(fate: recovery.Lost, intention: str, flow_state: str, again: str | None) -> None:
+    assert recovery.requeue_after_loss(fate, intention, flow_state) == again
