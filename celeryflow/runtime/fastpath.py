@@ -35,7 +35,6 @@ from celeryflow.runtime.logbook import Dispatch, claim_details
 from celeryflow.scheduler import admission
 from celeryflow.scheduler import claim as claim_rule
 from celeryflow.scheduler import settle as settle_rule
-from celeryflow.scheduler.snapshot import FlowSnap
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -167,8 +166,9 @@ def _locked_plain_flow(
         return None
     shared_lock, exclusive_lock = _locks(conn)
     flow = conn.execute(exclusive_lock if exclusive else shared_lock, {"b_flow": flow_uuid}).first()
-    return flow if flow is not None and claim_rule.is_plain(FlowSnap.of(flow), epoch, comp.atoms[name].kind) \
-        else None
+    plain = flow is not None and claim_rule.is_plain(flow.state, flow.epoch, bool(flow.scope_retrying), epoch,
+                                                     comp.atoms[name].kind)
+    return flow if plain else None
 
 
 def begin(

@@ -58,10 +58,10 @@ def decide(flow: FlowSnap | None, epoch: int, mode: str, scope_blocked: bool) ->
     return Claim(Verdict.RUN, olds=EXECUTED, new=states.REVERTING, intention=states.REVERT)
 
 
-def is_plain(flow: FlowSnap, epoch: int, atom_kind: str) -> bool:
+def is_plain(state: str, flow_epoch: int, scope_retrying: bool, epoch: int, atom_kind: str) -> bool:
     """The fast paths' case: the flow runs at this epoch with no scope being retried; the atom is a task.
 
-    Anything else goes to the general transaction before anything is written.
+    Anything else goes to the general transaction before anything is written. Plain values,
+    not a snapshot: every fast-path claim and finish asks, straight from the row it read.
     """
-    return flow.epoch == epoch and flow.state == states.RUNNING and not flow.scope_retrying \
-        and atom_kind != "retry"
+    return flow_epoch == epoch and state == states.RUNNING and not scope_retrying and atom_kind != "retry"

@@ -19,10 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from celeryflow import states
+from celeryflow.scheduler.liveness import IN_HAND
 from celeryflow.scheduler.snapshot import AtomSnap
 
-#: atom states of a claim in a worker's hands
-IN_HAND = (states.RUNNING, states.REVERTING)
 #: states of a revert the window may hold: executed, not yet claimed for reverting
 HELD_REVERT = (states.SUCCESS, states.FAILURE, states.RETRYING)
 

@@ -106,7 +106,7 @@ def test_reverts_claim_every_atom_that_executed() -> None:
     ],
 )
 def test_the_fast_paths_case(snap: FlowSnap, kind: str, plain: bool) -> None:
-    assert claim.is_plain(snap, 3, kind) is plain
+    assert claim.is_plain(snap.state, snap.epoch, snap.scope_retrying, 3, kind) is plain
 
 
 # --------------------------------------------------------------------------- admission (dispatch window)
