@@ -23,12 +23,13 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import DependencyFailure, NotFound
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, db_utcnow, utcnow
+from celeryflow.runtime import statements
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import TASK_ID_KEY as TASK_ID_KEY  # re-exported
 from celeryflow.runtime.logbook import Dispatch, claim_details
@@ -85,30 +86,6 @@ _SUCCEED = (
 )
 #: the claim's token too (every worker message has one; see steps.finish)
 _SUCCEED_CLAIM = _SUCCEED.where(_atoms.c.claim_token == bindparam("b_token"))
-_RESULTS = select(_atoms.c.name, _atoms.c.result).where(
-    _atoms.c.flow_uuid == bindparam("b_flow"),
-    _atoms.c.name.in_(bindparam("b_names", expanding=True)),
-    _atoms.c.state.in_((states.SUCCESS, states.REVERTING, states.RETRYING)),
-)
-_COUNT_IN = (
-    update(_atoms)
-    .where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_names", expanding=True)))
-    .values(waiting=_atoms.c.waiting - 1)
-)
-_JOIN_STATE = select(
-    _atoms.c.name, _atoms.c.waiting, _atoms.c.state, _atoms.c.intention, _atoms.c.queued
-).where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_names", expanding=True)))
-_COUNT_IN_RETURNING = _COUNT_IN.returning(
-    _atoms.c.name, _atoms.c.waiting, _atoms.c.state, _atoms.c.intention, _atoms.c.queued
-)
-_QUEUE = (
-    update(_atoms)
-    .where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_names", expanding=True)))
-    .values(queued=True, queued_at=db_utcnow(), intention=states.EXECUTE)
-)
-_UNFINISHED = select(func.count()).select_from(_atoms).where(
-    _atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.state.not_in(tuple(states.ATOM_DONE))
-)
 _SETTLE_COUNT = (
     update(_flows)
     .where(_flows.c.uuid == bindparam("b_flow"))
@@ -120,7 +97,6 @@ _SUCCEED_FLOW = (
     .values(outstanding=0, state=states.SUCCESS, progress_at=db_utcnow(), updated_at=bindparam("b_now"),
             finished_at=bindparam("b_now"))
 )
-_ADD_EVENTS = insert(_events)
 
 
 def _locks(conn: Connection) -> tuple[Any, Any]:
@@ -137,10 +113,11 @@ def _locks(conn: Connection) -> tuple[Any, Any]:
 
 def _count_in(conn: Connection, params: dict[str, Any]) -> dict[str, Any]:
     """Count a finished atom into its successors' joins; their join state after it, by name."""
-    if conn.dialect.update_returning:  # PostgreSQL, SQLite >= 3.35: one round trip, not two
-        return {row.name: row for row in conn.execute(_COUNT_IN_RETURNING, params)}
-    conn.execute(_COUNT_IN, params)
-    return {row.name: row for row in conn.execute(_JOIN_STATE, params)}
+    params = {**params, "b_count": 1}
+    if statements.count_in_returns(conn.dialect):  # one round trip, not two
+        return {row.name: row for row in conn.execute(statements.COUNT_IN_RETURNING, params)}
+    conn.execute(statements.COUNT_IN, params)
+    return {row.name: row for row in conn.execute(statements.JOIN_STATE, params)}
 
 
 class Join(NamedTuple):
@@ -150,12 +127,6 @@ class Join(NamedTuple):
     state: str
     intention: str
     queued: bool
-
-
-def _event(flow_uuid: str, epoch: int, worker: str, kind: str, old: str | None, new: str,
-           atom: str | None, details: str | None = None) -> dict[str, Any]:
-    return {"flow_uuid": flow_uuid, "atom_name": atom, "kind": kind, "old_state": old, "new_state": new,
-            "epoch": epoch, "worker": worker, "details": details, "at": utcnow()}
 
 
 def _locked_plain_flow(
@@ -193,14 +164,15 @@ def begin(
     if conn.execute(_CLAIM, params).rowcount != 1:
         return FALLBACK
     details = claim_details(task_id)
-    conn.execute(_ADD_EVENTS, [_event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name,
-                                      serialization.dumps(details) if details else None)])
+    event = statements.event_row(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name,
+                                 serialization.dumps(details) if details else None)
+    conn.execute(statements.ADD_EVENTS, [event])
     compiled = comp.atoms[name]
     store = serialization.loads(flow.store) or {}
     needed = {compiled.providers[s] for s in compiled.exec_args.values() if s in compiled.providers}
     results: dict[str, Any] = {}
     if needed:
-        rows = conn.execute(_RESULTS, {"b_flow": flow_uuid, "b_names": sorted(needed)})
+        rows = conn.execute(statements.RESULTS, {"b_flow": flow_uuid, "b_names": sorted(needed)})
         results = {row_name: serialization.loads(text) for row_name, text in rows}
     save_as = {p: comp.atoms[p].save_as for p in needed}
     try:
@@ -239,7 +211,7 @@ def finish(
         claim["b_token"] = token
     if conn.execute(succeed, {**base, **claim}).rowcount != 1:
         return FALLBACK  # a late result: the general path logs why it is discarded
-    events = [_event(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)]
+    events = [statements.event_row(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)]
     dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
     held = int(flow.held or 0)
     if successors:
@@ -247,13 +219,14 @@ def finish(
         admitted = admission.admit_successors(successors, joins, flow.outstanding, held, window)
         held = admitted.held
         if admitted.queue:
-            conn.execute(_QUEUE, {**base, "b_names": list(admitted.queue)})
+            conn.execute(statements.QUEUE, {**base, "b_names": list(admitted.queue),
+                                            "b_intention": states.EXECUTE})
             dispatch.execute.extend(admitted.queue)
     outstanding = flow.outstanding - 1 + len(dispatch.execute)
     if settle_success(conn, flow_uuid, flow.name, flow.state, epoch, worker, outstanding, held, now, events):
         return dispatch
     conn.execute(_SETTLE_COUNT, {**base, "b_outstanding": outstanding, "b_held": held})
-    conn.execute(_ADD_EVENTS, events)
+    conn.execute(statements.ADD_EVENTS, events)
     return dispatch
 
 
@@ -268,14 +241,14 @@ def settle_success(conn: Connection, flow_uuid: str, flow_name: str, state: str,
     if not settle_rule.is_quiet(outstanding, False):
         return False
     base = {"b_flow": flow_uuid, "b_now": now}
-    unfinished = int(conn.execute(_UNFINISHED, base).scalar() or 0)
+    unfinished = int(conn.execute(statements.UNFINISHED, base).scalar() or 0)
     decided = settle_rule.decide(state, outstanding, False, unfinished=unfinished)
     if decided is settle_rule.Next.SUCCEED:
         states.check_flow_transition(state, states.SUCCESS, f"flow {flow_name!r}")
         conn.execute(_SUCCEED_FLOW, base)
-        events.append(_event(flow_uuid, epoch, worker, "flow", state, states.SUCCESS, None))
+        events.append(statements.event_row(flow_uuid, epoch, worker, "flow", state, states.SUCCESS, None))
     else:
         LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow_uuid)
         conn.execute(_SETTLE_COUNT, {**base, "b_outstanding": 0, "b_held": held})
-    conn.execute(_ADD_EVENTS, events)
+    conn.execute(statements.ADD_EVENTS, events)
     return True

@@ -34,9 +34,9 @@ from sqlalchemy.engine import Connection
 from celeryflow import serialization, states
 from celeryflow.exceptions import DependencyFailure, NotFound
 from celeryflow.persistence.tables import db_utcnow, utcnow
-from celeryflow.runtime import fastpath
+from celeryflow.runtime import fastpath, statements
 from celeryflow.runtime.args import resolve
-from celeryflow.runtime.fastpath import FALLBACK, _atoms, _event, _events, _flows
+from celeryflow.runtime.fastpath import FALLBACK, _atoms, _events, _flows
 from celeryflow.runtime.logbook import Dispatch, claim_details
 from celeryflow.scheduler import admission
 from celeryflow.scheduler import settle as settle_rule
@@ -103,7 +103,7 @@ def begin(
     compiled = comp.atoms[name]
     needed = sorted({compiled.providers[s] for s in compiled.exec_args.values() if s in compiled.providers})
     details = claim_details(task_id)
-    event = _event(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name,
+    event = statements.event_row(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name,
                    serialization.dumps(details) if details else None)
     params = {
         "b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token, "b_epoch": epoch,
@@ -143,8 +143,8 @@ def _record_statement(with_joins: bool) -> Any:
     columns = [flow.c.name, flow.c.state, flow.c.epoch, flow.c.outstanding, flow.c.held, won.label("won")]
     if with_joins:
         joined = (
-            fastpath._COUNT_IN.where(exists(select(1).select_from(succeeded)))
-            .returning(_atoms.c.name, _atoms.c.waiting, _atoms.c.state, _atoms.c.intention, _atoms.c.queued)
+            statements.COUNT_IN.where(exists(select(1).select_from(succeeded)))
+            .returning(*statements.JOIN_COLUMNS)
             .cte("joined")
         )
         joins = select(cast(func.json_agg(func.json_build_array(
@@ -167,13 +167,7 @@ def _settle_statement(with_queue: bool) -> Any:
         .add_cte(_event_insert("e").returning(_events.c.id).cte("event"))
     )
     if with_queue:
-        queue = (
-            update(_atoms)
-            .where(_atoms.c.flow_uuid == bindparam("b_flow"), _atoms.c.name.in_(bindparam("b_ready", expanding=True)))
-            .values(queued=True, queued_at=db_utcnow(), intention=states.EXECUTE)
-            .returning(_atoms.c.name)
-            .cte("queue")
-        )
+        queue = statements.QUEUE.returning(_atoms.c.name).cte("queue")
         settle = settle.add_cte(queue)
     return settle
 
@@ -203,7 +197,7 @@ def finish(
         "b_half": window // 2, "b_result": result_json, "b_now": now,
     }
     if successors:
-        params["b_names"] = successors
+        params.update(b_names=successors, b_count=1)
     flow = conn.execute(_RECORD[bool(successors)], params).first()
     if flow is None or not flow.won:
         return FALLBACK  # a late result, or not the plain case: the general path, same transaction
@@ -215,17 +209,18 @@ def finish(
         held = admitted.held
         dispatch.execute.extend(admitted.queue)
     outstanding = flow.outstanding - 1 + len(dispatch.execute)
-    event = _event(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)
+    event = statements.event_row(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)
     if settle_rule.is_quiet(outstanding, False):
         # the flow's last atom (or a quiet flow): once per flow, the general statements
         if dispatch.execute:
-            conn.execute(fastpath._QUEUE, {"b_flow": flow_uuid, "b_names": dispatch.execute})
+            conn.execute(statements.QUEUE, {"b_flow": flow_uuid, "b_names": dispatch.execute,
+                                            "b_intention": states.EXECUTE})
         fastpath.settle_success(conn, flow_uuid, flow.name, flow.state, epoch, worker, outstanding, held, now,
                                 [event])
         return dispatch
     settle = {"b_flow": flow_uuid, "b_outstanding": outstanding, "b_held": held,
               **{f"e_{key}": value for key, value in event.items()}}
     if dispatch.execute:
-        settle["b_ready"] = dispatch.execute
+        settle.update(b_names=dispatch.execute, b_intention=states.EXECUTE)
     conn.execute(_SETTLE[bool(dispatch.execute)], settle)
     return dispatch

@@ -17,11 +17,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
-from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, db_utcnow, utcnow
+from celeryflow.persistence.tables import AtomRow, FlowRow, db_utcnow, utcnow
+from celeryflow.runtime import statements
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 from celeryflow.runtime.verdicts import Answers, verdicts_for
 from celeryflow.runtime.verdicts import DeciderCall as DeciderCall  # re-exported: its callers import it from here
@@ -69,23 +70,12 @@ class Events:
         atom: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        self.rows.append(
-            {
-                "flow_uuid": self.flow_uuid,
-                "atom_name": atom,
-                "kind": kind,
-                "old_state": old,
-                "new_state": new,
-                "epoch": self.epoch,
-                "worker": self.worker,
-                "details": serialization.dumps(dict(details)) if details else None,
-                "at": utcnow(),
-            }
-        )
+        self.rows.append(statements.event_row(self.flow_uuid, self.epoch, self.worker, kind, old, new, atom,
+                                              serialization.dumps(dict(details)) if details else None))
 
     def flush(self, session: Session) -> None:
         if self.rows:
-            session.execute(insert(EventRow), self.rows)
+            session.execute(statements.ADD_EVENTS, self.rows)
             self.rows = []
 
 
@@ -164,16 +154,10 @@ def load_atoms(session: Session, flow_uuid: str, names: Iterable[str] | None = N
 
 
 def load_results(session: Session, flow_uuid: str, names: Iterable[str]) -> dict[str, Any]:
-    wanted = list(set(names))
+    wanted = sorted(set(names))
     if not wanted:
         return {}
-    rows = session.execute(
-        select(AtomRow.name, AtomRow.result).where(
-            AtomRow.flow_uuid == flow_uuid,
-            AtomRow.name.in_(wanted),
-            AtomRow.state.in_((states.SUCCESS, states.REVERTING, states.RETRYING)),
-        )
-    )
+    rows = session.execute(statements.RESULTS, {"b_flow": flow_uuid, "b_names": wanted})
     return {name: serialization.loads(result) for name, result in rows}
 
 
@@ -181,12 +165,7 @@ def queue_atoms(session: Session, flow: FlowRow, names: list[str], intention: st
     """Mark atoms as on the broker (one statement) and count them as outstanding."""
     if not names:
         return
-    session.execute(
-        update(AtomRow)
-        .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(names))
-        .values(queued=True, queued_at=db_utcnow(), intention=intention)
-        .execution_options(synchronize_session=False)
-    )
+    session.execute(statements.QUEUE, {"b_flow": flow.uuid, "b_names": list(names), "b_intention": intention})
     flow.outstanding += len(names)
 
 
@@ -318,12 +297,7 @@ def decrement_successors(session: Session, flow: FlowRow, comp: Compilation, don
     for succ, count in counts.items():
         by_count.setdefault(count, []).append(succ)
     for count, names in by_count.items():
-        session.execute(
-            update(AtomRow)
-            .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(names))
-            .values(waiting=AtomRow.waiting - count)
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(statements.COUNT_IN, {"b_flow": flow.uuid, "b_names": names, "b_count": count})
     return list(counts)
 
 
@@ -337,14 +311,7 @@ def recount(session: Session, flow: FlowRow, comp: Compilation, rows: Mapping[st
 
 
 def count_unfinished(session: Session, flow_uuid: str) -> int:
-    return int(
-        session.scalar(
-            select(func.count()).select_from(AtomRow).where(
-                AtomRow.flow_uuid == flow_uuid, AtomRow.state.not_in(tuple(states.ATOM_DONE))
-            )
-        )
-        or 0
-    )
+    return int(session.scalar(statements.UNFINISHED, {"b_flow": flow_uuid}) or 0)
 
 
 def settle(

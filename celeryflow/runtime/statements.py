@@ -1,0 +1,85 @@
+"""The scheduler's shared SQL: statements both the general and the fast path run, built once.
+
+The general transactions (:mod:`celeryflow.runtime.logbook` and the modules built on
+it, through an ORM ``Session``) and the success path (:mod:`celeryflow.runtime.fastpath`,
+:mod:`celeryflow.runtime.fastpath_pg`, on a bare ``Connection``) write the same rows the
+same way: a finished atom is counted into its successors' joins, ready atoms are marked
+queued, events are inserted, results are read for inputs, unfinished atoms are counted.
+Each of those statements is defined here once, so the two paths cannot drift apart.
+
+The statements are built on the ORM entities (``update(AtomRow)``, not the bare table):
+run through a ``Session`` they autoflush pending attribute writes first (a Core statement
+on a bare ``Table`` would not, and could overtake a pending ``waiting`` written by
+:func:`~celeryflow.runtime.logbook.recount`); on a ``Connection`` they run as plain Core.
+None of them keeps the identity map in step (``synchronize_session=False``): a caller
+that reads rows back after writing them loads them fresh
+(:func:`~celeryflow.runtime.logbook.load_atoms`).
+
+Parameters are bound by name: ``b_flow`` (the flow's uuid), ``b_names`` (expanding: atom
+names), ``b_count``, ``b_intention``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sqlalchemy import bindparam, func, insert, select, update
+
+from celeryflow import states
+from celeryflow.persistence.tables import AtomRow, EventRow, db_utcnow, utcnow
+
+_NO_SYNC: Final = {"synchronize_session": False}
+
+#: states whose ``result`` a successor's inputs may read (a retrying or reverting atom's
+#: result stays valid until it is reverted)
+RESULT_STATES: Final = (states.SUCCESS, states.REVERTING, states.RETRYING)
+
+#: insert events: executed with a list of :func:`event_row` dicts (one statement)
+ADD_EVENTS: Final = insert(EventRow)
+
+#: ``{name: result text}`` of finished providers (``b_flow``, ``b_names``)
+RESULTS: Final = select(AtomRow.name, AtomRow.result).where(
+    AtomRow.flow_uuid == bindparam("b_flow"),
+    AtomRow.name.in_(bindparam("b_names", expanding=True)),
+    AtomRow.state.in_(RESULT_STATES),
+)
+
+#: count ``b_count`` finished predecessors into the join counters of ``b_names``
+COUNT_IN: Final = (
+    update(AtomRow)
+    .where(AtomRow.flow_uuid == bindparam("b_flow"), AtomRow.name.in_(bindparam("b_names", expanding=True)))
+    .values(waiting=AtomRow.waiting - bindparam("b_count"))
+    .execution_options(**_NO_SYNC)
+)
+#: what :data:`COUNT_IN` leaves for the admission rule: the join state of each successor
+JOIN_COLUMNS: Final = (AtomRow.name, AtomRow.waiting, AtomRow.state, AtomRow.intention, AtomRow.queued)
+JOIN_STATE: Final = select(*JOIN_COLUMNS).where(
+    AtomRow.flow_uuid == bindparam("b_flow"), AtomRow.name.in_(bindparam("b_names", expanding=True))
+)
+#: :data:`COUNT_IN` and :data:`JOIN_STATE` in one round trip (PostgreSQL, SQLite >= 3.35, MariaDB >= 10.5)
+COUNT_IN_RETURNING: Final = COUNT_IN.returning(*JOIN_COLUMNS)
+
+#: mark ``b_names`` as on the broker for ``b_intention`` (EXECUTE or REVERT)
+QUEUE: Final = (
+    update(AtomRow)
+    .where(AtomRow.flow_uuid == bindparam("b_flow"), AtomRow.name.in_(bindparam("b_names", expanding=True)))
+    .values(queued=True, queued_at=db_utcnow(), intention=bindparam("b_intention"))
+    .execution_options(**_NO_SYNC)
+)
+
+#: how many atoms of ``b_flow`` are not done (settle: a quiet flow with unfinished atoms is stuck)
+UNFINISHED: Final = select(func.count()).select_from(AtomRow).where(
+    AtomRow.flow_uuid == bindparam("b_flow"), AtomRow.state.not_in(tuple(states.ATOM_DONE))
+)
+
+
+def event_row(flow_uuid: str, epoch: int, worker: str | None, kind: str, old: str | None, new: str | None,
+              atom: str | None, details: str | None = None) -> dict[str, Any]:
+    """One row for :data:`ADD_EVENTS` (``details``: already JSON-encoded, or None)."""
+    return {"flow_uuid": flow_uuid, "atom_name": atom, "kind": kind, "old_state": old, "new_state": new,
+            "epoch": epoch, "worker": worker, "details": details, "at": utcnow()}
+
+
+def count_in_returns(dialect: Any) -> bool:
+    """Whether :data:`COUNT_IN_RETURNING` can replace COUNT_IN + JOIN_STATE on this dialect."""
+    return bool(dialect.update_returning)
