@@ -32,7 +32,7 @@ from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, db_utcnow,
 from celeryflow.runtime import statements
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import TASK_ID_KEY as TASK_ID_KEY  # re-exported
-from celeryflow.runtime.logbook import Dispatch, claim_details
+from celeryflow.runtime.logbook import Dispatch, claim_atom, claim_details
 from celeryflow.scheduler import admission
 from celeryflow.scheduler import claim as claim_rule
 from celeryflow.scheduler import settle as settle_rule
@@ -59,20 +59,6 @@ _READ_FLOW = select(
 #: already made the transaction the only writer.
 _LOCKS: dict[str, tuple[Any, Any]] = {}
 
-_CLAIM = (
-    update(_atoms)
-    .where(
-        _atoms.c.flow_uuid == bindparam("b_flow"),
-        _atoms.c.name == bindparam("b_atom"),
-        _atoms.c.state.in_((states.PENDING, states.RETRYING)),
-        _atoms.c.intention == states.EXECUTE,
-        _atoms.c.queued.is_(True),
-    )
-    .values(
-        state=states.RUNNING, queued=False, attempts=_atoms.c.attempts + 1, worker=bindparam("b_worker"),
-        started_at=db_utcnow(), heartbeat_at=db_utcnow(), claim_token=bindparam("b_token"),
-    )
-)
 _SUCCEED = (
     update(_atoms)
     .where(
@@ -159,9 +145,7 @@ def begin(
     flow = _locked_plain_flow(conn, comp, flow_uuid, name, epoch, exclusive=False)
     if flow is None:
         return FALLBACK
-    states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
-    params = {"b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token}
-    if conn.execute(_CLAIM, params).rowcount != 1:
+    if not claim_atom(conn, flow_uuid, name, claim_rule.EXECUTE_CLAIM, worker, token):
         return FALLBACK
     details = claim_details(task_id)
     event = statements.event_row(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name,

@@ -37,8 +37,9 @@ from celeryflow.persistence.tables import db_utcnow, utcnow
 from celeryflow.runtime import fastpath, statements
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.fastpath import FALLBACK, _atoms, _events, _flows
-from celeryflow.runtime.logbook import Dispatch, claim_details
+from celeryflow.runtime.logbook import Dispatch, check_cas, claim_details
 from celeryflow.scheduler import admission
+from celeryflow.scheduler import claim as claim_rule
 from celeryflow.scheduler import settle as settle_rule
 
 if TYPE_CHECKING:
@@ -65,14 +66,14 @@ def _claim_statement() -> Any:
     plain = exists(select(1).select_from(flow).where(
         flow.c.state == states.RUNNING, flow.c.epoch == bindparam("b_epoch"), flow.c.scope_retrying == false(),
     ))
-    claimed = fastpath._CLAIM.where(plain).returning(_atoms.c.name).cte("claimed")
+    claimed = statements.CLAIM.where(plain).returning(_atoms.c.name).cte("claimed")
     event = _event_insert("e", claimed).returning(_events.c.id).cte("event")
     results = (
         select(cast(func.json_agg(func.json_build_array(_atoms.c.name, _atoms.c.result)), Text))
         .where(
             _atoms.c.flow_uuid == bindparam("b_flow"),
             _atoms.c.name.in_(bindparam("b_names", expanding=True)),
-            _atoms.c.state.in_((states.SUCCESS, states.REVERTING, states.RETRYING)),
+            _atoms.c.state.in_(statements.RESULT_STATES),
         )
         .scalar_subquery()
     )
@@ -99,14 +100,14 @@ def begin(
     """
     if not fastpath.ENABLED or comp.atoms[name].kind == "retry":
         return FALLBACK
-    states.check_atom_transition(states.PENDING, states.RUNNING, f"atom {name!r}")
+    check_cas(claim_rule.EXECUTE_CLAIM.olds, claim_rule.EXECUTE_CLAIM.new, name)
     compiled = comp.atoms[name]
     needed = sorted({compiled.providers[s] for s in compiled.exec_args.values() if s in compiled.providers})
     details = claim_details(task_id)
     event = statements.event_row(flow_uuid, epoch, worker, "atom", None, states.RUNNING, name,
                    serialization.dumps(details) if details else None)
     params = {
-        "b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token, "b_epoch": epoch,
+        **statements.claim_params(claim_rule.EXECUTE_CLAIM, flow_uuid, name, worker, token), "b_epoch": epoch,
         "b_names": needed, **{f"e_{key}": value for key, value in event.items()},
     }
     row = conn.execute(_CLAIM, params).first()

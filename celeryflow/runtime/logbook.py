@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
@@ -28,6 +29,7 @@ from celeryflow.runtime.verdicts import Answers, verdicts_for
 from celeryflow.runtime.verdicts import DeciderCall as DeciderCall  # re-exported: its callers import it from here
 from celeryflow.scheduler import admission, deciders
 from celeryflow.scheduler import settle as settle_rule
+from celeryflow.scheduler.claim import Claim
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -118,9 +120,7 @@ def cas_atom(
 ) -> bool:
     """Compare-and-set one atom's state; return False when it had already moved."""
     olds = tuple(old_states)
-    for old in olds:
-        if old != new_state or new_state in (states.REVERTING,):
-            states.check_atom_transition(old, new_state, f"atom {name!r}")
+    check_cas(olds, new_state, name)
     stmt = (
         update(AtomRow)
         .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state.in_(olds), *extra_where)
@@ -133,6 +133,25 @@ def cas_atom(
         previous = olds[0] if len(olds) == 1 else None
         events.add("atom", previous, new_state, atom=name, details=details)
     return True
+
+
+def check_cas(olds: Iterable[str], new_state: str, name: str) -> None:
+    """Every transition a compare-and-set from ``olds`` may make is allowed (a repeated REVERTING is a re-claim)."""
+    for old in olds:
+        if old != new_state or new_state in (states.REVERTING,):
+            states.check_atom_transition(old, new_state, f"atom {name!r}")
+
+
+def claim_atom(db: Session | Connection, flow_uuid: str, name: str, claim: Claim, worker: str,
+               token: str | None) -> bool:
+    """Claim ``name`` as the core's ``claim`` says (:data:`~celeryflow.runtime.statements.CLAIM`).
+
+    ``db``: the general path's session or a fast path's connection; the caller adds the event.
+    False: the compare-and-set lost (already claimed, or no longer queued).
+    """
+    check_cas(claim.olds, claim.new, name)
+    done = db.execute(statements.CLAIM, statements.claim_params(claim, flow_uuid, name, worker, token))
+    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def load_atoms(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomRow]:

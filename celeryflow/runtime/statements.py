@@ -3,7 +3,7 @@
 The general transactions (:mod:`celeryflow.runtime.logbook` and the modules built on
 it, through an ORM ``Session``) and the success path (:mod:`celeryflow.runtime.fastpath`,
 :mod:`celeryflow.runtime.fastpath_pg`, on a bare ``Connection``) write the same rows the
-same way: a finished atom is counted into its successors' joins, ready atoms are marked
+same way: an atom is claimed, a finished atom is counted into its successors' joins, ready atoms are marked
 queued, events are inserted, results are read for inputs, unfinished atoms are counted.
 Each of those statements is defined here once, so the two paths cannot drift apart.
 
@@ -15,8 +15,8 @@ None of them keeps the identity map in step (``synchronize_session=False``): a c
 that reads rows back after writing them loads them fresh
 (:func:`~celeryflow.runtime.logbook.load_atoms`).
 
-Parameters are bound by name: ``b_flow`` (the flow's uuid), ``b_names`` (expanding: atom
-names), ``b_count``, ``b_intention``.
+Parameters are bound by name: ``b_flow`` (the flow's uuid), ``b_atom`` (one atom's name),
+``b_names`` (expanding: atom names), ``b_count``, ``b_intention``, and the claim's.
 """
 
 from __future__ import annotations
@@ -27,12 +27,32 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from celeryflow import states
 from celeryflow.persistence.tables import AtomRow, EventRow, db_utcnow, utcnow
+from celeryflow.scheduler.claim import Claim
 
 _NO_SYNC: Final = {"synchronize_session": False}
 
 #: states whose ``result`` a successor's inputs may read (a retrying or reverting atom's
 #: result stays valid until it is reverted)
 RESULT_STATES: Final = (states.SUCCESS, states.REVERTING, states.RETRYING)
+
+#: claim ``b_atom`` for one execution or revert: from one of ``b_olds`` to ``b_new``, if it is
+#: queued for ``b_intention`` (a lost compare-and-set is a duplicate delivery); the claim
+#: gets its own token ``b_token`` and the database's clock for its liveness
+CLAIM: Final = (
+    update(AtomRow)
+    .where(
+        AtomRow.flow_uuid == bindparam("b_flow"),
+        AtomRow.name == bindparam("b_atom"),
+        AtomRow.state.in_(bindparam("b_olds", expanding=True)),
+        AtomRow.intention == bindparam("b_intention"),
+        AtomRow.queued.is_(True),
+    )
+    .values(
+        state=bindparam("b_new"), queued=False, attempts=AtomRow.attempts + 1, worker=bindparam("b_worker"),
+        started_at=db_utcnow(), heartbeat_at=db_utcnow(), claim_token=bindparam("b_token"),
+    )
+    .execution_options(**_NO_SYNC)
+)
 
 #: insert events: executed with a list of :func:`event_row` dicts (one statement)
 ADD_EVENTS: Final = insert(EventRow)
@@ -78,6 +98,12 @@ def event_row(flow_uuid: str, epoch: int, worker: str | None, kind: str, old: st
     """One row for :data:`ADD_EVENTS` (``details``: already JSON-encoded, or None)."""
     return {"flow_uuid": flow_uuid, "atom_name": atom, "kind": kind, "old_state": old, "new_state": new,
             "epoch": epoch, "worker": worker, "details": details, "at": utcnow()}
+
+
+def claim_params(claim: Claim, flow_uuid: str, name: str, worker: str, token: str | None) -> dict[str, Any]:
+    """The parameters of :data:`CLAIM` for the core's ``claim`` (its olds, new state and intention)."""
+    return {"b_flow": flow_uuid, "b_atom": name, "b_olds": list(claim.olds), "b_new": claim.new,
+            "b_intention": claim.intention, "b_worker": worker, "b_token": token}
 
 
 def count_in_returns(dialect: Any) -> bool:

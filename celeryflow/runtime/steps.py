@@ -29,6 +29,7 @@ from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
     cas_atom,
+    claim_atom,
     claim_details,
     decrement_successors,
     flow_meta,
@@ -124,15 +125,10 @@ def begin(
                          f"flow {flow_uuid} is not in the logbook")
         events = Events(flow_uuid, epoch, worker)
         new = decided.new
-        claimed = cas_atom(
-            session, flow_uuid, name, decided.olds, new, events,
-            extra_where=(AtomRow.intention == decided.intention, AtomRow.queued.is_(True)),
-            details=claim_details(task_id),
-            queued=False, attempts=AtomRow.attempts + 1, worker=worker, started_at=db_utcnow(),
-            heartbeat_at=db_utcnow(),
-            claim_token=token,
-        )
-        if not claimed and not _own_claim(session, flow_uuid, name, new, token):
+        if claim_atom(session, flow_uuid, name, decided, worker, token):
+            previous = decided.olds[0] if len(decided.olds) == 1 else None
+            events.add("atom", previous, new, atom=name, details=claim_details(task_id))
+        elif not _own_claim(session, flow_uuid, name, new, token):
             return Begun(Verdict.SKIP, "already claimed or no longer queued (duplicate delivery)")
         events.flush(session)
         try:

@@ -35,6 +35,13 @@ class Claim:
     intention: str = ""
 
 
+#: the claims a RUN verdict makes: execute (a retry controller runs again from RETRYING once
+#: its scope is reverted), and revert (an atom that executed, or a revert being claimed again)
+EXECUTE_CLAIM = Claim(Verdict.RUN, olds=(states.PENDING, states.RETRYING), new=states.RUNNING,
+                      intention=states.EXECUTE)
+REVERT_CLAIM = Claim(Verdict.RUN, olds=EXECUTED, new=states.REVERTING, intention=states.REVERT)
+
+
 def decide(flow: FlowSnap | None, epoch: int, mode: str, scope_blocked: bool) -> Claim:
     """The claim a message of ``epoch`` for ``mode`` may make on an atom of ``flow``.
 
@@ -50,12 +57,10 @@ def decide(flow: FlowSnap | None, epoch: int, mode: str, scope_blocked: bool) ->
             return Claim(Verdict.REFUSE, f"flow is {flow.state}")
         if scope_blocked:
             return Claim(Verdict.REFUSE, "its retry scope is being reverted for another attempt")
-        # A retry controller runs again from RETRYING once its scope is reverted.
-        return Claim(Verdict.RUN, olds=(states.PENDING, states.RETRYING), new=states.RUNNING,
-                     intention=states.EXECUTE)
+        return EXECUTE_CLAIM
     if flow.state not in (states.REVERTING, states.RUNNING):  # RUNNING: a retry scope's round
         return Claim(Verdict.REFUSE, f"flow is {flow.state}")
-    return Claim(Verdict.RUN, olds=EXECUTED, new=states.REVERTING, intention=states.REVERT)
+    return REVERT_CLAIM
 
 
 def is_plain(state: str, flow_epoch: int, scope_retrying: bool, epoch: int, atom_kind: str) -> bool:
