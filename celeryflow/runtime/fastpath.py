@@ -32,7 +32,7 @@ from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, db_utcnow,
 from celeryflow.runtime import statements
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.logbook import TASK_ID_KEY as TASK_ID_KEY  # re-exported
-from celeryflow.runtime.logbook import Dispatch, claim_atom, claim_details
+from celeryflow.runtime.logbook import Dispatch, claim_atom, claim_details, record_outcome
 from celeryflow.scheduler import admission
 from celeryflow.scheduler import claim as claim_rule
 from celeryflow.scheduler import settle as settle_rule
@@ -59,19 +59,6 @@ _READ_FLOW = select(
 #: already made the transaction the only writer.
 _LOCKS: dict[str, tuple[Any, Any]] = {}
 
-_SUCCEED = (
-    update(_atoms)
-    .where(
-        _atoms.c.flow_uuid == bindparam("b_flow"),
-        _atoms.c.name == bindparam("b_atom"),
-        _atoms.c.state == states.RUNNING,
-        _atoms.c.worker == bindparam("b_worker"),
-    )
-    .values(state=states.SUCCESS, result=bindparam("b_result"), failure=None, finished_at=bindparam("b_now"),
-            progress=1.0)
-)
-#: the claim's token too (every worker message has one; see steps.finish)
-_SUCCEED_CLAIM = _SUCCEED.where(_atoms.c.claim_token == bindparam("b_token"))
 _SETTLE_COUNT = (
     update(_flows)
     .where(_flows.c.uuid == bindparam("b_flow"))
@@ -186,14 +173,9 @@ def finish(
     if any(comp.atoms[s].deciders for s in successors) or admission.finish_needs_general_path(
             int(flow.held or 0), flow.outstanding, window):
         return FALLBACK
-    states.check_atom_transition(states.RUNNING, states.SUCCESS, f"atom {name!r}")
     now = utcnow()
     base = {"b_flow": flow_uuid, "b_now": now}
-    succeed = _SUCCEED if token is None else _SUCCEED_CLAIM
-    claim = {"b_atom": name, "b_worker": worker, "b_result": result_json}
-    if token is not None:
-        claim["b_token"] = token
-    if conn.execute(succeed, {**base, **claim}).rowcount != 1:
+    if not record_outcome(conn, flow_uuid, name, claim_rule.EXECUTE_SUCCESS, worker, token, result_json, None, now):
         return FALLBACK  # a late result: the general path logs why it is discarded
     events = [statements.event_row(flow_uuid, epoch, worker, "atom", states.RUNNING, states.SUCCESS, name)]
     dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)

@@ -139,7 +139,7 @@ def _record_statement(with_joins: bool) -> Any:
         # held atoms may be due for the dispatch window: admission.finish_needs_general_path, in SQL
         not_(and_(flow.c.held > 0, flow.c.outstanding - 1 <= bindparam("b_half"))),
     ))
-    succeeded = fastpath._SUCCEED_CLAIM.where(plain).returning(_atoms.c.name).cte("succeeded")
+    succeeded = statements.RECORD_CLAIM[claim_rule.EXECUTE].where(plain).returning(_atoms.c.name).cte("succeeded")
     won = select(func.count()).select_from(succeeded).scalar_subquery()
     columns = [flow.c.name, flow.c.state, flow.c.epoch, flow.c.outstanding, flow.c.held, won.label("won")]
     if with_joins:
@@ -191,11 +191,12 @@ def finish(
     successors = list(comp.atoms[name].succs)
     if any(comp.atoms[s].deciders for s in successors):
         return FALLBACK
-    states.check_atom_transition(states.RUNNING, states.SUCCESS, f"atom {name!r}")
+    success = claim_rule.EXECUTE_SUCCESS
+    check_cas((success.old,), success.new, name)
     now = utcnow()
     params: dict[str, Any] = {
-        "b_flow": flow_uuid, "b_atom": name, "b_worker": worker, "b_token": token, "b_epoch": epoch,
-        "b_half": window // 2, "b_result": result_json, "b_now": now,
+        **statements.record_params(success, flow_uuid, name, worker, token, result_json, None, now),
+        "b_epoch": epoch, "b_half": window // 2,
     }
     if successors:
         params.update(b_names=successors, b_count=1)

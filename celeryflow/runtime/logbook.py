@@ -29,7 +29,7 @@ from celeryflow.runtime.verdicts import Answers, verdicts_for
 from celeryflow.runtime.verdicts import DeciderCall as DeciderCall  # re-exported: its callers import it from here
 from celeryflow.scheduler import admission, deciders
 from celeryflow.scheduler import settle as settle_rule
-from celeryflow.scheduler.claim import Claim
+from celeryflow.scheduler.claim import Claim, Outcome
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
@@ -152,6 +152,19 @@ def claim_atom(db: Session | Connection, flow_uuid: str, name: str, claim: Claim
     check_cas(claim.olds, claim.new, name)
     done = db.execute(statements.CLAIM, statements.claim_params(claim, flow_uuid, name, worker, token))
     return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def record_outcome(db: Session | Connection, flow_uuid: str, name: str, outcome: Outcome, worker: str,
+                   token: str | None, result_json: str | None, failure_json: str | None, now: Any) -> bool:
+    """Record a claim's ``outcome`` (:data:`~celeryflow.runtime.statements.RECORD_CLAIM`).
+
+    Only the claim ``token`` records it (without one, ``worker``'s claim); the caller adds
+    the event. False: the claim is no longer current (a late or fenced-off result).
+    """
+    check_cas((outcome.old,), outcome.new, name)
+    stmt = (statements.RECORD if token is None else statements.RECORD_CLAIM)[outcome.mode]
+    params = statements.record_params(outcome, flow_uuid, name, worker, token, result_json, failure_json, now)
+    return bool(db.execute(stmt, params).rowcount == 1)  # type: ignore[attr-defined]
 
 
 def load_atoms(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomRow]:

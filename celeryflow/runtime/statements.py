@@ -3,8 +3,9 @@
 The general transactions (:mod:`celeryflow.runtime.logbook` and the modules built on
 it, through an ORM ``Session``) and the success path (:mod:`celeryflow.runtime.fastpath`,
 :mod:`celeryflow.runtime.fastpath_pg`, on a bare ``Connection``) write the same rows the
-same way: an atom is claimed, a finished atom is counted into its successors' joins, ready atoms are marked
-queued, events are inserted, results are read for inputs, unfinished atoms are counted.
+same way: an atom is claimed, its outcome recorded, a finished atom is counted into its
+successors' joins, ready atoms are marked queued, events are inserted, results are read
+for inputs, unfinished atoms are counted.
 Each of those statements is defined here once, so the two paths cannot drift apart.
 
 The statements are built on the ORM entities (``update(AtomRow)``, not the bare table):
@@ -27,7 +28,7 @@ from sqlalchemy import bindparam, func, insert, select, update
 
 from celeryflow import states
 from celeryflow.persistence.tables import AtomRow, EventRow, db_utcnow, utcnow
-from celeryflow.scheduler.claim import Claim
+from celeryflow.scheduler.claim import EXECUTE, REVERT, Claim, Outcome
 
 _NO_SYNC: Final = {"synchronize_session": False}
 
@@ -53,6 +54,35 @@ CLAIM: Final = (
     )
     .execution_options(**_NO_SYNC)
 )
+
+
+
+def _record(result: Any, failure: Any) -> Any:
+    return (
+        update(AtomRow)
+        .where(
+            AtomRow.flow_uuid == bindparam("b_flow"),
+            AtomRow.name == bindparam("b_atom"),
+            AtomRow.state == bindparam("b_old"),
+            AtomRow.worker == bindparam("b_worker"),
+        )
+        .values({
+            AtomRow.state: bindparam("b_new"), result: bindparam("b_result"), failure: bindparam("b_failure"),
+            AtomRow.finished_at: bindparam("b_now"), AtomRow.progress: bindparam("b_progress"),
+        })
+        .execution_options(**_NO_SYNC)
+    )
+
+
+#: record a claim's outcome (the core's ``Outcome``: ``b_old`` to ``b_new``) by mode, guarded by
+#: the worker id only: for callers without a claim token (the sweep failing a poison atom it
+#: holds, callers driving the scheduler by hand)
+RECORD: Final = {
+    EXECUTE: _record(AtomRow.result, AtomRow.failure),
+    REVERT: _record(AtomRow.revert_result, AtomRow.revert_failure),
+}
+#: the same, only while the claim is still the current one (its token: every worker message)
+RECORD_CLAIM: Final = {mode: stmt.where(AtomRow.claim_token == bindparam("b_token")) for mode, stmt in RECORD.items()}
 
 #: insert events: executed with a list of :func:`event_row` dicts (one statement)
 ADD_EVENTS: Final = insert(EventRow)
@@ -104,6 +134,17 @@ def claim_params(claim: Claim, flow_uuid: str, name: str, worker: str, token: st
     """The parameters of :data:`CLAIM` for the core's ``claim`` (its olds, new state and intention)."""
     return {"b_flow": flow_uuid, "b_atom": name, "b_olds": list(claim.olds), "b_new": claim.new,
             "b_intention": claim.intention, "b_worker": worker, "b_token": token}
+
+
+def record_params(outcome: Outcome, flow_uuid: str, name: str, worker: str, token: str | None,
+                  result_json: str | None, failure_json: str | None, now: Any) -> dict[str, Any]:
+    """The parameters of :data:`RECORD` / :data:`RECORD_CLAIM` for ``outcome``."""
+    params = {"b_flow": flow_uuid, "b_atom": name, "b_old": outcome.old, "b_new": outcome.new,
+              "b_worker": worker, "b_result": result_json, "b_failure": failure_json, "b_now": now,
+              "b_progress": outcome.progress}
+    if token is not None:
+        params["b_token"] = token
+    return params
 
 
 def count_in_returns(dialect: Any) -> bool:

@@ -28,7 +28,6 @@ from celeryflow.runtime.logbook import (
     DeciderCall,
     Dispatch,
     Events,
-    cas_atom,
     claim_atom,
     claim_details,
     decrement_successors,
@@ -37,6 +36,7 @@ from celeryflow.runtime.logbook import (
     queue_ready,
     queue_reverts,
     ready_after,
+    record_outcome,
     set_flow_meta,
     settle,
 )
@@ -240,9 +240,6 @@ def finish(
         return ask(call, decide, lookup, flow_uuid)
 
     def txn(session: Session, known: Answers) -> Dispatch | None:
-        # built here, not per call: the fast path (nearly every finish) never needs it
-        claim = (AtomRow.worker == worker,) if token is None else (AtomRow.worker == worker,
-                                                                    AtomRow.claim_token == token)
         flow = backend.lock_flow(session, flow_uuid)
         if flow is None:
             LOG.warning("discarding %s result of %s/%s: the flow is not in the logbook", mode, flow_uuid, name)
@@ -254,14 +251,12 @@ def finish(
         events = Events(flow_uuid, epoch, worker)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
         now = utcnow()
+        outcome = claim_rule.outcome(mode, failed=failure is not None)
+        new = outcome.new
+        if not record_outcome(session, flow_uuid, name, outcome, worker, token, result_json, failure_json, now):
+            return _replayed(session, flow, name, mode, new, worker, result_json, failure_json, fenced)
+        events.add("atom", outcome.old, new, atom=name)
         if mode == EXECUTE:
-            new = states.SUCCESS if failure is None else states.FAILURE
-            if not cas_atom(
-                session, flow_uuid, name, (states.RUNNING,), new, events,
-                extra_where=claim,
-                result=result_json, failure=failure_json, finished_at=now, progress=1.0 if failure is None else 0.0,
-            ):
-                return _replayed(session, flow, name, mode, new, worker, result_json, failure_json, fenced)
             flow.outstanding -= 1
             flow.progress_at = db_utcnow()  # liveness: the database's clock
             if failure is None:
@@ -276,14 +271,6 @@ def finish(
                 scope_decisions.on_execute_failure(session, flow, comp, name, failure, events, known)
             scope_rounds.after_change(session, flow, comp, name, events, dispatch, window)
         else:
-            new = states.REVERTED if failure is None else states.REVERT_FAILURE
-            if not cas_atom(
-                session, flow_uuid, name, (states.REVERTING,), new, events,
-                extra_where=claim,
-                revert_result=result_json, revert_failure=failure_json, finished_at=now,
-                progress=1.0 if failure is None else 0.0,  # TaskFlow: REVERTED at 1.0
-            ):
-                return _replayed(session, flow, name, mode, new, worker, result_json, failure_json, fenced)
             flow.outstanding -= 1
             flow.progress_at = db_utcnow()
             scope = None

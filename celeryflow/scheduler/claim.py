@@ -63,6 +63,31 @@ def decide(flow: FlowSnap | None, epoch: int, mode: str, scope_blocked: bool) ->
     return REVERT_CLAIM
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a claim ends: the atom moves from ``old`` to ``new`` with ``progress``.
+
+    TaskFlow's convention: a finished or reverted atom is at 1.0, a failed one at 0.0.
+    """
+
+    mode: str
+    old: str
+    new: str
+    progress: float
+
+
+def outcome(mode: str, failed: bool) -> Outcome:
+    """The transition that records an execution's (``mode`` execute) or a revert's result."""
+    if mode == EXECUTE:
+        return Outcome(mode, states.RUNNING, states.FAILURE if failed else states.SUCCESS, 0.0 if failed else 1.0)
+    return Outcome(mode, states.REVERTING, states.REVERT_FAILURE if failed else states.REVERTED,
+                   0.0 if failed else 1.0)
+
+
+#: the fast paths' only outcome
+EXECUTE_SUCCESS = outcome(EXECUTE, failed=False)
+
+
 def is_plain(state: str, flow_epoch: int, scope_retrying: bool, epoch: int, atom_kind: str) -> bool:
     """The fast paths' case: the flow runs at this epoch with no scope being retried; the atom is a task.
 
