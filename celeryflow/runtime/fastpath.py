@@ -51,11 +51,13 @@ _flows = cast(Table, FlowRow.__table__)
 _atoms = cast(Table, AtomRow.__table__)
 _events = cast(Table, EventRow.__table__)
 
+#: what a finish reads of the flow row (never the store nor the meta: their size is the user's)
 _READ_FLOW = select(
-    _flows.c.name, _flows.c.state, _flows.c.epoch, _flows.c.store, _flows.c.meta, _flows.c.outstanding,
-    _flows.c.held, _flows.c.scope_retrying,
+    _flows.c.name, _flows.c.state, _flows.c.epoch, _flows.c.outstanding, _flows.c.held, _flows.c.scope_retrying,
 ).where(_flows.c.uuid == bindparam("b_flow"))
-#: dialect name -> (shared lock, exclusive lock); SQLite has no row locks: BEGIN IMMEDIATE
+#: what a claim reads: the store too (its inputs)
+_READ_FLOW_CLAIM = _READ_FLOW.add_columns(_flows.c.store)
+#: dialect name -> (the claim's read, shared lock; the finish's, exclusive); SQLite has no row locks: BEGIN IMMEDIATE
 #: already made the transaction the only writer.
 _LOCKS: dict[str, tuple[Any, Any]] = {}
 
@@ -77,9 +79,9 @@ def _locks(conn: Connection) -> tuple[Any, Any]:
     pair = _LOCKS.get(name)
     if pair is None:
         if name == "sqlite":
-            pair = (_READ_FLOW, _READ_FLOW)
+            pair = (_READ_FLOW_CLAIM, _READ_FLOW)
         else:
-            pair = (_READ_FLOW.with_for_update(read=True), _READ_FLOW.with_for_update())
+            pair = (_READ_FLOW_CLAIM.with_for_update(read=True), _READ_FLOW.with_for_update())
         _LOCKS[name] = pair
     return pair
 
