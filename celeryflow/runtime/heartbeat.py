@@ -23,6 +23,10 @@ The thread is a daemon, started lazily in the process that runs atoms (after a
 prefork fork, the child starts its own) and idles without writing when nothing
 runs. A failing database is logged (at most once per minute) and retried at the
 next tick; it never raises into the worker.
+
+A progress report (:func:`record_progress`, ``update_progress`` in an atom) is the other
+liveness write a running claim makes: it refreshes the claim's heartbeat with its progress,
+under the same token guard.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import or_, update
 from sqlalchemy.orm import Session
@@ -43,6 +47,7 @@ from celeryflow import states
 from celeryflow.exceptions import BackendClosed
 from celeryflow.persistence.tables import AtomRow, db_utcnow
 from celeryflow.runtime import outage
+from celeryflow.runtime.logbook import Events
 
 if TYPE_CHECKING:
     from celeryflow.persistence.backends.base import Backend
@@ -215,3 +220,32 @@ def beating(backend: Backend, flow_uuid: str, name: str, worker: str, interval: 
         yield hb
     finally:
         hb.unregister(backend, flow_uuid, name, worker, token)
+
+
+# ---------------------------------------------------------------------- progress reports
+
+
+def record_progress(backend: Backend, flow_uuid: str, name: str, epoch: int, progress: float,
+                    details: dict[str, Any] | None, worker: str, *, token: str | None = None) -> None:
+    """Store an atom's progress and add a progress event (one short transaction).
+
+    Only the claim ``token`` (else: ``worker``'s claim) reports progress: a fenced-off
+    execution refreshes nobody's heartbeat and adds no event.
+    """
+    claim = [AtomRow.worker == worker] if token is None else [AtomRow.worker == worker, AtomRow.claim_token == token]
+
+    def txn(session: Session) -> None:
+        touched = session.execute(
+            update(AtomRow)
+            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state == states.RUNNING, *claim)
+            .values(progress=progress, heartbeat_at=db_utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount  # type: ignore[attr-defined]
+        if touched != 1:
+            LOG.debug("progress of %s/%s from a claim that is no longer current: dropped", flow_uuid, name)
+            return
+        events = Events(flow_uuid, epoch, worker)
+        events.add("progress", None, None, atom=name, details={"progress": progress, **(details or {})})
+        events.flush(session)
+
+    backend.run(txn)

@@ -23,6 +23,7 @@ from celeryflow.persistence.backends.base import on_connection
 from celeryflow.persistence.tables import AtomRow, db_utcnow, utcnow
 from celeryflow.runtime import compensation, fastpath, fastpath_pg, retries, scope_decisions, scope_rounds, scopes
 from celeryflow.runtime.args import resolve
+from celeryflow.runtime.heartbeat import record_progress as record_progress  # re-exported: workers call it here
 from celeryflow.runtime.logbook import (
     EXECUTE,
     DeciderCall,
@@ -385,29 +386,3 @@ def _lookup(backend: Backend, flow_uuid: str) -> scopes.ControllerLookup:
         return context.runtime_for(backend, flow_uuid).atom(name)
 
     return find
-
-
-def record_progress(backend: Backend, flow_uuid: str, name: str, epoch: int, progress: float,
-                    details: dict[str, Any] | None, worker: str, *, token: str | None = None) -> None:
-    """Store an atom's progress and add a progress event (one short transaction).
-
-    Only the claim ``token`` (else: ``worker``'s claim) reports progress: a fenced-off
-    execution refreshes nobody's heartbeat and adds no event.
-    """
-    claim = [AtomRow.worker == worker] if token is None else [AtomRow.worker == worker, AtomRow.claim_token == token]
-
-    def txn(session: Session) -> None:
-        touched = session.execute(
-            update(AtomRow)
-            .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name, AtomRow.state == states.RUNNING, *claim)
-            .values(progress=progress, heartbeat_at=db_utcnow())
-            .execution_options(synchronize_session=False)
-        ).rowcount  # type: ignore[attr-defined]
-        if touched != 1:
-            LOG.debug("progress of %s/%s from a claim that is no longer current: dropped", flow_uuid, name)
-            return
-        events = Events(flow_uuid, epoch, worker)
-        events.add("progress", None, None, atom=name, details={"progress": progress, **(details or {})})
-        events.flush(session)
-
-    backend.run(txn)
