@@ -6,8 +6,10 @@ else in celeryflow reads and writes the logbook through :meth:`Backend.run`
 :meth:`Backend.lock_flow` to serialize work on one flow.
 
 The logbook methods (``save_logbook``, ``get_flow_details``, ``prune`` ...)
-are written once here against ``run()`` and the ORM tables: every backend is
-SQL underneath (``memory://`` is in-memory SQLite).
+are written once here against ``run()`` and the ORM tables (their row-level
+work is in ``detail_rows``): every backend is SQL underneath (``memory://`` is
+in-memory SQLite). TaskFlow's connection object is in ``connection`` and the
+masked URL type in ``urls``; their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,33 +17,25 @@ from __future__ import annotations
 import abc
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import ColumnElement, delete, exists, select, true
 from sqlalchemy.engine import Connection as SAConnection
-from sqlalchemy.engine import CursorResult, Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import Session
 
 from celeryflow.exceptions import NotFound, StorageFailure
 from celeryflow.persistence import migrate
+from celeryflow.persistence.backends.connection import Connection
+from celeryflow.persistence.backends.detail_rows import CHUNK, chunks, load_flows, load_logbook, merge_atom, merge_flow
+from celeryflow.persistence.backends.urls import BackendURL, mask_url
 from celeryflow.persistence.models import AtomDetail, FlowDetail, LogBook
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, IdentityRow, LogBookRow, utcnow
 from celeryflow.states import FLOW_TERMINAL
 
 T = TypeVar("T")
-#: rows per IN (...) list and per prune batch: well under every database's parameter limit.
-CHUNK = 500
-
-
-def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (unparseable URLs are returned as is)."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
 
 
 def _read_logbook_id(session: Session) -> str:
@@ -52,18 +46,6 @@ def _read_logbook_id(session: Session) -> str:
             "created by celeryflow's migrations; run `celeryflow db upgrade`"
         )
     return str(value)
-
-
-class BackendURL(str):
-    """A database URL: the full text as a ``str``, masked in ``repr`` and in :attr:`masked`."""
-
-    @property
-    def masked(self) -> str:
-        """The URL with its password replaced by ``***``: safe for logs and messages."""
-        return mask_url(str(self))
-
-    def __repr__(self) -> str:
-        return repr(self.masked)
 
 
 class Backend(abc.ABC):
@@ -213,8 +195,8 @@ class Backend(abc.ABC):
             session.flush()
             for fd in book:
                 fd.logbook_uuid = book.uuid
-                _merge_flow(session, fd, now)
-            return _load_logbook(session, book.uuid, lazy=False)
+                merge_flow(session, fd, now)
+            return load_logbook(session, book.uuid, lazy=False)
 
         return self.run(save)
 
@@ -224,7 +206,7 @@ class Backend(abc.ABC):
         Raises:
             NotFound: no such logbook.
         """
-        return self.run(lambda session: _load_logbook(session, book_uuid, lazy=lazy), readonly=True)
+        return self.run(lambda session: load_logbook(session, book_uuid, lazy=lazy), readonly=True)
 
     def get_logbooks(self, lazy: bool = False) -> list[LogBook]:
         """Every logbook, oldest first."""
@@ -233,8 +215,8 @@ class Backend(abc.ABC):
             rows = session.scalars(select(LogBookRow).order_by(LogBookRow.created_at)).all()
             flows: dict[str | None, list[FlowDetail]] = defaultdict(list)
             if not lazy:
-                for chunk in _chunks([r.uuid for r in rows]):
-                    for fd in _load_flows(session, FlowRow.logbook_uuid.in_(chunk), lazy=False):
+                for chunk in chunks([r.uuid for r in rows]):
+                    for fd in load_flows(session, FlowRow.logbook_uuid.in_(chunk), lazy=False):
                         flows[fd.logbook_uuid].append(fd)
             return [LogBook.from_row(row, flows[row.uuid]) for row in rows]
 
@@ -264,7 +246,7 @@ class Backend(abc.ABC):
         """
 
         def load(session: Session) -> FlowDetail:
-            found = _load_flows(session, FlowRow.uuid == flow_uuid, lazy=lazy)
+            found = load_flows(session, FlowRow.uuid == flow_uuid, lazy=lazy)
             if not found:
                 raise NotFound(f"No flow {flow_uuid!r} in {self.url.masked}")
             return found[0]
@@ -289,8 +271,8 @@ class Backend(abc.ABC):
         def update(session: Session) -> FlowDetail:
             if session.get(FlowRow, fd.uuid) is None:
                 raise NotFound(f"No flow {fd.uuid!r} in {self.url.masked}: save its logbook first")
-            _merge_flow(session, fd, utcnow())
-            return _load_flows(session, FlowRow.uuid == fd.uuid, lazy=False)[0]
+            merge_flow(session, fd, utcnow())
+            return load_flows(session, FlowRow.uuid == fd.uuid, lazy=False)[0]
 
         return self.run(update)
 
@@ -303,7 +285,7 @@ class Backend(abc.ABC):
 
         def update(session: Session) -> AtomDetail:
             row = self._atom_row(session, ad.uuid)
-            _merge_atom(session, row.flow_uuid, ad, row)
+            merge_atom(session, row.flow_uuid, ad, row)
             return AtomDetail.from_row(row)
 
         return self.run(update)
@@ -344,7 +326,7 @@ class Backend(abc.ABC):
             where.append(FlowRow.created_at > now - newer_than)
 
         def load(session: Session) -> list[FlowDetail]:
-            return _load_flows(session, *where, lazy=lazy, newest_first=True, limit=limit)
+            return load_flows(session, *where, lazy=lazy, newest_first=True, limit=limit)
 
         return self.run(load, readonly=True)
 
@@ -405,123 +387,6 @@ def on_connection(conn: SAConnection, fn: Callable[[Session], T]) -> T:
         return out
     finally:
         session.close()
-
-
-class Connection:
-    """TaskFlow's backend connection: the logbook API of one :class:`Backend`.
-
-    celeryflow has no per-connection state (the backend's pool serves every
-    call), so :meth:`close` does nothing and the backend stays open.
-    """
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Nothing to release: the backend's pool is shared."""
-
-    def upgrade(self) -> None:
-        self.backend.upgrade()
-
-    def validate(self) -> None:
-        self.backend.validate()
-
-    def save_logbook(self, book: LogBook) -> LogBook:
-        return self.backend.save_logbook(book)
-
-    def get_logbook(self, book_uuid: str, lazy: bool = False) -> LogBook:
-        return self.backend.get_logbook(book_uuid, lazy=lazy)
-
-    def get_logbooks(self, lazy: bool = False) -> Iterator[LogBook]:
-        return iter(self.backend.get_logbooks(lazy=lazy))
-
-    def destroy_logbook(self, book_uuid: str) -> None:
-        self.backend.destroy_logbook(book_uuid)
-
-    def get_flow_details(self, flow_uuid: str, lazy: bool = False) -> FlowDetail:
-        return self.backend.get_flow_details(flow_uuid, lazy=lazy)
-
-    def get_atom_details(self, atom_uuid: str) -> AtomDetail:
-        return self.backend.get_atom_details(atom_uuid)
-
-    def update_flow_details(self, fd: FlowDetail) -> FlowDetail:
-        return self.backend.update_flow_details(fd)
-
-    def update_atom_details(self, ad: AtomDetail) -> AtomDetail:
-        return self.backend.update_atom_details(ad)
-
-    def clear_all(self) -> None:
-        self.backend.clear_all()
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), CHUNK):
-        yield items[start : start + CHUNK]
-
-
-def _load_logbook(session: Session, book_uuid: str, *, lazy: bool) -> LogBook:
-    row = session.get(LogBookRow, book_uuid)
-    if row is None:
-        raise NotFound(f"No logbook {book_uuid!r}")
-    flows = [] if lazy else _load_flows(session, FlowRow.logbook_uuid == book_uuid, lazy=False)
-    return LogBook.from_row(row, flows)
-
-
-def _load_flows(
-    session: Session,
-    *where: ColumnElement[bool],
-    lazy: bool,
-    newest_first: bool = False,
-    limit: int | None = None,
-) -> list[FlowDetail]:
-    order = FlowRow.created_at.desc() if newest_first else FlowRow.created_at
-    rows = session.scalars(select(FlowRow).where(*where).order_by(order, FlowRow.uuid).limit(limit)).all()
-    atoms: dict[str, list[AtomRow]] = defaultdict(list)
-    if not lazy:
-        for chunk in _chunks([r.uuid for r in rows]):
-            query = select(AtomRow).where(AtomRow.flow_uuid.in_(chunk)).order_by(AtomRow.name)
-            for atom in session.scalars(query):
-                atoms[atom.flow_uuid].append(atom)
-    return [FlowDetail.from_row(row, atoms[row.uuid]) for row in rows]
-
-
-def _merge_flow(session: Session, fd: FlowDetail, now: dt.datetime) -> None:
-    values = fd.to_row_values()
-    finished = now if values["state"] in FLOW_TERMINAL else None
-    row = session.get(FlowRow, fd.uuid)
-    by_uuid: dict[str, AtomRow] = {}
-    by_name: dict[str, AtomRow] = {}
-    if row is None:
-        session.add(FlowRow(**values, created_at=now, updated_at=now, progress_at=now, finished_at=finished))
-        session.flush()  # the atoms' foreign key needs the flow row first
-    else:
-        if row.state != values["state"]:
-            # a state change is progress: it restarts the sweep's and prune's clocks
-            row.progress_at, row.finished_at = now, finished
-        for key, value in values.items():
-            setattr(row, key, value)
-        row.updated_at = now
-        for atom in session.scalars(select(AtomRow).where(AtomRow.flow_uuid == fd.uuid)):
-            by_uuid[atom.uuid] = by_name[atom.name] = atom
-    for ad in fd:
-        _merge_atom(session, fd.uuid, ad, by_uuid.get(ad.uuid) or by_name.get(ad.name))
-
-
-def _merge_atom(session: Session, flow_uuid: str, ad: AtomDetail, row: AtomRow | None) -> None:
-    values = ad.to_row_values()
-    ad.flow_uuid = flow_uuid
-    if row is None:
-        session.add(AtomRow(flow_uuid=flow_uuid, **values))
-        return
-    del values["name"]  # part of the primary key
-    for key, value in values.items():
-        setattr(row, key, value)
 
 
 __all__ = ["Backend", "BackendURL", "Connection", "mask_url", "on_connection"]
