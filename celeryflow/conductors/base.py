@@ -2,7 +2,7 @@
 
 For each job a conductor claims:
 
-1. **Load**: the job's flow (``job.flow_uuid``, set by ``post_flow``; or every
+1. **Load** (``loading``): the job's flow (``job.flow_uuid``, set by ``post_flow``; or every
    flow of ``job.book``) is re-attached from the logbook with
    ``engines.load_from_detail`` and rebuilt through the registry. A job that
    cannot be loaded (no flow, a flow missing from the logbook, an unregistered
@@ -18,7 +18,7 @@ For each job a conductor claims:
    event ``job_abandoned`` with ``reason``; an error (database or broker down) →
    abandon, and the job is retried later.
 
-While a job runs, a keeper thread extends its claim every ``claim_expiry / 3``
+While a job runs, a keeper thread (``claim_keeper``) extends its claim every ``claim_expiry / 3``
 seconds: a live conductor keeps its jobs, a dead one loses them after
 ``claim_expiry`` and another conductor takes over.
 
@@ -35,7 +35,9 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from celeryflow import namespaces, states
+from celeryflow import states
+from celeryflow.conductors.claim_keeper import ClaimKeeper, RunningJob
+from celeryflow.conductors.loading import Foreign, Unloadable, load_engines
 from celeryflow.exceptions import ConfigurationError, JobFailure, NotFound, NotRegistered, Timeout, UnclaimableJob
 from celeryflow.types.notifier import Notifier
 
@@ -58,26 +60,6 @@ FOLLOW_SLICE = 0.25
 MAX_ERROR_BACKOFF = 30.0
 
 CONSUMED, ABANDONED, TRASHED, LOST = "consumed", "abandoned", "trashed", "lost"
-
-
-class _Unloadable(Exception):
-    """The job cannot be loaded: trash it with this reason."""
-
-
-class _Foreign(Exception):
-    """The job's flow belongs to another deployment (namespace): abandon it, never claim it again."""
-
-
-class _Running:
-    """A job being dispatched: its engines, and whether its claim was lost."""
-
-    def __init__(self, job: Job) -> None:
-        self.job = job
-        self.engines: list[CeleryEngine] = []
-        self.lost = threading.Event()
-        self.lost_reason = ""
-        #: the job was abandoned because something failed (database, broker): back off before the next
-        self.errored = False
 
 
 class Conductor(abc.ABC):
@@ -124,9 +106,8 @@ class Conductor(abc.ABC):
         self._dead = threading.Event()
         self._dead.set()
         self._lock = threading.Lock()
-        self._running: dict[str, _Running] = {}
-        self._keeper: threading.Thread | None = None
-        self._keeper_stop = threading.Event()
+        self._running: dict[str, RunningJob] = {}
+        self._keeper = ClaimKeeper(name, jobboard, claim_expiry, self._running_jobs)
         self._errors = 0
         #: jobs whose flows belong to another deployment (namespace): left to its conductors
         self._foreign: set[str] = set()
@@ -185,10 +166,10 @@ class Conductor(abc.ABC):
         self._stop.clear()
         try:
             self.connect()
-            self._start_keeper()
+            self._keeper.start(self.claim_expiry)
             return self._run(max_dispatches)
         finally:
-            self._stop_keeper()
+            self._keeper.stop()
             self._dead.set()
 
     @abc.abstractmethod
@@ -196,6 +177,10 @@ class Conductor(abc.ABC):
         """The dispatch loop; returns how many jobs were dispatched."""
 
     # ------------------------------------------------------------------ claiming
+
+    def _running_jobs(self) -> list[RunningJob]:
+        with self._lock:
+            return list(self._running.values())
 
     def _claim_next(self) -> Job | None:
         """Claim the first claimable job in board order (None when there is none)."""
@@ -224,47 +209,11 @@ class Conductor(abc.ABC):
             LOG.warning("conductor %s: waiting on the jobboard failed", self.name, exc_info=True)
             self._stop.wait(self.wait_timeout)
 
-    # ------------------------------------------------------------------ the claim keeper
-
-    def _start_keeper(self) -> None:
-        expiry = self.claim_expiry
-        if expiry is None:
-            return
-        self._keeper_stop.clear()
-        interval = max(0.05, expiry / 3.0)
-        self._keeper = threading.Thread(
-            target=self._keep_claims, args=(interval,), name=f"conductor-{self.name}-claims", daemon=True
-        )
-        self._keeper.start()
-
-    def _stop_keeper(self) -> None:
-        self._keeper_stop.set()
-        if self._keeper is not None:
-            self._keeper.join(10)
-        self._keeper = None
-
-    def _keep_claims(self, interval: float) -> None:
-        while not self._keeper_stop.wait(interval):
-            with self._lock:
-                running = list(self._running.values())
-            for item in running:
-                if item.lost.is_set():
-                    continue
-                try:
-                    self.jobboard.extend_claim(item.job, self.name, expiry=self._claim_expiry)
-                except (JobFailure, NotFound) as exc:
-                    item.lost_reason = f"the claim was lost: {exc}"
-                    item.lost.set()
-                    LOG.warning("conductor %s lost its claim on job %s: %s", self.name, item.job.uuid, exc)
-                except Exception:  # the board is briefly unreachable: try again next tick
-                    LOG.warning("conductor %s could not extend its claim on job %s", self.name, item.job.uuid,
-                                exc_info=True)
-
     # ------------------------------------------------------------------ dispatching one job
 
     def _dispatch(self, job: Job) -> str:
         """Run a claimed job to an outcome and settle it; never raises. Returns the outcome."""
-        item = _Running(job)
+        item = RunningJob(job)
         with self._lock:
             self._running[job.uuid] = item
         try:
@@ -279,7 +228,7 @@ class Conductor(abc.ABC):
                 self._running.pop(job.uuid, None)
             self._after(item)
 
-    def _after(self, item: _Running) -> None:
+    def _after(self, item: RunningJob) -> None:
         """Back off after a failed dispatch (the database or broker is down): no hot claim/abandon loop."""
         with self._lock:
             self._errors = self._errors + 1 if item.errored else 0
@@ -289,15 +238,15 @@ class Conductor(abc.ABC):
             LOG.warning("conductor %s: %d failed dispatch(es) in a row; pausing %.1fs", self.name, errors, delay)
             self._stop.wait(delay)
 
-    def _dispatch_claimed(self, item: _Running) -> str:
+    def _dispatch_claimed(self, item: RunningJob) -> str:
         job = item.job
         if self._stop.is_set():
             return self._abandon(item, "the conductor is stopping", [], None)
         try:
             engines = self._load(job)
-        except _Unloadable as exc:
+        except Unloadable as exc:
             return self._trash(item, str(exc), [], None)
-        except _Foreign as exc:
+        except Foreign as exc:
             self._foreign.add(job.uuid)
             return self._abandon(item, str(exc), [], None)
         except Exception as exc:  # database down, ...: retry later
@@ -315,7 +264,7 @@ class Conductor(abc.ABC):
                 final.append(state)
                 if state not in (states.SUCCESS, states.REVERTED):
                     break
-        except _Unloadable as exc:
+        except Unloadable as exc:
             return self._trash(item, str(exc), flow_uuids, None)
         except Exception as exc:
             LOG.warning("conductor %s: job %s failed while running", self.name, job.uuid, exc_info=True)
@@ -331,58 +280,16 @@ class Conductor(abc.ABC):
 
     def _load(self, job: Job) -> list[CeleryEngine]:
         """Engines for the job's flows, each checked to be rebuildable here."""
-        from celeryflow import engines as engines_mod
-        from celeryflow.runtime import context
-
-        details = job.details
-        flow_uuids: list[str] = []
-        if job.flow_uuid:
-            flow_uuids = [job.flow_uuid]
-        elif job.book_uuid:
-            book = job.book
-            if book is None:
-                raise _Unloadable(f"its logbook {job.book_uuid} is not in the logbook database")
-            flow_uuids = [str(fd.uuid) for fd in book]
-        if not flow_uuids:
-            raise _Unloadable("it names no flow: post it with post_flow(), or with details={'flow_uuid': ...} "
-                              "or a book holding flows")
-        store = details.get("store")
-        if store is not None and not isinstance(store, Mapping):
-            raise _Unloadable(f"details['store'] is a {type(store).__name__}, not a dict")
-        backend = self._persistence()
-        out = []
-        for flow_uuid in flow_uuids:
-            try:
-                engine = engines_mod.load_from_detail(
-                    flow_uuid, store=store, engine=self.engine, backend=backend, app=self.app, **self.engine_options
-                )
-            except NotFound as exc:
-                raise _Unloadable(f"its flow {flow_uuid} is not in the logbook ({exc})") from None
-            except (NotRegistered, KeyError, TypeError, ValueError) as exc:  # NotRegistered: CorruptSpec
-                raise _Unloadable(f"its flow {flow_uuid} has a corrupt spec: {type(exc).__name__}: {exc}") from None
-            theirs = namespaces.of_flow(engine.backend, flow_uuid)
-            if theirs is not None and theirs != engine.settings.namespace:
-                raise _Foreign(f"its flow {flow_uuid} belongs to the deployment {theirs!r}, this conductor's is "
-                               f"{engine.settings.namespace!r} (CELERYFLOW_NAMESPACE): left to its conductors")
-            runtime = context.runtime_for(engine.backend, flow_uuid)
-            if runtime.atoms is None:  # not submitted by this process: it must be rebuildable from its spec
-                try:
-                    context.rebuild_flow(runtime.spec)
-                except NotRegistered as exc:
-                    raise _Unloadable(f"its flow cannot be rebuilt here: {exc}") from None
-                except Exception as exc:
-                    raise _Unloadable(
-                        f"its flow cannot be rebuilt here: the factory or spec failed: {type(exc).__name__}: {exc}"
-                    ) from None
-            out.append(engine)
-        return out
+        return load_engines(
+            job, engine=self.engine, persistence=self._persistence, app=self.app, engine_options=self.engine_options
+        )
 
     def _persistence(self) -> Any:
         if self._persistence_conf is not None:
             return self._persistence_conf
         return self.jobboard.persistence
 
-    def _drive(self, item: _Running, engine: CeleryEngine) -> str | None:
+    def _drive(self, item: RunningJob, engine: CeleryEngine) -> str | None:
         """Start (or resume) the flow and follow it to a terminal state; None if the claim was lost."""
         from celeryflow.engines.waiter import Follower, last_event_id
 
@@ -394,7 +301,7 @@ class Conductor(abc.ABC):
         try:
             engine.start()
         except NotRegistered as exc:
-            raise _Unloadable(f"its flow cannot be run here: {exc}") from None
+            raise Unloadable(f"its flow cannot be run here: {exc}") from None
         follower = Follower(engine.backend, flow_uuid, after)
         suspended = False
         while True:
@@ -408,7 +315,7 @@ class Conductor(abc.ABC):
             except Timeout:
                 continue
             except NotFound as exc:
-                raise _Unloadable(f"its flow {flow_uuid} disappeared from the logbook ({exc})") from None
+                raise Unloadable(f"its flow {flow_uuid} disappeared from the logbook ({exc})") from None
 
     def _suspend(self, engine: CeleryEngine) -> None:
         try:
@@ -428,12 +335,12 @@ class Conductor(abc.ABC):
 
     # ------------------------------------------------------------------ settling
 
-    def _details(self, item: _Running, flow_uuids: list[str], state: str | None, **extra: Any) -> dict[str, Any]:
+    def _details(self, item: RunningJob, flow_uuids: list[str], state: str | None, **extra: Any) -> dict[str, Any]:
         details = {"job": item.job, "conductor": self.name, "flow_uuids": list(flow_uuids), "state": state}
         details.update(extra)
         return details
 
-    def _consume(self, item: _Running, flow_uuids: list[str], state: str) -> str:
+    def _consume(self, item: RunningJob, flow_uuids: list[str], state: str) -> str:
         if item.lost.is_set():
             return self._lost(item, flow_uuids)
         try:
@@ -450,7 +357,7 @@ class Conductor(abc.ABC):
         self.notifier.notify(JOB_CONSUMED, self._details(item, flow_uuids, state))
         return CONSUMED
 
-    def _abandon(self, item: _Running, reason: str, flow_uuids: list[str], state: str | None) -> str:
+    def _abandon(self, item: RunningJob, reason: str, flow_uuids: list[str], state: str | None) -> str:
         if item.lost.is_set():
             return self._lost(item, flow_uuids)
         try:
@@ -461,7 +368,7 @@ class Conductor(abc.ABC):
         self.notifier.notify(JOB_ABANDONED, self._details(item, flow_uuids, state, reason=reason))
         return ABANDONED
 
-    def _trash(self, item: _Running, reason: str, flow_uuids: list[str], state: str | None) -> str:
+    def _trash(self, item: RunningJob, reason: str, flow_uuids: list[str], state: str | None) -> str:
         if item.lost.is_set():
             return self._lost(item, flow_uuids)
         try:
@@ -477,7 +384,7 @@ class Conductor(abc.ABC):
         self.notifier.notify(JOB_TRASHED, self._details(item, flow_uuids, state, reason=reason))
         return TRASHED
 
-    def _lost(self, item: _Running, flow_uuids: list[str]) -> str:
+    def _lost(self, item: RunningJob, flow_uuids: list[str]) -> str:
         reason = item.lost_reason or "the claim was lost"
         LOG.warning("conductor %s: job %s: %s", self.name, item.job.uuid, reason)
         self.notifier.notify(JOB_ABANDONED, self._details(item, flow_uuids, None, reason=reason, lost=True))
