@@ -17,6 +17,9 @@ inspection). Rules every board keeps:
 * ``find_owner`` is ``None`` for an unclaimed job (or one whose claim expired).
 * A job whose stored record cannot be decoded is moved to the trash, with the
   reason, the first time a reader meets it: it never makes readers loop.
+
+Encoding and decoding job records is in ``records``, the claim expiry setting in
+``claim_expiry``; their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ import abc
 import datetime as dt
 import logging
 import time
-import uuid as uuidlib
 from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from celeryflow import serialization
 from celeryflow.exceptions import ConfigurationError, JobFailure, NotFound, UnclaimableJob
+from celeryflow.jobs.backends.claim_expiry import DEFAULT_CLAIM_EXPIRY, claim_expiry_of, now_ms
+from celeryflow.jobs.backends.records import CorruptJob, decode_record, job_fields
 from celeryflow.jobs.backends.wakeups import Wakeups, wakeups_for
 from celeryflow.jobs.job import Job, JobPriority, TrashedJob
 
@@ -41,35 +44,12 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-#: seconds a claim lives unless its owner extends it.
-DEFAULT_CLAIM_EXPIRY = 60.0
 #: first and longest pause between two looks at an idle SQL board in ``wait()`` (the back-off
 #: carries over between calls, so an idle conductor settles at 2 queries a second).
 MIN_WAIT_INTERVAL = 0.02
 MAX_WAIT_INTERVAL = 0.5
 
 JobRef = Job | str
-
-
-class CorruptJob(Exception):
-    """A stored job record that cannot be decoded (internal: such jobs are trashed)."""
-
-
-def claim_expiry_of(value: Any, what: str = "claim_expiry") -> float | None:
-    """Seconds as a float, ``None`` for "never expires" (0, negative, False). Raises ConfigurationError."""
-    if value is None:
-        return DEFAULT_CLAIM_EXPIRY
-    if value is False:
-        return None
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{what} must be a number of seconds (0: never expire), not {value!r}") from None
-    return seconds if seconds > 0 else None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class JobBoard(abc.ABC):
@@ -224,36 +204,7 @@ class JobBoard(abc.ABC):
         details.update(flow_uuid=engine.flow_uuid, flow_name=flow_name)
         return self._insert(self._job_fields(name, None, details, priority))
 
-    def _job_fields(
-        self, name: str, book: Any, details: Mapping[str, Any] | None, priority: JobPriority | str | None
-    ) -> dict[str, Any]:
-        if not isinstance(name, str) or not name:
-            raise ConfigurationError(f"A job needs a non-empty name, not {name!r}")
-        if details is not None and not isinstance(details, Mapping):
-            raise ConfigurationError(f"Job details must be a dict, not {type(details).__name__}")
-        rank = JobPriority.convert(priority)
-        details = dict(details or {})
-        text = serialization.dumps(details, f"details of job {name!r}")
-        flow_uuid = details.get("flow_uuid")
-        if flow_uuid is not None and not isinstance(flow_uuid, str):
-            raise ConfigurationError(f"details['flow_uuid'] must be a flow id string, not {flow_uuid!r}")
-        book_uuid: str | None = None
-        book_name: str | None = None
-        if isinstance(book, str):
-            book_uuid = book
-        elif book is not None:
-            book_uuid = str(book.uuid)
-            book_name = getattr(book, "name", None)
-        return {
-            "uuid": str(uuidlib.uuid4()),
-            "name": name,
-            "details": details,
-            "details_text": text,
-            "priority": rank,
-            "flow_uuid": flow_uuid,
-            "book_uuid": book_uuid,
-            "book_name": book_name,
-        }
+    _job_fields = staticmethod(job_fields)
 
     def _make_job(self, fields: Mapping[str, Any], created_on: dt.datetime | None, sequence: int) -> Job:
         return Job(
@@ -281,31 +232,7 @@ class JobBoard(abc.ABC):
 
     def _decode(self, record: Mapping[str, Any]) -> Job:
         """A job from a stored record; CorruptJob (with the reason) if it cannot be decoded."""
-        uuid, name = record.get("uuid"), record.get("name")
-        if not isinstance(uuid, str) or not uuid:
-            raise CorruptJob("the job has no id")
-        if not isinstance(name, str) or not name:
-            raise CorruptJob("the job has no name")
-        try:
-            details = serialization.loads(record.get("details"))
-        except Exception as exc:
-            raise CorruptJob(f"its details are not valid JSON ({exc})") from None
-        if details is None:
-            details = {}
-        if not isinstance(details, dict):
-            raise CorruptJob(f"its details are a {type(details).__name__}, not a JSON object")
-        try:
-            priority = JobPriority.from_rank(record.get("priority"))  # type: ignore[arg-type]
-        except ValueError as exc:
-            raise CorruptJob(str(exc)) from None
-        flow_uuid = record.get("flow_uuid") or details.get("flow_uuid")
-        if flow_uuid is not None and not isinstance(flow_uuid, str):
-            raise CorruptJob(f"its flow id {flow_uuid!r} is not a string")
-        return Job(
-            self, uuid, name, details=details, priority=priority, created_on=record.get("created_on"),
-            flow_uuid=flow_uuid, book_uuid=record.get("book_uuid") or None,
-            book_name=record.get("book_name") or None, sequence=int(record.get("seq") or 0),
-        )
+        return decode_record(self, record)
 
     def iterjobs(self, only_unclaimed: bool = False, ensure_fresh: bool = False) -> Iterator[Job]:
         """The jobs on the board, highest priority first, FIFO within a priority.
