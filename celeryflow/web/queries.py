@@ -20,7 +20,7 @@ from sqlalchemy import case, func, null, or_, select
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
-from celeryflow.contrib import snapshot
+from celeryflow.contrib import listings, snapshot
 from celeryflow.exceptions import NotFound
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow
 
@@ -105,7 +105,7 @@ def list_page(
         found = found[:limit]
         rows = {r.uuid: snapshot.FlowSummary(r.uuid, r.name, r.state, r.created_at, r.finished_at, r.progress_at)
                 for r in found}
-        snapshot._add_counts(session, rows)  # two IN (...) queries for the page's flows
+        listings.add_counts(session, rows)  # two IN (...) queries for the page's flows
         next_cursor = encode_cursor(found[-1].created_at, found[-1].uuid) if more and found else None
         return FlowPage(list(rows.values()), next_cursor)
 
