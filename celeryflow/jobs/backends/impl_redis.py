@@ -12,23 +12,23 @@ on the SQL board, so the same name or namespace is the same board whichever proc
   trashed jobs (with ``reason``); ``<ns>:events``: the pub/sub channel
   ``wait()`` listens on.
 
-Every ownership change is one Lua script (atomic on the server): claims expire
-by the server's clock, so conductor hosts' clocks do not matter. A job whose
-hash is missing or cannot be decoded is moved to the trash with the reason by
-the first reader that meets it.
+Every ownership change is one Lua script (atomic on the server; see ``redis_scripts``):
+claims expire by the server's clock, so conductor hosts' clocks do not matter. A job
+whose hash is missing or cannot be decoded is moved to the trash with the reason by
+the first reader that meets it (stored values are turned into records in ``redis_records``).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from celeryflow import serialization, states
+from celeryflow import states
 from celeryflow.exceptions import ConfigurationError, NotFound, StorageFailure
 from celeryflow.jobs.backends.base import JobBoard, JobRef
+from celeryflow.jobs.backends.redis_records import as_record, text, trashed_job
+from celeryflow.jobs.backends.redis_scripts import SCRIPTS
 from celeryflow.jobs.job import Job, JobPriority, TrashedJob
 from celeryflow.persistence.tables import utcnow
 
@@ -36,90 +36,6 @@ PAGE = 500
 SEQ_SPAN = 2**40
 #: most recent trashed jobs kept (oldest dropped first)
 DEFAULT_TRASH_LIMIT = 10000
-
-_POST = """
-local seq = redis.call('INCR', KEYS[3])
-redis.call('HSET', KEYS[2], 'uuid', ARGV[1], 'name', ARGV[2], 'details', ARGV[3], 'priority', ARGV[4],
-           'flow_uuid', ARGV[5], 'book_uuid', ARGV[6], 'book_name', ARGV[7], 'created_on', ARGV[8], 'seq', seq)
-redis.call('ZADD', KEYS[1], tonumber(ARGV[4]) * 1099511627776 + seq, ARGV[1])
-redis.call('PUBLISH', KEYS[4], 'posted')
-return seq
-"""
-
-# KEYS: job hash, owner key. ARGV: who, expiry ms (0: never). -> {status, owner}
-_CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
-local owner = redis.call('GET', KEYS[2])
-if owner then return {'owned', owner} end
-local ms = tonumber(ARGV[2])
-if ms > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ms) else redis.call('SET', KEYS[2], ARGV[1]) end
-return {'ok', ARGV[1]}
-"""
-
-# KEYS: job hash, owner key. ARGV: who, expiry ms. A lapsed claim nobody took back is renewed.
-_EXTEND = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
-local owner = redis.call('GET', KEYS[2])
-if owner and owner ~= ARGV[1] then return {'owned', owner} end
-local ms = tonumber(ARGV[2])
-if ms > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ms) else redis.call('SET', KEYS[2], ARGV[1]) end
-return {'ok', ARGV[1]}
-"""
-
-# KEYS: job hash, owner key, jobs zset, events channel. ARGV: who, job id
-_ABANDON = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
-local owner = redis.call('GET', KEYS[2])
-if not owner then return {'unclaimed', ''} end
-if owner ~= ARGV[1] then return {'owned', owner} end
-redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', KEYS[4], 'abandoned')
-return {'ok', owner}
-"""
-
-_CONSUME = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
-local owner = redis.call('GET', KEYS[2])
-if not owner then return {'unclaimed', ''} end
-if owner ~= ARGV[1] then return {'owned', owner} end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-return {'ok', owner}
-"""
-
-# KEYS: job hash, owner key, jobs zset, trash list. ARGV: who ('' = no owner check), job id, reason,
-# trashed_on, trash limit
-_TRASH = """
-local owner = redis.call('GET', KEYS[2])
-if ARGV[1] ~= '' then
-  if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
-  if not owner then return {'unclaimed', ''} end
-  if owner ~= ARGV[1] then return {'owned', owner} end
-elseif not redis.call('ZSCORE', KEYS[3], ARGV[2]) then
-  return {'gone', ''}
-end
-local fields = redis.call('HGETALL', KEYS[1])
-local record = {}
-for i = 1, #fields, 2 do record[fields[i]] = fields[i + 1] end
-record['uuid'] = ARGV[2]
-record['reason'] = ARGV[3]
-record['trashed_on'] = ARGV[4]
-if ARGV[1] ~= '' then record['trashed_by'] = ARGV[1] end
-redis.call('RPUSH', KEYS[4], cjson.encode(record))
-local limit = tonumber(ARGV[5])
-if limit > 0 then redis.call('LTRIM', KEYS[4], -limit, -1) end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-return {'ok', owner or ''}
-"""
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    return str(value)
 
 
 class RedisJobBoard(JobBoard):
@@ -183,11 +99,7 @@ class RedisJobBoard(JobBoard):
             client.close()
             raise StorageFailure(f"Cannot reach the Redis jobboard at {_masked(self.url)}: {exc}", exc) from exc
         self._client = client
-        self._scripts = {
-            name: client.register_script(body)
-            for name, body in (("post", _POST), ("claim", _CLAIM), ("extend", _EXTEND), ("abandon", _ABANDON),
-                               ("consume", _CONSUME), ("trash", _TRASH))
-        }
+        self._scripts = {name: client.register_script(body) for name, body in SCRIPTS.items()}
         self._connected = True
 
     def close(self) -> None:
@@ -209,7 +121,7 @@ class RedisJobBoard(JobBoard):
             status, owner = self._scripts[script](keys=keys, args=args)
         except redis.RedisError as exc:
             raise StorageFailure(f"The Redis jobboard {self.name!r} failed ({script}): {exc}", exc) from exc
-        return _text(status) or "", _text(owner) or None
+        return text(status) or "", text(owner) or None
 
     # ------------------------------------------------------------------ posting
 
@@ -232,39 +144,11 @@ class RedisJobBoard(JobBoard):
     # ------------------------------------------------------------------ reading
 
     def _as_record(self, uuid: str, raw: Mapping[bytes, bytes]) -> dict[str, Any]:
-        record: dict[str, Any] = {_text(k) or "": v for k, v in raw.items()}
-        out: dict[str, Any] = {"uuid": uuid, "_raw": True}
-        for key in ("name", "flow_uuid", "book_uuid", "book_name"):
-            out[key] = _text(record.get(key))
-        details = record.get("details")
-        if isinstance(details, bytes):
-            try:
-                out["details"] = details.decode("utf-8")
-            except UnicodeDecodeError:
-                out["details"] = "\x00<undecodable bytes>"  # fails JSON decoding: trashed with a reason
-        else:
-            out["details"] = details
-        try:
-            out["priority"] = int(_text(record.get("priority")) or "")
-        except ValueError:
-            out["priority"] = _text(record.get("priority"))
-        try:
-            out["seq"] = int(_text(record.get("seq")) or 0)
-        except ValueError:
-            out["seq"] = 0
-        created = _text(record.get("created_on"))
-        try:
-            out["created_on"] = dt.datetime.fromisoformat(created) if created else None
-        except ValueError:
-            out["created_on"] = None
-        if not record:
-            out["name"] = None  # the hash is missing: decoding reports it
-            out["_missing"] = True
-        return out
+        return as_record(uuid, raw)
 
     def _page(self, after: float | None) -> list[tuple[str, float]]:
         low = "-inf" if after is None else f"({after!r}"
-        return [(_text(m) or "", float(score)) for m, score in
+        return [(text(m) or "", float(score)) for m, score in
                 self.client.zrangebyscore(self._jobs_key, low, "+inf", start=0, num=PAGE, withscores=True)]
 
     def _records(self, only_unclaimed: bool) -> Iterator[Mapping[str, Any]]:
@@ -312,7 +196,7 @@ class RedisJobBoard(JobBoard):
                   ["", uuid, reason, utcnow().isoformat(), self.trash_limit])
 
     def find_owner(self, job: JobRef) -> str | None:
-        return _text(self.client.get(self._owner_key(self._uuid(job))))
+        return text(self.client.get(self._owner_key(self._uuid(job))))
 
     def state_of(self, job: JobRef) -> str:
         uuid = self._uuid(job)
@@ -367,27 +251,7 @@ class RedisJobBoard(JobBoard):
 
     def iter_trash(self) -> Iterator[TrashedJob]:
         for raw in self.client.lrange(self._trash_key, 0, -1):
-            try:
-                # Lua's cjson copies non-UTF-8 bytes of a corrupt job through as they are
-                record = json.loads(raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw)
-            except ValueError:
-                record = {"reason": "unreadable trash record", "details": _text(raw)}
-            text = record.get("details")
-            rawtext: str | None = None
-            try:
-                details = serialization.loads(text) if text else None
-            except Exception:
-                details, rawtext = None, text
-            try:
-                priority: JobPriority | None = JobPriority.from_rank(record.get("priority"))
-            except ValueError:
-                priority = None
-            yield TrashedJob(
-                str(record.get("uuid") or ""), str(record.get("name") or "?"), reason=record.get("reason"),
-                trashed_by=record.get("trashed_by"), trashed_on=_parse_time(record.get("trashed_on")),
-                details=details, priority=priority, created_on=_parse_time(record.get("created_on")),
-                flow_uuid=record.get("flow_uuid") or None, raw_details=rawtext,
-            )
+            yield trashed_job(raw)
 
     # ------------------------------------------------------------------ ownership
 
@@ -439,15 +303,6 @@ class RedisJobBoard(JobBoard):
             [who, uuid, reason or "", utcnow().isoformat(), self.trash_limit],
         )
         self._outcome(uuid, status, owner, who, "trash")
-
-
-def _parse_time(value: Any) -> dt.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value)
-    except ValueError:
-        return None
 
 
 def _masked(url: str) -> str:
