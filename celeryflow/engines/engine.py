@@ -1,4 +1,7 @@
-"""The Celery engine: persist first, dispatch as canvas, follow from the logbook."""
+"""The Celery engine: persist first, dispatch as canvas, follow from the logbook.
+
+How followed events become notifications is in ``notifications`` (its names are re-exported here).
+"""
 
 from __future__ import annotations
 
@@ -13,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from celeryflow import brokers, compiler, serialization, states
 from celeryflow.engines import options as engine_options
-from celeryflow.engines.atom_details import add_taskflow_keys, atom_versions
+from celeryflow.engines.atom_details import atom_versions
 from celeryflow.engines.books import fill_book
+from celeryflow.engines.notifications import EVENT_UPDATE_PROGRESS as EVENT_UPDATE_PROGRESS  # re-exported
+from celeryflow.engines.notifications import NOTIFIED_FLOW_STATES as NOTIFIED_FLOW_STATES  # re-exported
+from celeryflow.engines.notifications import EventRelay
 from celeryflow.engines.storage import Storage
-from celeryflow.engines.waiter import Follower, event_details, last_event_id
+from celeryflow.engines.waiter import Follower, last_event_id
 from celeryflow.exceptions import ConfigurationError, MissingDependencies
 from celeryflow.runtime import adopt, context, control, dispatch, localbus
 from celeryflow.runtime import backends as backend_keys
@@ -33,14 +39,6 @@ if TYPE_CHECKING:
     from celeryflow.persistence.tables import EventRow
 
 LOG = logging.getLogger(__name__)
-
-#: atom notifier event for progress reports (TaskFlow's task.EVENT_UPDATE_PROGRESS)
-EVENT_UPDATE_PROGRESS = "update_progress"
-
-#: the flow states notified: TaskFlow's flow state machine (taskflow/states.py) minus PENDING,
-#: which TaskFlow's engines never notify (celeryflow's REVERTING is internal, as TaskFlow's is)
-NOTIFIED_FLOW_STATES = frozenset({states.RUNNING, states.SUCCESS, states.FAILURE, states.REVERTED,
-                                  states.SUSPENDING, states.SUSPENDED, states.RESUMING})
 
 
 def resolve_app(app: Celery | None) -> Celery:
@@ -107,11 +105,8 @@ class CeleryEngine:
         self._flow_uuid = flow_uuid
         self._owner = f"engine:{socket.gethostname()}:{os.getpid()}:{uuidlib.uuid4().hex[:8]}"
         self._stats: dict[str, Any] = {}
-        #: the last flow state notified (the ``old_state`` of the next flow notification)
-        self._flow_state: str | None = None
-        #: the last state seen per atom (the ``old_state`` where the logbook row has none:
-        #: the fast path records a start as None -> RUNNING, TaskFlow says PENDING -> RUNNING)
-        self._atom_states: dict[str, str] = {}
+        #: the flow's logbook events as notifications (it remembers the states notified)
+        self._relay = EventRelay()
         if flow_uuid is not None:
             self._attach(flow_uuid)
 
@@ -369,38 +364,7 @@ class CeleryEngine:
     # ------------------------------------------------------------------ events
 
     def _on_event(self, row: EventRow) -> None:
-        details = event_details(row)
-        if row.kind == "flow":
-            # TaskFlow's flow state machine has no PENDING/REVERTING notifications: not sent
-            if row.new_state not in NOTIFIED_FLOW_STATES:
-                return
-            old, self._flow_state = self._flow_state or row.old_state, row.new_state
-            details.update(flow_name=self.compile().flow_name, flow_uuid=self.flow_uuid, old_state=old)
-            self.notifier.notify(row.new_state or "", details)
-        elif row.kind == "atom":
-            name = row.atom_name or ""
-            old = row.old_state or self._atom_states.get(name, states.PENDING)
-            self._atom_states[name] = row.new_state or old
-            details.update(task_name=row.atom_name, atom_name=row.atom_name, flow_uuid=self.flow_uuid,
-                           old_state=old)
-            if not len(self.atom_notifier):
-                return  # nobody listens: don't read the result back (a transaction per atom)
-            if row.new_state == states.SUCCESS:
-                details["result"] = _lazy_result(self, row.atom_name)
-            add_taskflow_keys(self, row.atom_name, row.new_state or "", details)
-            self.atom_notifier.notify(row.new_state or "", details)
-        elif row.kind == "progress":
-            details.update(task_name=row.atom_name, atom_name=row.atom_name, flow_uuid=self.flow_uuid)
-            self.atom_notifier.notify(EVENT_UPDATE_PROGRESS, details)
-
-
-def _lazy_result(engine: CeleryEngine, atom_name: str | None) -> Any:
-    if atom_name is None:
-        return None
-    try:
-        return engine.storage.get(atom_name)
-    except Exception:
-        return None
+        self._relay.deliver(self, row)
 
 
 def _book_identity(book: Any, flow_name: str) -> tuple[str | None, str | None]:
