@@ -312,4 +312,3 @@ def _masked(url: str) -> str:
 
 
 __all__ = ["RedisJobBoard"]
-
