@@ -42,10 +42,9 @@ def _decode_failure(text: str | None) -> Failure | None:
     return Failure.from_dict(data) if data else None
 
 
-#: metadata keys the engine keeps for itself; ``pformat`` leaves them out (they stay in ``meta``)
-ENGINE_META_KEYS = frozenset(
-    {"options", "revert_plan", "revert_failed", "revert_scope", "retrying", "worker_lost", "verdicts"}
-)
+#: metadata keys the engine keeps for itself (its options); ``pformat`` leaves them out (they stay
+#: in ``meta``). The scheduler's bookkeeping has columns of its own (tables.py), never in ``meta``.
+ENGINE_META_KEYS = frozenset({"options"})
 
 
 def _flow_order(spec: Any) -> dict[str, int]:

@@ -23,6 +23,12 @@ Design notes (see docs/architecture.md):
   heartbeats only touch the row while it still carries theirs. Two executions in
   one process (a thread or gevent pool, the embedded default, a retry round) are
   told apart; the worker id (``host:pid``) is only for display.
+* The scheduler's bookkeeping has typed columns (``flow_details.retry_scopes``,
+  ``revert_scope``, ``revert_plan``, ``revert_failed``, ``resends``; ``atom_details.lost_*``,
+  ``verdicts``, ``on_failure``), read and written only through
+  :mod:`celeryflow.runtime.bookkeeping`; the ``meta`` columns hold only what users,
+  listeners and engine options put there. ``scope_retrying`` is derived from
+  ``retry_scopes`` in that one place.
 * Liveness timestamps (``heartbeat_at``, ``queued_at``, ``started_at``,
   ``progress_at``) are written with :func:`db_utcnow`, the database's clock, and the
   sweep compares them with the same clock: machines with skewed clocks never make
@@ -193,16 +199,34 @@ class FlowRow(Base):
     store: Mapped[str | None] = mapped_column(LongText, nullable=True)
     #: JSON: {atom name: failure dict} that started the current compensation.
     failures: Mapped[str | None] = mapped_column(LongText, nullable=True)
-    #: JSON: engine options and free-form metadata.
+    #: JSON: engine options and free-form metadata (users' own: the scheduler keeps nothing here).
     meta: Mapped[str | None] = mapped_column(LongText, nullable=True)
     outstanding: Mapped[int] = mapped_column(Integer, default=0)
     #: ready atoms not yet queued because the dispatch window was full (CELERYFLOW_DISPATCH_WINDOW):
     #: queued as the flow's in-flight count falls (runtime.window.refill).
     held: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
-    #: a retry scope of the flow is being retried (``meta["retrying"]`` is not empty): the
-    #: scheduler's cheap test before it decodes the meta, kept in a typed column because the
-    #: meta also holds user options (a substring test on it misfired). Written with the meta.
+    #: a retry scope of the flow is being retried (``retry_scopes`` is not empty): the cheap
+    #: test every message makes (the fast path reads it, never ``retry_scopes``). Written only
+    #: with ``retry_scopes`` (runtime.bookkeeping.set_retry_scopes).
     scope_retrying: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The scheduler's bookkeeping, in columns of its own (migration 0006; it used to share the
+    # meta JSON with user options, and was searched as text): read and written through
+    # runtime.bookkeeping.
+    #: JSON ``{controller: {"countdown": s, "plan": {atom: [atoms reverted after it]}}}``: the
+    #: retry scopes being reverted for a retry (NULL: none).
+    retry_scopes: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: JSON list: the atoms the current compensation is restricted to (NULL: the whole flow).
+    revert_scope: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: JSON ``{atom: [atoms reverted after it]}``: the current compensation's plan (NULL: not
+    #: planned yet; a quiet REVERTING flow without one plans it).
+    revert_plan: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: a revert of the current compensation failed: it ends FAILURE, and what the failed atom
+    #: depends on is not reverted (unsafe under a failed compensation).
+    revert_failed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: the sweep's resends of lost messages while the flow made no progress (back-off), and
+    #: the flow's ``progress_at`` when it last resent: progress since then starts over.
+    resends: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    resend_progress_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     #: the deployment that started the flow (CELERYFLOW_NAMESPACE): only its sweeps and
     #: conductors re-drive it (two deployments may share one logbook database).
     namespace: Mapped[str] = mapped_column(String(NAMESPACE_LEN), default=DEFAULT_NAMESPACE,
@@ -222,6 +246,8 @@ class FlowRow(Base):
         Index("ix_celeryflow_flows_logbook", "logbook_uuid"),
         Index("ix_celeryflow_flows_created", "created_at"),
         Index("ix_celeryflow_flows_namespace_state", "namespace", "state"),
+        # the web view's search by flow name, newest first (celeryflow.web.queries)
+        Index("ix_celeryflow_flows_name_created", "name", "created_at"),
     )
 
 
@@ -248,7 +274,19 @@ class AtomRow(Base):
     #: how many times execution started (deliveries that reached the atom): poison detection.
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
+    #: JSON: free-form metadata (users' and listeners'; the scheduler keeps nothing here).
     meta: Mapped[str | None] = mapped_column(LongText, nullable=True)
+    #: worker deaths the sweep saw while the atom executed / reverted: at max_deliveries
+    #: it fails with WorkerLost instead of killing one more worker (runtime.reclaim).
+    lost_execute: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lost_revert: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    #: JSON ``{link id: [digest of the input, verdict]}``: the deciders on the atom's outgoing
+    #: links, asked outside every lock and recorded here (runtime.verdicts). Deferred, as
+    #: ``on_failure``: read by their own SELECTs, never with the loaded rows.
+    verdicts: Mapped[str | None] = mapped_column(LongText, nullable=True, deferred=True)
+    #: JSON ``[digest of the input, verdict]``: a retry controller's last ``on_failure``
+    #: answer, reused for the same input (runtime.scope_decisions).
+    on_failure: Mapped[str | None] = mapped_column(LongText, nullable=True, deferred=True)
     worker: Mapped[str | None] = mapped_column(String(NAME_LEN), nullable=True)
     #: the current claim (execute or revert): fresh at every ``begin``, required by finish,
     #: progress and heartbeats (see the module docstring).
@@ -265,6 +303,8 @@ class AtomRow(Base):
         Index("ix_celeryflow_atoms_flow_state", "flow_uuid", "state"),
         # the sweep finds running atoms with a stale heartbeat
         Index("ix_celeryflow_atoms_state_heartbeat", "state", "heartbeat_at"),
+        # the web view's search by atom name across flows (the primary key starts with the flow)
+        Index("ix_celeryflow_atoms_name", "name"),
     )
 
 

@@ -11,14 +11,13 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.exceptions import WorkerLost
 from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
+from celeryflow.runtime import bookkeeping
 from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
     cas_atom,
-    flow_meta,
     load_atoms,
     queue_reverts,
-    set_flow_meta,
     set_flow_state,
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
@@ -91,8 +90,7 @@ def start_revert(
     members = set(scope) if scope is not None else set(comp.atoms)
     to_revert = {name for name in members if rows[name].state in EXECUTED}
     to_revert |= fail_maybe_run(session, flow, (rows[name] for name in members), events)
-    meta = flow_meta(flow)
-    failed_before = bool(meta.get("revert_failed"))
+    failed_before = bool(flow.revert_failed)
     if failed_before:
         # A revert already failed in this compensation (inside a retry scope): what it
         # depends on stays as it is; compensating under a failed compensation is unsafe.
@@ -109,9 +107,7 @@ def start_revert(
         .execution_options(synchronize_session=False)
     )
     set_counters(session, flow.uuid, "rwaiting", rwaiting)
-    meta["revert_plan"] = plan
-    meta["revert_failed"] = failed_before
-    set_flow_meta(flow, meta)
+    bookkeeping.set_revert_plan(flow, plan)
     ready = first_wave(rwaiting, {n: rows[n].state for n in rwaiting}, comp)
     flow.held = 0  # held executions never start now
     queue_reverts(session, flow, ready, events, dispatch, window)
@@ -122,7 +118,7 @@ def start_revert(
 
 def after_reverted(session: Session, flow: FlowRow, comp: Compilation, name: str) -> list[str]:
     """Count a finished revert into the plan; return the atoms now ready to revert."""
-    plan: dict[str, list[str]] = flow_meta(flow).get("revert_plan", {})
+    plan = bookkeeping.revert_plan(flow) or {}
     preds = plan.get(name, [])
     if not preds:
         return []

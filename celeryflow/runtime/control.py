@@ -12,19 +12,17 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.exceptions import InvalidState, NotFound
 from celeryflow.persistence.tables import DEFAULT_NAMESPACE, AtomRow, FlowRow, LogBookRow, db_now, utcnow
-from celeryflow.runtime import compensation, scope_rounds, scopes
+from celeryflow.runtime import bookkeeping, compensation, scope_rounds, scopes
 from celeryflow.runtime.logbook import (
     DeciderCall,
     Dispatch,
     Events,
     admit,
-    flow_meta,
     load_atoms,
     queue_atoms,
     queue_reverts,
     ready_after,
     recount,
-    set_flow_meta,
     set_flow_state,
     settle,
 )
@@ -225,11 +223,8 @@ def start(
                 return first
         if action is recovery.Start.FROM_SCRATCH:
             _reset_atoms(session, flow_uuid)
-            meta = flow_meta(flow)
-            for key in ("revert_plan", "revert_failed", "revert_failures"):
-                meta.pop(key, None)
-            scopes.forget(meta)
-            set_flow_meta(flow, meta)
+            bookkeeping.forget_compensation(flow)
+            bookkeeping.forget_retries(flow)
             flow.failures = None
         # Claims whose worker still heartbeats are kept: re-driving them would run them twice at once.
         live = _live_claims(session, flow_uuid, timeout)
@@ -246,10 +241,8 @@ def start(
         session.expire_all()
         flow = _locked(backend, session, flow_uuid)
         rows = load_atoms(session, flow_uuid)
-        reverting = flow.state == states.REVERTING or (
-            flow.state == states.SUSPENDED and flow_meta(flow).get("suspended_from") == states.REVERTING
-        )
-        scoped = flow_meta(flow) if scopes.might_be_handled(flow) else {}
+        reverting = flow.state == states.REVERTING
+        scoped = scopes.retrying(flow)
         lost = frozenset(n for n, r in rows.items() if r.state in liveness.IN_HAND and n not in live)
         for row in rows.values():
             if row.state == states.RUNNING and row.name not in live:
@@ -264,12 +257,11 @@ def start(
         if reverting:
             if flow.state != states.REVERTING:
                 set_flow_state(flow, states.REVERTING, events, resumed=True)
-            meta = flow_meta(flow)
-            plan = meta.get("revert_plan")
+            plan = bookkeeping.revert_plan(flow)
             if plan is None:
                 if not live:  # else: planned by settle() once the live claims have ended
                     compensation.start_revert(session, flow, comp, events, dispatch,
-                                              scope=meta.get(scopes.REVERT_SCOPE), window=window)
+                                              scope=bookkeeping.revert_scope(flow), window=window)
             else:
                 # what a failed revert depends on stays unreverted (unsafe under a failed compensation)
                 blocked = core_compensation.under_failed_reverts(
@@ -293,7 +285,7 @@ def start(
             # A controller left RETRYING between two rounds (its round reverted and reset, its next
             # attempt's message refused by a suspend) runs that attempt now, unless its scope is
             # still being reverted (scope_rounds.resume goes on with that) or resume queued it.
-            still_reverting = scopes.retrying(flow_meta(flow)) if scopes.might_be_handled(flow) else {}
+            still_reverting = scopes.retrying(flow)
             candidates = [
                 n for n, r in rows.items()
                 if r.intention == states.EXECUTE and r.waiting == 0 and n not in dispatch.execute and (
@@ -369,11 +361,8 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
             return Dispatch(flow_uuid, flow.name, flow.epoch)
         events = Events(flow_uuid, flow.epoch + 1, owner)
         flow.epoch += 1
-        meta = flow_meta(flow)
-        for key in ("revert_plan", "revert_failed", "revert_failures"):
-            meta.pop(key, None)
-        scopes.forget(meta)
-        set_flow_meta(flow, meta)
+        bookkeeping.forget_compensation(flow)
+        bookkeeping.forget_retries(flow)
         # read before the un-queueing below: a queued REVERTING atom waits for a message, it is not in hand
         rows = load_atoms(session, flow_uuid)
         in_hand = [r.name for r in rows.values() if liveness.in_hand(AtomSnap.of(r))]
@@ -417,11 +406,8 @@ def reset(backend: Backend, flow_uuid: str) -> None:
         flow.held = 0
         flow.failures = None
         flow.finished_at = None
-        meta = flow_meta(flow)
-        for key in ("revert_plan", "revert_failed", "revert_failures", "suspended_from"):
-            meta.pop(key, None)
-        scopes.forget(meta)
-        set_flow_meta(flow, meta)
+        bookkeeping.forget_compensation(flow)
+        bookkeeping.forget_retries(flow)
         _reset_atoms(session, flow_uuid)
         if flow.state != states.PENDING:
             states.check_flow_transition(flow.state, states.PENDING, f"flow {flow.name!r}")

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.persistence.tables import AtomRow, FlowRow, db_utcnow, utcnow
-from celeryflow.runtime import statements
+from celeryflow.runtime import bookkeeping, statements
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 from celeryflow.runtime.verdicts import Answers, verdicts_for
 from celeryflow.runtime.verdicts import DeciderCall as DeciderCall  # re-exported: its callers import it from here
@@ -246,12 +246,6 @@ def flow_meta(flow: FlowRow) -> dict[str, Any]:
     return dict(serialization.loads(flow.meta) or {})
 
 
-def set_flow_meta(flow: FlowRow, meta: Mapping[str, Any]) -> None:
-    flow.meta = serialization.dumps(dict(meta))
-    # the typed flag the scheduler tests (scopes.might_be_handled), kept with the meta it mirrors
-    flow.scope_retrying = bool(meta.get("retrying"))  # scopes.RETRYING (scopes imports this module)
-
-
 # --------------------------------------------------------------------------- execute phase
 
 
@@ -357,16 +351,14 @@ def settle(
     unfinished = None
     if settle_rule.needs_unfinished_count(flow.state, flow.outstanding, bool(dispatch)):
         unfinished = count_unfinished(session, flow.uuid)
-    quiet = settle_rule.is_quiet(flow.outstanding, bool(dispatch))
-    meta = flow_meta(flow) if quiet and flow.state == states.REVERTING else {}
     decided = settle_rule.decide(flow.state, flow.outstanding, bool(dispatch), unfinished=unfinished,
-                                 revert_planned="revert_plan" in meta, revert_failed=bool(meta.get("revert_failed")))
+                                 revert_planned=flow.revert_plan is not None, revert_failed=bool(flow.revert_failed))
     if decided is settle_rule.Next.QUIET:
         # Nothing in flight yet work remains: only a forced stop gets here.
         LOG.warning("flow %s is quiet with unfinished atoms; the sweep will look at it", flow.uuid)
     elif decided is settle_rule.Next.PLAN_REVERT:
         from celeryflow.runtime.compensation import start_revert
 
-        start_revert(session, flow, comp, events, dispatch, scope=meta.get("revert_scope"), window=window)
+        start_revert(session, flow, comp, events, dispatch, scope=bookkeeping.revert_scope(flow), window=window)
     elif decided in settle_rule.TARGET:
         set_flow_state(flow, settle_rule.TARGET[decided], events)

@@ -19,7 +19,7 @@ What it does, by case (``T`` = ``heartbeat_timeout``):
   atom row survives (see :func:`celeryflow.runtime.steps.finish`). Everything
   still queued is published again under the new epoch.
 * **Poison atoms**: an orphaned atom whose worker has now died
-  ``max_deliveries`` times (counted in the atom's ``meta["worker_lost"]``) is
+  ``max_deliveries`` times (counted in the atom's ``lost_execute``/``lost_revert``) is
   not run again; after the commit the caller records its failure
   (:class:`~celeryflow.exceptions.WorkerLost`) through the ordinary
   :func:`~celeryflow.runtime.steps.finish` path, so the flow is compensated.
@@ -60,10 +60,8 @@ from celeryflow.runtime.logbook import (
     DeciderCall,
     Dispatch,
     Events,
-    flow_meta,
     load_atoms,
     queue_atoms,
-    set_flow_meta,
     settle,
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
@@ -79,12 +77,8 @@ if TYPE_CHECKING:
 
 LOG = logging.getLogger(__name__)
 
-#: flow meta key with the resend back-off of the lost-message case
-RESEND_KEY = "sweep_resends"
 #: the kind of an event the sweep writes when it re-sends lost messages (no transition)
 SWEEP_EVENT = "sweep"
-#: atom meta key counting the worker deaths seen by the sweep, per phase
-LOST_KEY = "worker_lost"
 
 
 @dataclass
@@ -125,13 +119,11 @@ class Outcome:
 
 def _resend_wait(flow: FlowRow, timeout: float) -> tuple[float, int]:
     """Seconds a flow's queued atoms must have waited before a resend, and the resend count."""
-    meta = flow_meta(flow)
-    record = meta.get(RESEND_KEY) or {}
-    count = int(record.get("count", 0))
-    if record.get("progress_at") != _iso(flow.progress_at):
+    count = int(flow.resends or 0)
+    if flow.resend_progress_at != flow.progress_at:
         count = 0  # the flow progressed since the last resend: start over
     # a retry controller re-dispatched with a countdown is not late before its countdown is over
-    delayed = max((float(v.get("countdown") or 0.0) for v in scopes.retrying(meta).values()), default=0.0)
+    delayed = max((float(v.get("countdown") or 0.0) for v in scopes.retrying(flow).values()), default=0.0)
     return liveness.resend_wait(timeout, count, delayed), count
 
 
@@ -140,12 +132,12 @@ def _iso(when: dt.datetime | None) -> str | None:
 
 
 def _bump_lost(row: AtomRow, mode: str) -> int:
-    meta = dict(serialization.loads(row.meta) or {})
-    lost = dict(meta.get(LOST_KEY) or {})
-    lost[mode] = int(lost.get(mode, 0)) + 1
-    meta[LOST_KEY] = lost
-    row.meta = serialization.dumps(meta)
-    return int(lost[mode])
+    """Count one more worker death in ``mode`` (EXECUTE or REVERT); return the count."""
+    if mode == EXECUTE:
+        row.lost_execute = int(row.lost_execute or 0) + 1
+        return row.lost_execute
+    row.lost_revert = int(row.lost_revert or 0) + 1
+    return row.lost_revert
 
 
 def reclaim(
@@ -225,7 +217,7 @@ def _reclaim_stale(
     old_epoch = flow.epoch
     events = _claim(flow, owner)
     dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
-    scoped = flow_meta(flow) if scopes.might_be_handled(flow) else {}
+    scoped = scopes.retrying(flow)
     requeue_exec: list[str] = []
     requeue_revert: list[str] = []
     for row in stale:
@@ -288,9 +280,9 @@ def _resend(session: Session, flow: FlowRow, lost: list[AtomRow], resends: int, 
             out: Outcome) -> None:
     for row in lost:
         row.queued_at = now
-    meta = flow_meta(flow)
-    meta[RESEND_KEY] = {"count": resends + 1, "progress_at": _iso(flow.progress_at), "by": owner}
-    set_flow_meta(flow, meta)
+    # the back-off counts resends while the flow makes no progress (the sweep event names who resent)
+    flow.resends = resends + 1
+    flow.resend_progress_at = flow.progress_at
     dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
     dispatch.execute.extend(r.name for r in lost if r.intention == states.EXECUTE)
     dispatch.revert.extend(r.name for r in lost if r.intention == states.REVERT)

@@ -17,11 +17,9 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.persistence.tables import AtomRow, FlowRow
-from celeryflow.runtime import retries
-from celeryflow.runtime.logbook import Events, decode_failures, flow_meta, set_flow_meta, set_flow_state
+from celeryflow.runtime import bookkeeping, retries
+from celeryflow.runtime.logbook import Events, decode_failures, flow_meta, set_flow_state
 from celeryflow.runtime.scopes import (
-    RETRYING,
-    REVERT_SCOPE,
     enclosing,
     handled_scope,
     in_order,
@@ -83,26 +81,24 @@ class Resolver:
             kwargs = _inputs(self.session, self.flow.uuid, self.flow.store, self.comp, controller, revert=False)
         except Exception as exc:  # its inputs cannot be resolved: no user code to ask
             return retries.could_not_decide(controller, self.flow.uuid, exc)
-        meta_json, started_at = self.session.execute(
-            select(AtomRow.meta, AtomRow.started_at).where(AtomRow.flow_uuid == self.flow.uuid,
+        recorded_json, started_at = self.session.execute(
+            select(AtomRow.on_failure, AtomRow.started_at).where(AtomRow.flow_uuid == self.flow.uuid,
                                                            AtomRow.name == controller)
         ).one()
         # the controller's last start is part of the input: a re-run from scratch, whose history
         # may look the same, asks again instead of reusing the previous run's verdict
         asked = serialization.dumps([history, kwargs, started_at.isoformat() if started_at else None])
         call = UserCall(ON_FAILURE, controller, digest(asked), (history, kwargs))
-        meta = dict(serialization.loads(meta_json) or {})
-        recorded = meta.get(ON_FAILURE)
+        recorded = serialization.loads(recorded_json) if recorded_json else None
         if recorded is not None and recorded[0] == call.digest:
             verdict = recorded[1]
         elif self.answers is not None and call.key in self.answers:
             verdict = self.answers[call.key]
             # recorded with the history it answers, before it takes effect
-            meta[ON_FAILURE] = [call.digest, verdict]
             self.session.execute(
                 update(AtomRow)
                 .where(AtomRow.flow_uuid == self.flow.uuid, AtomRow.name == controller)
-                .values(meta=serialization.dumps(meta))
+                .values(on_failure=serialization.dumps([call.digest, verdict], f"verdict of {controller!r}"))
                 .execution_options(synchronize_session=False)
             )
         else:
@@ -128,8 +124,7 @@ def on_execute_failure(
     ``answers``: retry controllers' verdicts asked outside the transaction (see :meth:`Resolver.consult`).
     """
     if flow.state in (states.RUNNING, states.SUSPENDING):
-        meta = flow_meta(flow)
-        if handled_scope(comp, meta, name) is not None:
+        if handled_scope(comp, retrying(flow), name) is not None:
             # Its scope is already going down for a retry: just remember the failure.
             nearest = comp.atoms[name].retry
             assert nearest is not None
@@ -177,8 +172,8 @@ def doom(
     recorded = decode_failures(flow)
     recorded.update(failures)
     flow.failures = serialization.dumps(recorded)
-    meta = flow_meta(flow)
-    abandoned = dict(meta.pop(RETRYING, None) or {})
+    abandoned = retrying(flow)
+    bookkeeping.set_retry_scopes(flow, {})
     wanted: set[str] | None = None if scope is None else set(scope)
     if wanted is not None:
         # Scopes half-way through a retry (reverting, or their controller queued to run
@@ -189,21 +184,15 @@ def doom(
         for controller in {*abandoned, *again}:
             wanted |= revert_set(comp, controller)
     if flow.state == states.REVERTING:
-        current = meta.get(REVERT_SCOPE)
-        if current is None or wanted is None:
-            meta.pop(REVERT_SCOPE, None)
-        else:
-            meta[REVERT_SCOPE] = in_order(comp, set(current) | wanted)
+        current = bookkeeping.revert_scope(flow)
+        bookkeeping.set_revert_scope(
+            flow, None if current is None or wanted is None else in_order(comp, set(current) | wanted))
     else:
-        if wanted is None:
-            meta.pop(REVERT_SCOPE, None)
-        else:
-            meta[REVERT_SCOPE] = in_order(comp, wanted)
+        bookkeeping.set_revert_scope(flow, None if wanted is None else in_order(comp, wanted))
         details: dict[str, Any] = {"failed_atom": failed_atom} if failed_atom else {}
         if wanted is not None:
             details["scope"] = True
         set_flow_state(flow, states.REVERTING, events, **details)
-    set_flow_meta(flow, meta)
 
 
 def begin_retry(
@@ -217,15 +206,13 @@ def begin_retry(
     failed_atom: str,
 ) -> None:
     """``controller`` decided RETRY: stop its scope, mark it RETRYING (reverts start when quiet)."""
-    meta = flow_meta(flow)
-    active = retrying(meta)
+    active = retrying(flow)
     inside = set(members(comp, controller))
     for other in list(active):
         if other in inside:  # a nested scope already retrying is subsumed
             del active[other]
     active[controller] = {"countdown": countdown}
-    meta[RETRYING] = active
-    set_flow_meta(flow, meta)
+    bookkeeping.set_retry_scopes(flow, active)
     history = load_history(session, flow.uuid, controller)
     from celeryflow.runtime.logbook import cas_atom
 

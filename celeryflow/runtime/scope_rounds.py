@@ -16,19 +16,17 @@ from sqlalchemy.orm import Session
 
 from celeryflow import states
 from celeryflow.persistence.tables import AtomRow, FlowRow, db_utcnow
+from celeryflow.runtime.bookkeeping import set_retry_scopes
 from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
-    flow_meta,
     queue_atoms,
     queue_reverts,
     recount,
-    set_flow_meta,
 )
 from celeryflow.runtime.scope_decisions import doom
 from celeryflow.runtime.scopes import (
     EXECUTED,
-    RETRYING,
     fresh_rows,
     handled_scope,
     in_order,
@@ -56,7 +54,7 @@ def after_change(
     """An atom finished, failed or was refused: move its retrying scope on, if it is in one."""
     if not might_be_handled(flow):
         return
-    controller = handled_scope(comp, flow_meta(flow), name)
+    controller = handled_scope(comp, retrying(flow), name)
     if controller is not None:
         advance(session, flow, comp, controller, events, dispatch, window=window)
 
@@ -77,8 +75,7 @@ def advance(
     ``lost``: atoms whose RUNNING/REVERTING state no worker holds any more (None: all
     of them, as on resume after the epoch bump); they do not count as in flight.
     """
-    meta = flow_meta(flow)
-    active = retrying(meta)
+    active = retrying(flow)
     entry = active.get(controller)
     if entry is None:
         return
@@ -100,8 +97,7 @@ def advance(
         plan = _plan(comp, remaining)
         entry["plan"] = plan
         active[controller] = entry
-        meta[RETRYING] = active
-        set_flow_meta(flow, meta)
+        set_retry_scopes(flow, active)
         session.execute(
             update(AtomRow)
             .where(AtomRow.flow_uuid == flow.uuid, AtomRow.name.in_(list(scope)))
@@ -139,15 +135,12 @@ def after_revert(
     """A revert inside a retrying scope finished (REVERTED or REVERT_FAILURE recorded)."""
     if failure is not None:
         # Compensation failed: retrying on top of it is unsafe. Compensate the scope and stop.
-        meta = flow_meta(flow)
-        meta["revert_failed"] = True
-        meta.setdefault("revert_failures", {})[name] = failure
-        set_flow_meta(flow, meta)
+        flow.revert_failed = True  # the atom's revert_failure says which and why
         history = load_history(session, flow.uuid, controller)
         attempt_failures = dict(history[-1][1]) if history and history[-1][1] else {}
         doom(session, flow, comp, events, revert_set(comp, controller), attempt_failures, failed_atom=name)
         return
-    entry = retrying(flow_meta(flow)).get(controller) or {}
+    entry = retrying(flow).get(controller) or {}
     plan: dict[str, list[str]] = entry.get("plan") or {}
     preds = plan.get(name, [])
     if preds:
@@ -192,14 +185,9 @@ def complete(
             )
             .execution_options(synchronize_session=False)
         )
-    meta = flow_meta(flow)
-    active = retrying(meta)
+    active = retrying(flow)
     active.pop(controller, None)
-    if active:
-        meta[RETRYING] = active
-    else:
-        meta.pop(RETRYING, None)
-    set_flow_meta(flow, meta)
+    set_retry_scopes(flow, active)
     recount(session, flow, comp, fresh_rows(session, flow.uuid))
     session.flush()
     countdown = float(entry.get("countdown") or 0.0)
@@ -234,11 +222,9 @@ def resume(
     """
     if not might_be_handled(flow):
         return
-    meta = flow_meta(flow)
-    active = retrying(meta)
+    active = retrying(flow)
     for entry in active.values():
         entry.pop("plan", None)
-    meta[RETRYING] = active
-    set_flow_meta(flow, meta)
+    set_retry_scopes(flow, active)
     for controller in list(active):
         advance(session, flow, comp, controller, events, dispatch, lost, window)

@@ -9,11 +9,11 @@ entry, persisted in the controller's ``atoms.history`` column). The outcome,
 as in TaskFlow's completer:
 
 * RETRY (controller ``C``): the flow stays RUNNING. ``C`` goes RETRYING and is
-  recorded in the flow meta under ``"retrying"`` (and flagged in the typed column
+  recorded in the flow's ``retry_scopes`` column (and flagged in the typed column
   ``flows.scope_retrying``, the cheap test every message makes). Its members stop starting
   (queued ones are refused, ready ones are not queued); once none of them is
   queued or running the executed members are reverted in reverse dependency
-  order (a plan kept in the meta, counted down in ``atoms.rwaiting``); then the
+  order (a plan kept with the scope, counted down in ``atoms.rwaiting``); then the
   members return to PENDING and ``C`` is executed again (with an optional
   countdown from ``C.countdown(attempt)``), providing the next value. Atoms
   outside the scope are not disturbed: joins are counted in the logbook, so a
@@ -26,12 +26,13 @@ as in TaskFlow's completer:
 * REVERT_ALL (or no controller): the whole flow is reverted.
 
 Reverting "only a subflow" uses the flow-level compensation with a scope
-(``meta["revert_scope"]``): the flow goes REVERTING (no new atom starts),
+(the ``flows.revert_scope`` column): the flow goes REVERTING (no new atom starts),
 atoms running elsewhere finish, then only the scope's executed atoms are
 reverted; atoms outside it keep their results; the flow ends REVERTED.
 
-This module holds the scopes' bookkeeping (the flow meta, the controllers'
-histories, which scope an atom is in); :mod:`celeryflow.runtime.scope_decisions`
+This module holds the scopes' bookkeeping (the controllers' histories, which
+scope an atom is in; the flow's columns are read through
+:mod:`celeryflow.runtime.bookkeeping`); :mod:`celeryflow.runtime.scope_decisions`
 decides what a failure leads to, and :mod:`celeryflow.runtime.scope_rounds`
 drives a retry round to its end.
 """
@@ -47,21 +48,14 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.persistence.tables import AtomRow, FlowRow
-from celeryflow.runtime.logbook import (
-    decode_failures,
-    flow_meta,
-)
+from celeryflow.runtime import bookkeeping
+from celeryflow.runtime.logbook import decode_failures
 from celeryflow.scheduler.compensation import EXECUTED as EXECUTED  # executed: reverted before a retry
 
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
 
 LOG = logging.getLogger(__name__)
-
-#: meta key: {controller name: {"countdown": float, "plan": {atom: [atoms reverted after it]}}}
-RETRYING = "retrying"
-#: meta key: the atoms a flow-level compensation is restricted to (absent: the whole flow)
-REVERT_SCOPE = "revert_scope"
 
 DECISIONS = (states.RETRY, "REVERT", "REVERT_ALL")
 
@@ -72,8 +66,9 @@ ControllerLookup = Callable[[str], Any]
 # --------------------------------------------------------------------------- small helpers
 
 
-def retrying(meta: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    return dict(meta.get(RETRYING) or {})
+def retrying(flow: FlowRow) -> dict[str, dict[str, Any]]:
+    """``{controller: {"countdown": s, "plan": ...}}`` of the scopes being reverted for a retry."""
+    return bookkeeping.retry_scopes(flow) if might_be_handled(flow) else {}
 
 
 def enclosing(comp: Compilation, name: str) -> Iterator[str]:
@@ -84,9 +79,8 @@ def enclosing(comp: Compilation, name: str) -> Iterator[str]:
         current = comp.atoms[current].retry
 
 
-def handled_scope(comp: Compilation, meta: Mapping[str, Any], name: str) -> str | None:
-    """The controller whose scope (being reverted for a retry) contains ``name``, if any."""
-    active = meta.get(RETRYING)
+def handled_scope(comp: Compilation, active: Mapping[str, Any], name: str) -> str | None:
+    """The controller whose scope (being reverted for a retry, ``active``: :func:`retrying`) contains ``name``."""
     if not active:
         return None
     for controller in enclosing(comp, name):
@@ -96,10 +90,10 @@ def handled_scope(comp: Compilation, meta: Mapping[str, Any], name: str) -> str 
 
 
 def might_be_handled(flow: FlowRow) -> bool:
-    """Cheap pre-check before decoding the meta: is any scope being retried?
+    """Cheap pre-check before decoding ``retry_scopes``: is any scope being retried?
 
-    A typed column (``flows.scope_retrying``, written with the meta by ``set_flow_meta``),
-    not a search of the meta JSON, where user engine options also live.
+    A typed flag (``flows.scope_retrying``, written with ``retry_scopes`` by
+    :func:`bookkeeping.set_retry_scopes`); the fast path tests it in SQL.
     """
     return bool(flow.scope_retrying)
 
@@ -169,7 +163,7 @@ def revert_failures(session: Session, comp: Compilation, flow: FlowRow, name: st
     succeed; they are cleared when the round resets the scope).
     """
     failures = decode_failures(flow)
-    controller = handled_scope(comp, flow_meta(flow), name) if might_be_handled(flow) else None
+    controller = handled_scope(comp, retrying(flow), name)
     if controller is not None:
         rows = session.execute(
             select(AtomRow.name, AtomRow.failure).where(
@@ -191,10 +185,4 @@ def blocked(comp: Compilation, flow: FlowRow, name: str) -> bool:
     """True when ``name`` must not start: its scope is being reverted for a retry."""
     if comp.atoms[name].retry is None or not might_be_handled(flow):
         return False
-    return handled_scope(comp, flow_meta(flow), name) is not None
-
-
-def forget(meta: dict[str, Any]) -> None:
-    """Drop retry bookkeeping from a flow's meta (re-run from scratch, reset, revert on request)."""
-    meta.pop(RETRYING, None)
-    meta.pop(REVERT_SCOPE, None)
+    return handled_scope(comp, retrying(flow), name) is not None

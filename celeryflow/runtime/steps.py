@@ -32,13 +32,11 @@ from celeryflow.runtime.logbook import (
     claim_atom,
     claim_details,
     decrement_successors,
-    flow_meta,
     load_results,
     queue_ready,
     queue_reverts,
     ready_after,
     record_outcome,
-    set_flow_meta,
     settle,
 )
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
@@ -276,17 +274,14 @@ def finish(
             flow.progress_at = db_utcnow()
             scope = None
             if flow.state in (states.RUNNING, states.SUSPENDING) and scopes.might_be_handled(flow):
-                scope = scopes.handled_scope(comp, flow_meta(flow), name)
+                scope = scopes.handled_scope(comp, scopes.retrying(flow), name)
             if scope is not None:
                 scope_rounds.after_revert(session, flow, comp, scope, name, failure, events, dispatch, window)
             elif failure is None:
                 ready = compensation.after_reverted(session, flow, comp, name)
                 queue_reverts(session, flow, ready, events, dispatch, window)
             else:
-                meta = flow_meta(flow)
-                meta["revert_failed"] = True
-                meta.setdefault("revert_failures", {})[name] = failure
-                set_flow_meta(flow, meta)
+                flow.revert_failed = True  # the atom's revert_failure says which and why
         settle(session, flow, comp, events, dispatch, window)
         events.flush(session)
         return dispatch

@@ -8,7 +8,7 @@ dropped connection would call it again. So:
 * the worker that finished an atom asks the deciders on its outgoing links (they
   depend on its result only) *before* its finish transaction
   (:func:`decide_links`), and the transaction records the verdicts on the atom's
-  row (``atoms.meta["verdicts"]``, each with a digest of the input it answers);
+  row (the ``atoms.verdicts`` column, each with a digest of the input it answers);
 * a transaction that needs an answer it does not have (a retry controller's verdict
   on a failure, a decider whose predecessor was ignored, a resume of a flow recorded
   before this) raises :class:`NeedsUserCode` and rolls back; :func:`asking` runs the
@@ -41,9 +41,8 @@ DeciderCall = Callable[[int, dict[str, Any]], bool]
 #: user code's answers, by (kind, target, digest of its input): see :class:`NeedsUserCode`
 Answers = dict[tuple[str, str, str], Any]
 DECIDE = "decide"
+#: a retry controller's ``on_failure`` (its answer is recorded in ``atoms.on_failure``)
 ON_FAILURE = "on_failure"
-#: atom meta key: {link id: [digest of the input, verdict]} of the deciders on the atom's outgoing links
-VERDICTS = "verdicts"
 
 
 def digest(text: str | None) -> str:
@@ -141,19 +140,16 @@ def decider_failure(pred: str, name: str, ref: str | None, exc: Exception) -> di
     return Failure.from_exception(err).to_dict()
 
 
-def record_verdicts(session: Session, flow_uuid: str, pred: str, verdicts: Mapping[str, list[Any]],
-                    meta_json: str | None = None, *, known: bool = False) -> None:
-    """Merge ``{link id: [digest, verdict]}`` into ``pred``'s atom meta (``known``: ``meta_json`` is current)."""
+def record_verdicts(session: Session, flow_uuid: str, pred: str, verdicts: Mapping[str, list[Any]]) -> None:
+    """Merge ``{link id: [digest, verdict]}`` into ``pred``'s recorded verdicts (``atoms.verdicts``)."""
     if not verdicts:
         return
-    if not known:
-        meta_json = session.scalar(select(AtomRow.meta).where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == pred))
-    meta = dict(serialization.loads(meta_json) or {})
-    meta[VERDICTS] = {**dict(meta.get(VERDICTS) or {}), **verdicts}
+    where = (AtomRow.flow_uuid == flow_uuid, AtomRow.name == pred)
+    recorded = serialization.loads(session.scalar(select(AtomRow.verdicts).where(*where)))
+    merged = {**(recorded if isinstance(recorded, dict) else {}), **verdicts}
     session.execute(
-        update(AtomRow)
-        .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == pred)
-        .values(meta=serialization.dumps(meta))
+        update(AtomRow).where(*where)
+        .values(verdicts=serialization.dumps(merged, f"verdicts of {pred!r}"))
         .execution_options(synchronize_session=False)
     )
 
@@ -169,7 +165,7 @@ def verdicts_for(session: Session, flow_uuid: str, compiled: Any, answers: Answe
     preds = [d.pred for d in compiled.deciders]
     rows = {
         row.name: row for row in session.execute(
-            select(AtomRow.name, AtomRow.state, AtomRow.result, AtomRow.meta)
+            select(AtomRow.name, AtomRow.state, AtomRow.result, AtomRow.verdicts)
             .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name.in_(preds))
         )
     }
@@ -180,12 +176,12 @@ def verdicts_for(session: Session, flow_uuid: str, compiled: Any, answers: Answe
         # what the decider is given: the predecessor's result, None when it has none (IGNORE)
         text = row.result if row.state in (states.SUCCESS, states.REVERTING, states.RETRYING) else None
         key = (DECIDE, str(decider.link_id), digest(text))
-        recorded = (dict(serialization.loads(row.meta) or {}).get(VERDICTS) or {}).get(key[1])
+        recorded = (serialization.loads(row.verdicts) or {}).get(key[1]) if row.verdicts else None
         if recorded is not None and recorded[0] == key[2]:
             verdicts.append(recorded[1])
         elif answers is not None and key in answers:
             verdicts.append(answers[key])
-            record_verdicts(session, flow_uuid, decider.pred, {key[1]: [key[2], answers[key]]}, row.meta, known=True)
+            record_verdicts(session, flow_uuid, decider.pred, {key[1]: [key[2], answers[key]]})
         else:
             value = serialization.loads(text) if text is not None else None
             missing.append(UserCall(DECIDE, key[1], key[2],

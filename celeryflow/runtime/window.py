@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session
 
 from celeryflow import states
 from celeryflow.persistence.tables import AtomRow, FlowRow
-from celeryflow.runtime import scopes
-from celeryflow.runtime.logbook import Dispatch, Events, flow_meta, queue_atoms
+from celeryflow.runtime import bookkeeping, scopes
+from celeryflow.runtime.logbook import Dispatch, Events, queue_atoms
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 from celeryflow.scheduler import admission
 from celeryflow.scheduler.retry_scopes import HELD_REVERT
@@ -46,7 +46,7 @@ def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, d
     if not want:
         return
     found = 0
-    meta = flow_meta(flow)
+    active = scopes.retrying(flow)
     if flow.state == states.RUNNING:
         stmt = (
             select(AtomRow.name)
@@ -57,7 +57,7 @@ def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, d
         )
         # Atoms of a scope being retried run in its next attempt: left out of the query, not
         # counted as found (counted, they would use up ``held`` while atoms outside wait forever).
-        blocked = {m for c in scopes.retrying(meta) for m in scopes.members(comp, c)}
+        blocked = {m for c in active for m in scopes.members(comp, c)}
         if blocked:
             stmt = stmt.where(AtomRow.name.not_in(sorted(blocked)))
         ready = list(session.scalars(stmt))
@@ -65,9 +65,9 @@ def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, d
         queue_atoms(session, flow, ready, states.EXECUTE, events)
         dispatch.execute.extend(ready)
     if flow.state == states.REVERTING:
-        plans: list[Mapping[str, Any]] = [meta.get("revert_plan") or {}]
+        plans: list[Mapping[str, Any]] = [bookkeeping.revert_plan(flow) or {}]
     else:
-        plans = [entry.get("plan") or {} for entry in scopes.retrying(meta).values()]
+        plans = [entry.get("plan") or {} for entry in active.values()]
     if found < want and any(plans):
         reverts = _held_reverts(session, flow, comp, plans, want - found)
         found += len(reverts)

@@ -67,7 +67,7 @@ def test_long_text_columns_hold_gigabytes_on_mysql(mariadb_url: str) -> None:
                 "WHERE table_schema = DATABASE() AND data_type LIKE '%text'"
             )
         ).all()
-    assert len(rows) == 16  # 13 logbook columns (0005: atoms.wait_reason) + 3 in the job tables
+    assert len(rows) == 21  # 18 logbook columns (0005: atoms.wait_reason; 0006: 5 JSON columns) + 3 in the job tables
     assert {row.data_type for row in rows} == {"longtext"}
 
 
@@ -213,3 +213,87 @@ def test_claim_token_and_scope_flag_migrate_in_place(db_url: str) -> None:
         flags = dict(conn.execute(text("SELECT uuid, scope_retrying FROM celeryflow_flows")).all())
     assert bool(flags["mid-retry"]) is True and bool(flags["an-option"]) is False
     assert sum(bool(v) for v in flags.values()) == 1
+
+
+_IN_FLIGHT_META = {
+    "options": {"note": "retrying"},  # the user's own: stays
+    "owner_tag": "mine",
+    "retrying": {"r": {"countdown": 1.5, "plan": {"x": []}}},
+    "revert_scope": ["r", "x"],
+    "revert_plan": {"x": ["r"], "r": []},
+    "revert_failed": True,
+    "revert_failures": {"x": {"exception_str": "boom"}},
+    "sweep_resends": {"count": 2, "progress_at": "2026-01-01T00:00:05", "by": "sweeper"},
+}
+_ATOM_META = {
+    "duration": 1.25,  # a listener's: stays
+    "worker_lost": {"execute": 2, "revert": 1},
+    "verdicts": {"3": ["digest", True]},
+    "on_failure": ["digest", ["RETRY", 0.0, None]],
+}
+
+
+def _columns(conn: Any, table: str) -> set[str]:
+    return {c["name"] for c in inspect(conn).get_columns(table)}
+
+
+def test_scheduler_state_moves_from_meta_to_typed_columns(db_url: str) -> None:
+    """0006: a flow in flight at upgrade time keeps its bookkeeping, in the new columns, and back on downgrade."""
+    import json
+
+    backend = backends.fetch(db_url)
+    backend.upgrade()
+    migrate.downgrade(backend, "0005")
+    with backend.connect() as conn:
+        assert "retry_scopes" not in _columns(conn, "celeryflow_flows")
+        assert "verdicts" not in _columns(conn, "celeryflow_atoms")
+        now = "2026-01-01 00:00:05"
+        conn.execute(text(
+            "INSERT INTO celeryflow_flows (uuid, name, state, epoch, meta, outstanding, held, progress_at, created_at,"
+            " updated_at) VALUES (:uuid, 'f', 'RUNNING', 1, :meta, 0, 0, :now, :now, :now)"
+        ), [{"uuid": "in-flight", "meta": json.dumps(_IN_FLIGHT_META), "now": now},
+            {"uuid": "plain", "meta": '{"options": {"x": "revert_plan"}}', "now": now}])
+        conn.execute(text(
+            "INSERT INTO celeryflow_atoms (flow_uuid, name, uuid, kind, state, intention, queued, waiting, rwaiting,"
+            " attempts, progress, meta) VALUES ('in-flight', :name, :uuid, 'task', 'PENDING', 'EXECUTE', :f, 0, 0, 0,"
+            " 0.0, :meta)"
+        ), [{"name": "x", "uuid": "atom-x", "meta": json.dumps(_ATOM_META), "f": False},
+            {"name": "y", "uuid": "atom-y", "meta": '{"verdicts": "a user value"}', "f": False}])
+        conn.commit()
+    migrate.upgrade(backend)
+    assert _schema_diff(backend) == []
+    with backend.connect(readonly=True) as conn:
+        flows = {r.uuid: r for r in conn.execute(text("SELECT * FROM celeryflow_flows"))}
+        atoms = {r.name: r for r in conn.execute(text("SELECT * FROM celeryflow_atoms"))}
+    flow = flows["in-flight"]
+    assert json.loads(flow.meta) == {"options": {"note": "retrying"}, "owner_tag": "mine"}
+    assert json.loads(flow.retry_scopes) == _IN_FLIGHT_META["retrying"] and bool(flow.scope_retrying)
+    assert json.loads(flow.revert_scope) == ["r", "x"]
+    assert json.loads(flow.revert_plan) == {"x": ["r"], "r": []}
+    assert bool(flow.revert_failed) and flow.resends == 2
+    assert str(flow.resend_progress_at).startswith("2026-01-01 00:00:05")
+    plain = flows["plain"]
+    assert json.loads(plain.meta) == {"options": {"x": "revert_plan"}} and plain.retry_scopes is None
+    assert not plain.revert_failed and plain.resends == 0 and not plain.scope_retrying
+    x = atoms["x"]
+    assert json.loads(x.meta) == {"duration": 1.25}
+    assert (x.lost_execute, x.lost_revert) == (2, 1)
+    assert json.loads(x.verdicts) == {"3": ["digest", True]}
+    assert json.loads(x.on_failure) == ["digest", ["RETRY", 0.0, None]]
+    # a user's key of the same name, not in the scheduler's shape, is left alone
+    assert json.loads(atoms["y"].meta) == {"verdicts": "a user value"} and atoms["y"].verdicts is None
+
+    migrate.downgrade(backend, "0005")
+    with backend.connect(readonly=True) as conn:
+        assert "retry_scopes" not in _columns(conn, "celeryflow_flows")
+        assert "lost_execute" not in _columns(conn, "celeryflow_atoms")
+        metas = dict(conn.execute(text("SELECT uuid, meta FROM celeryflow_flows")).all())
+        atom_metas = dict(conn.execute(text("SELECT name, meta FROM celeryflow_atoms")).all())
+    back = json.loads(metas["in-flight"])
+    assert back["retrying"] == _IN_FLIGHT_META["retrying"] and back["revert_scope"] == ["r", "x"]
+    assert back["revert_plan"] == {"x": ["r"], "r": []} and back["revert_failed"] is True
+    assert back["sweep_resends"]["count"] == 2 and back["options"] == {"note": "retrying"}
+    assert json.loads(metas["plain"]) == {"options": {"x": "revert_plan"}}
+    assert json.loads(atom_metas["x"]) == _ATOM_META
+    migrate.upgrade(backend)
+    assert _schema_diff(backend) == []

@@ -146,8 +146,8 @@ def test_poison_atom_fails_through_finish_and_the_flow_compensates(backend, app,
                             failure=poison.failure(f.id, 3))
     assert f.row().state == states.REVERTING
     assert dispatch is not None and sorted(dispatch.revert) == ["s1"]
-    meta = json.loads(f.atoms()["s1"].meta or "{}")
-    assert meta[reclaim.LOST_KEY] == {"execute": 3}
+    assert (f.atoms()["s1"].lost_execute, f.atoms()["s1"].lost_revert) == (3, 0)
+    assert "worker_lost" not in json.loads(f.atoms()["s1"].meta or "{}")  # the meta is the user's
     assert "WorkerLost" in (f.atoms()["s1"].failure or "")
 
 

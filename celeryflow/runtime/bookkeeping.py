@@ -1,0 +1,77 @@
+"""The scheduler's bookkeeping on a flow row: its typed columns, decoded and written in one place.
+
+The scheduler keeps what it needs between transactions in columns of its own
+(migration 0006), not in the flow's ``meta`` JSON, where user metadata and engine
+options live (a search of that text once mistook a user option for scheduler state):
+
+* ``retry_scopes``: the retry scopes being reverted for a retry,
+  ``{controller: {"countdown": seconds, "plan": {atom: [atoms reverted after it]}}}``;
+  ``scope_retrying``, the cheap flag every message tests, is derived from it here and
+  nowhere else;
+* ``revert_scope``: the atoms the current compensation is restricted to (None: all);
+* ``revert_plan``: the current compensation's plan (None: not planned yet);
+* ``revert_failed`` (a plain Boolean attribute): a revert of this compensation failed.
+
+The atoms' counterparts (``lost_execute``/``lost_revert``, ``verdicts``, ``on_failure``)
+are read by their own queries in :mod:`~celeryflow.runtime.reclaim`,
+:mod:`~celeryflow.runtime.verdicts` and :mod:`~celeryflow.runtime.scope_decisions`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from celeryflow import serialization
+from celeryflow.persistence.tables import FlowRow
+
+#: {controller: {"countdown": float, "plan": {atom: [atoms reverted after it]}}}
+RetryScopes = dict[str, dict[str, Any]]
+#: {atom: [atoms reverted after it]}
+Plan = dict[str, list[str]]
+
+
+def retry_scopes(flow: FlowRow) -> RetryScopes:
+    """The retry scopes being reverted for a retry (a copy: change it, then :func:`set_retry_scopes`)."""
+    decoded = serialization.loads(flow.retry_scopes) if flow.retry_scopes else None
+    if not isinstance(decoded, dict):
+        return {}
+    return {str(name): dict(entry or {}) for name, entry in decoded.items()}
+
+
+def set_retry_scopes(flow: FlowRow, active: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write the retry scopes, and the flag derived from them (the only writer of either)."""
+    flow.retry_scopes = serialization.dumps({k: dict(v) for k, v in active.items()}, "retry scopes") if active else None
+    flow.scope_retrying = bool(active)
+
+
+def revert_scope(flow: FlowRow) -> list[str] | None:
+    """The atoms the current compensation is restricted to; None: the whole flow."""
+    decoded = serialization.loads(flow.revert_scope) if flow.revert_scope else None
+    return [str(name) for name in decoded] if isinstance(decoded, list) else None
+
+
+def set_revert_scope(flow: FlowRow, names: Iterable[str] | None) -> None:
+    flow.revert_scope = None if names is None else serialization.dumps(list(names), "revert scope")
+
+
+def revert_plan(flow: FlowRow) -> Plan | None:
+    """The current compensation's plan; None: not planned yet."""
+    decoded = serialization.loads(flow.revert_plan) if flow.revert_plan else None
+    return {str(k): list(v) for k, v in decoded.items()} if isinstance(decoded, dict) else None
+
+
+def set_revert_plan(flow: FlowRow, plan: Mapping[str, list[str]] | None) -> None:
+    flow.revert_plan = None if plan is None else serialization.dumps(dict(plan), "revert plan")
+
+
+def forget_compensation(flow: FlowRow) -> None:
+    """A new compensation (or none) starts from nothing: no plan, no failed revert."""
+    flow.revert_plan = None
+    flow.revert_failed = False
+
+
+def forget_retries(flow: FlowRow) -> None:
+    """Drop the retry bookkeeping (re-run from scratch, reset, revert on request)."""
+    set_retry_scopes(flow, {})
+    flow.revert_scope = None
