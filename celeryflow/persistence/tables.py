@@ -303,8 +303,9 @@ class AtomRow(Base):
         Index("ix_celeryflow_atoms_flow_state", "flow_uuid", "state"),
         # the sweep finds running atoms with a stale heartbeat
         Index("ix_celeryflow_atoms_state_heartbeat", "state", "heartbeat_at"),
-        # the web view's search by atom name across flows (the primary key starts with the flow)
-        Index("ix_celeryflow_atoms_name", "name"),
+        # the web view's search by atom name across flows (the primary key starts with the flow):
+        # it reads the flow ids from the index alone
+        Index("ix_celeryflow_atoms_name_flow", "name", "flow_uuid"),
     )
 
 

@@ -66,8 +66,8 @@ def list_page(
     """Flows newest first, ``limit`` per page, filtered by state/name, searched by id prefix or atom name.
 
     ``search``: 8 or more hex digits (dashes allowed) are a flow-id prefix (a primary-key
-    range); anything else is a flow name or an atom name (an atom name is found through a
-    scan of the atoms' names: there is no index on them alone).
+    range); anything else is a flow name or an atom name (indexes ``ix_celeryflow_flows_name_created``
+    and ``ix_celeryflow_atoms_name_flow``).
     """
     after = decode_cursor(cursor)
     search = (search or "").strip() or None
@@ -92,7 +92,7 @@ def list_page(
             found = keyset()
         else:
             # one index-friendly query per meaning of the search (an OR of them defeats every index);
-            # 8+ hex digits are an id prefix only (names are not searched: no index covers them)
+            # 8+ hex digits are an id prefix only (names are not searched: an id is what was meant)
             lowered = search.lower()
             looks_like_id = set(lowered) <= _HEX and len(lowered.replace("-", "")) >= 4
             found = keyset(*_id_prefix(lowered)) if looks_like_id else []

@@ -14,8 +14,9 @@ own, so ``meta`` holds only what users and engine options put there:
   sweep, was ``meta["worker_lost"]``), ``verdicts`` (JSON: the deciders' recorded
   verdicts on the atom's outgoing links) and ``on_failure`` (JSON: a retry controller's
   recorded verdict).
-* indexes ``ix_celeryflow_flows_name_created`` and ``ix_celeryflow_atoms_name``: the web
-  view finds flows by flow name (newest first) and by atom name.
+* indexes ``ix_celeryflow_flows_name_created`` and ``ix_celeryflow_atoms_name_flow``: the
+  web view finds flows by flow name (newest first) and by atom name (the atoms' primary
+  key starts with the flow, so it could not).
 
 Flows in flight when the schema is upgraded carry these keys in their meta: the
 upgrade moves them to the columns (and the downgrade back), so they go on running.
@@ -80,7 +81,7 @@ def upgrade() -> None:
     ):
         op.add_column("celeryflow_atoms", column)
     op.create_index("ix_celeryflow_flows_name_created", "celeryflow_flows", ["name", "created_at"])
-    op.create_index("ix_celeryflow_atoms_name", "celeryflow_atoms", ["name"])
+    op.create_index("ix_celeryflow_atoms_name_flow", "celeryflow_atoms", ["name", "flow_uuid"])
     bind = op.get_bind()
     for keys, meta in _pages(bind, _flows, (_flows.c.uuid,), _FLOW_KEYS):
         moved = _flow_columns(meta)
@@ -120,7 +121,7 @@ def downgrade() -> None:
                 meta[key] = json.loads(getattr(row, key))
         bind.execute(sa.update(_atoms).where(_atoms.c.flow_uuid == row.flow_uuid, _atoms.c.name == row.name)
                      .values(meta=_dumps(meta)))
-    op.drop_index("ix_celeryflow_atoms_name", table_name="celeryflow_atoms")
+    op.drop_index("ix_celeryflow_atoms_name_flow", table_name="celeryflow_atoms")
     op.drop_index("ix_celeryflow_flows_name_created", table_name="celeryflow_flows")
     flow_columns = ("retry_scopes", "revert_scope", "revert_plan", "revert_failed", "resends", "resend_progress_at")
     atom_columns = ("lost_execute", "lost_revert", "verdicts", "on_failure")
