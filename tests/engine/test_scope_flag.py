@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import update
+
 from celeryflow import engines, retry, states, task
 from celeryflow.patterns import linear_flow, unordered_flow
 from celeryflow.persistence.backends import fetch
@@ -47,7 +49,11 @@ def test_an_option_mentioning_the_bookkeeping_key_keeps_the_fast_path(db_url: st
     assert claimed is not fastpath.FALLBACK, "a plain claim took the slow path"
 
 
-def test_the_flag_is_set_for_a_retry_round_and_cleared_after_it(db_url: str) -> None:
+def _drive_retry_round(db_url: str, after_failure: Any = None) -> tuple[Any, str, list[bool]]:
+    """Run ``r(x)`` by hand, ``x`` failing once (a retry round); return the backend, the flow id and the flags seen.
+
+    ``after_failure(backend, flow_uuid)`` runs once the round has begun.
+    """
     flow = linear_flow.Flow("scoped", retry=retry.Times(3, name="r")).add(Two("x"))
     engine = engines.load(flow, backend=db_url)
     engine.prepare()
@@ -72,10 +78,30 @@ def test_the_flag_is_set_for_a_retry_round_and_cleared_after_it(db_url: str) -> 
         # the flag is derived from the typed record, and the meta holds none of the bookkeeping
         assert row.scope_retrying == scopes.might_be_handled(row) == bool(bookkeeping.retry_scopes(row))
         assert "retrying" not in _meta(row)
+        if failure is not None and after_failure is not None:
+            after_failure(backend, flow_uuid)
         todo.extend((n, EXECUTE) for n in after.execute)
         todo.extend((n, REVERT) for n in after.revert)
+    return backend, flow_uuid, seen
+
+
+def test_the_flag_is_set_for_a_retry_round_and_cleared_after_it(db_url: str) -> None:
+    backend, flow_uuid, seen = _drive_retry_round(db_url)
     assert True in seen and seen[-1] is False
     assert _flow(backend, flow_uuid).state == states.SUCCESS
+
+
+def test_a_user_rewriting_the_meta_mid_round_leaves_the_round_alone(db_url: str) -> None:
+    """The meta is the user's: saving a flow detail read before the round began loses no scheduler state."""
+
+    def overwrite(backend: Any, flow_uuid: str) -> None:
+        backend.run(lambda session: session.execute(
+            update(FlowRow).where(FlowRow.uuid == flow_uuid).values(meta='{"mine": 1}')))
+
+    backend, flow_uuid, seen = _drive_retry_round(db_url, overwrite)
+    assert True in seen and seen[-1] is False
+    row = _flow(backend, flow_uuid)
+    assert row.state == states.SUCCESS and _meta(row) == {"mine": 1}
 
 
 def _meta(row: FlowRow) -> dict[str, Any]:
