@@ -241,7 +241,9 @@ def start(
         session.expire_all()
         flow = _locked(backend, session, flow_uuid)
         rows = load_atoms(session, flow_uuid)
-        reverting = flow.state == states.REVERTING
+        # a flow stopped during its compensation (it has a plan) resumes compensating, never running
+        reverting = flow.state == states.REVERTING or (
+            flow.state == states.SUSPENDED and bookkeeping.revert_plan(flow) is not None)
         scoped = scopes.retrying(flow)
         lost = frozenset(n for n, r in rows.items() if r.state in liveness.IN_HAND and n not in live)
         for row in rows.values():
