@@ -36,7 +36,7 @@ def _diff(backend: backends.Backend) -> list[object]:
 def test_head_creates_the_job_tables_exactly(db_url: str) -> None:
     backend = backends.fetch(db_url, auto_migrate=False)
     backend.upgrade()
-    assert migrate.current(backend) == migrate.head() == "0005"
+    assert migrate.current(backend) == migrate.head() == "0006"
     with backend.connect() as conn:
         names = set(inspect(conn).get_table_names())
     assert JOB_TABLES <= names
