@@ -167,6 +167,9 @@ def _reset_atoms(session: Session, flow_uuid: str) -> None:
             state=states.PENDING, intention=states.EXECUTE, queued=False, result=None, failure=None,
             revert_result=None, revert_failure=None, history=None, progress=0.0, worker=None,
             started_at=None, finished_at=None, heartbeat_at=None, queued_at=None, rwaiting=0, attempts=0,
+            # the scheduler's bookkeeping of the forgotten run: worker deaths counted towards
+            # poison, recorded decider and retry-controller verdicts, the last claim
+            lost_execute=0, lost_revert=0, verdicts=None, on_failure=None, claim_token=None,
         )
         .execution_options(synchronize_session=False)
     )

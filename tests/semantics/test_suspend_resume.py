@@ -12,7 +12,7 @@ from celeryflow import exceptions, states, task
 from celeryflow.handle import FlowHandle, submit
 from celeryflow.patterns import graph_flow, linear_flow
 from celeryflow.persistence.backends import fetch as fetch_backend
-from celeryflow.persistence.tables import FlowRow
+from celeryflow.persistence.tables import AtomRow, FlowRow
 from celeryflow.runtime import context
 from tests.semantics.atoms import Step, TracedTimes, Vanishing, calls, deny, read_trace
 from tests.support.procs import wait_for
@@ -101,6 +101,31 @@ def test_reset_runs_again_from_scratch(flow_env):
     engine.run(timeout=60)
     assert executed(trace) == ["a", "b", "a", "b"]
     assert st.get_flow_state() == states.SUCCESS
+
+
+def test_reset_forgets_the_scheduler_bookkeeping_of_the_run(flow_env):
+    """engine.reset() forgets every outcome: also the worker deaths counted towards poison
+    (else a re-run atom is declared poison early) and the recorded verdicts."""
+    trace = flow_env.trace()
+    engine = flow_env.load(linear_flow.Flow("rb").add(Step("a", trace), Step("b", trace, provides="b")))
+    engine.run(timeout=60)
+    backend = fetch_backend(flow_env.backend)
+    mine = AtomRow.flow_uuid == engine.flow_uuid
+
+    def scar(session):  # what a run with lost workers and recorded verdicts leaves behind
+        session.execute(update(AtomRow).where(mine).values(
+            lost_execute=2, lost_revert=1, verdicts='{"x": true}', on_failure='["d", "RETRY"]'))
+
+    backend.run(scar)
+    engine.reset()
+
+    def bookkeeping(session):
+        return session.execute(select(AtomRow.lost_execute, AtomRow.lost_revert, AtomRow.verdicts,
+                                      AtomRow.on_failure, AtomRow.claim_token).where(mine)).all()
+
+    assert {tuple(row) for row in backend.run(bookkeeping)} == {(0, 0, None, None, None)}
+    engine.run(timeout=60)
+    assert executed(trace) == ["a", "b", "a", "b"]
 
 
 def test_reverted_flow_reruns_on_a_new_run(flow_env):
