@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import random
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -41,38 +39,32 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, event, select
+from sqlalchemy import create_engine, select
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.engine import Connection as SAConnection
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from celeryflow.exceptions import BackendClosed, ConfigurationError, StorageFailure, UnknownBackend
 from celeryflow.persistence import migrate
 from celeryflow.persistence.backends.base import Backend, BackendURL
+from celeryflow.persistence.backends.sql_errors import BACKOFF_BASE as BACKOFF_BASE
+from celeryflow.persistence.backends.sql_errors import BACKOFF_CAP as BACKOFF_CAP
+from celeryflow.persistence.backends.sql_errors import DRIVER_ERRORS, backoff, describe, is_transient
+from celeryflow.persistence.backends.sqlite_events import READONLY, install_sqlite_events
 from celeryflow.persistence.backends.sqlite_lock import SQLiteWriteLock
+
+__all__ = ["DRIVER_ERRORS", "READONLY", "SQLAlchemyBackend", "backoff", "describe", "engine_kwargs",
+           "install_sqlite_events", "is_transient", "normalize_url", "postgres_scheme"]
 from celeryflow.persistence.tables import FlowRow
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: execution option marking a transaction that will not write (SQLite: plain deferred BEGIN).
-READONLY = "celeryflow_readonly"
 #: seconds SQLite waits for another process's write lock before "database is locked".
 DEFAULT_BUSY_TIMEOUT = 30.0
 #: seconds to wait for a TCP connection to PostgreSQL/MySQL.
 DEFAULT_CONNECT_TIMEOUT = 10
-#: backoff between retries of transient failures: base * 2**n seconds, capped, with jitter.
-BACKOFF_BASE = 0.05
-BACKOFF_CAP = 2.0
-#: errors raised by drivers and the pool; anything else from SQLAlchemy is a programming error.
-DRIVER_ERRORS = (DBAPIError, PoolTimeout)
-
-# PostgreSQL SQLSTATEs worth another try: serialization failure, deadlock, server shutting down.
-_PG_TRANSIENT = frozenset({"40001", "40P01", "57P01", "57P02", "57P03"})
-# MySQL/MariaDB: lock wait timeout, deadlock, server gone away, lost connection during query.
-_MYSQL_TRANSIENT = frozenset({1205, 1213, 2006, 2013})
 _SCHEMES = {
     "mysql": "mysql+pymysql",
     "mariadb": "mariadb+pymysql",
@@ -121,123 +113,6 @@ def postgres_scheme() -> str:
             continue
         return scheme
     return "postgresql+psycopg"
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether a failed transaction is worth running again (deadlock, lock timeout, dropped connection).
-
-    Failing to connect at all is not: the server is down or the URL is wrong, and
-    the caller should hear so at once rather than after a round of backoff.
-    """
-    if not isinstance(exc, DBAPIError):
-        return False
-    if exc.connection_invalidated:
-        return True
-    orig = exc.orig
-    if getattr(orig, "sqlstate", None) in _PG_TRANSIENT:
-        return True
-    code = orig.args[0] if orig is not None and orig.args else None
-    if code in _MYSQL_TRANSIENT:
-        return True
-    return isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig)
-
-
-def _is_connect_failure(exc: BaseException) -> bool:
-    # SQLAlchemy wraps errors raised while connecting with no statement; a dropped
-    # connection (also statement-less at COMMIT) is marked invalidated instead.
-    return (
-        isinstance(exc, OperationalError)
-        and exc.statement is None
-        and not exc.connection_invalidated
-        and not is_transient(exc)
-    )
-
-
-def describe(exc: BaseException, url: str, attempts: int = 1) -> str:
-    """A message for a driver error: what failed, where (``url``, masked) and what to check."""
-    orig = getattr(exc, "orig", None) or exc
-    detail = " ".join(str(orig).split())
-    code = orig.args[0] if orig.args else None
-    lowered = detail.lower()
-    if isinstance(exc, PoolTimeout):
-        return (
-            f"No free connection to the logbook {url} in time ({detail}): too many concurrent "
-            "transactions for the pool; raise pool_size/max_overflow or find transactions held open"
-        )
-    if _is_connect_failure(exc):
-        if "does not exist" in lowered or code == 1049:
-            what = "The logbook database does not exist: create it or fix the database name in the URL"
-        elif "authentication" in lowered or "password" in lowered or code == 1045:
-            what = "The logbook database refused the credentials: check the user and password in the URL"
-        elif "unable to open database file" in lowered:
-            what = "Cannot open the SQLite logbook file: check that its directory exists and is writable"
-        else:
-            what = (
-                "Cannot connect to the logbook database: check that the server is running and "
-                "reachable at the URL's host and port (CELERYFLOW_BACKEND)"
-            )
-        return f"{what}. URL: {url}. Driver said: {detail}"
-    if attempts > 1:
-        return (
-            f"The logbook {url} failed {attempts} times in a row with transient errors (last: {detail}); "
-            "the database is overloaded, restarting or unreachable: check it and retry"
-        )
-    if isinstance(orig, sqlite3.OperationalError) and "locked" in lowered:
-        return (
-            f"The SQLite logbook {url} stayed locked by another process beyond busy_timeout ({detail}); "
-            "look for a process holding a long write transaction"
-        )
-    if "no such table" in lowered or code == 1146 or "undefinedtable" in type(orig).__name__.lower():
-        return f"The logbook {url} lacks celeryflow's tables ({detail}): run `celeryflow db upgrade`"
-    return f"The logbook {url} failed: {detail}"
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, jittered."""
-    delay = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-    # jitter spreads out workers that collided, so they do not collide again in lockstep
-    return delay / 2 + random.uniform(0, delay / 2)
-
-
-def _ensure_wal(cursor: Any, busy_timeout: float) -> None:
-    """Put the database file in WAL mode (persistent: usually it already is).
-
-    Switching needs an exclusive lock, and SQLite reports "database is locked" at
-    once, without its busy handler, when another process holds a lock meanwhile
-    (several workers opening a brand-new logbook together, one of them already
-    migrating it). Retry until the file is in WAL mode, up to the busy timeout.
-    """
-    deadline = time.monotonic() + busy_timeout
-    delay = 0.005
-    while True:
-        try:
-            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
-                cursor.execute("PRAGMA journal_mode = WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() >= deadline:
-                raise
-            time.sleep(delay)  # another process holds the lock: wait for it, briefly
-            delay = min(0.2, delay * 2)
-
-
-def install_sqlite_events(engine: Engine, busy_timeout: float, *, wal: bool) -> None:
-    """Set the SQLite pragmas on each new connection and take over BEGIN (see module docstring)."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # pysqlite must not emit BEGIN: we do
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        if wal:
-            _ensure_wal(cursor, busy_timeout)
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.execute("PRAGMA synchronous = NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: SAConnection) -> None:
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READONLY) else "BEGIN IMMEDIATE")
 
 
 def engine_kwargs(options: Mapping[str, Any]) -> dict[str, Any]:
