@@ -91,6 +91,10 @@ class StorageFailure(CeleryflowError):
     """The logbook could not be read or written (database unreachable, bad URL...)."""
 
 
+class StaleRow(StorageFailure):
+    """A guarded write found its row changed since the transaction read it (someone else moved first)."""
+
+
 class BackendClosed(StorageFailure):
     """The logbook backend object was closed: no retry can succeed; fetch a new one."""
 
@@ -362,6 +366,7 @@ __all__ = [
     "RequestTimeout",
     "ResultTooLarge",
     "SerializationError",
+    "StaleRow",
     "StaleMessage",
     "StorageFailure",
     "TaskFlowException",

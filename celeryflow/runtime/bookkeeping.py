@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from celeryflow import serialization
-from celeryflow.persistence.tables import FlowRow
+from celeryflow.persistence.rows import FlowState
 
 #: {controller: {"countdown": float, "plan": {atom: [atoms reverted after it]}}}
 RetryScopes = dict[str, dict[str, Any]]
@@ -31,7 +31,7 @@ RetryScopes = dict[str, dict[str, Any]]
 Plan = dict[str, list[str]]
 
 
-def retry_scopes(flow: FlowRow) -> RetryScopes:
+def retry_scopes(flow: FlowState) -> RetryScopes:
     """The retry scopes being reverted for a retry (a copy: change it, then :func:`set_retry_scopes`)."""
     decoded = serialization.loads(flow.retry_scopes) if flow.retry_scopes else None
     if not isinstance(decoded, dict):
@@ -39,39 +39,39 @@ def retry_scopes(flow: FlowRow) -> RetryScopes:
     return {str(name): dict(entry or {}) for name, entry in decoded.items()}
 
 
-def set_retry_scopes(flow: FlowRow, active: Mapping[str, Mapping[str, Any]]) -> None:
+def set_retry_scopes(flow: FlowState, active: Mapping[str, Mapping[str, Any]]) -> None:
     """Write the retry scopes, and the flag derived from them (the only writer of either)."""
     flow.retry_scopes = serialization.dumps({k: dict(v) for k, v in active.items()}, "retry scopes") if active else None
     flow.scope_retrying = bool(active)
 
 
-def revert_scope(flow: FlowRow) -> list[str] | None:
+def revert_scope(flow: FlowState) -> list[str] | None:
     """The atoms the current compensation is restricted to; None: the whole flow."""
     decoded = serialization.loads(flow.revert_scope) if flow.revert_scope else None
     return [str(name) for name in decoded] if isinstance(decoded, list) else None
 
 
-def set_revert_scope(flow: FlowRow, names: Iterable[str] | None) -> None:
+def set_revert_scope(flow: FlowState, names: Iterable[str] | None) -> None:
     flow.revert_scope = None if names is None else serialization.dumps(list(names), "revert scope")
 
 
-def revert_plan(flow: FlowRow) -> Plan | None:
+def revert_plan(flow: FlowState) -> Plan | None:
     """The current compensation's plan; None: not planned yet."""
     decoded = serialization.loads(flow.revert_plan) if flow.revert_plan else None
     return {str(k): list(v) for k, v in decoded.items()} if isinstance(decoded, dict) else None
 
 
-def set_revert_plan(flow: FlowRow, plan: Mapping[str, list[str]] | None) -> None:
+def set_revert_plan(flow: FlowState, plan: Mapping[str, list[str]] | None) -> None:
     flow.revert_plan = None if plan is None else serialization.dumps(dict(plan), "revert plan")
 
 
-def forget_compensation(flow: FlowRow) -> None:
+def forget_compensation(flow: FlowState) -> None:
     """A new compensation (or none) starts from nothing: no plan, no failed revert."""
     flow.revert_plan = None
     flow.revert_failed = False
 
 
-def forget_retries(flow: FlowRow) -> None:
+def forget_retries(flow: FlowState) -> None:
     """Drop the retry bookkeeping (re-run from scratch, reset, revert on request)."""
     set_retry_scopes(flow, {})
     flow.revert_scope = None

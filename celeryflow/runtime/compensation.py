@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import WorkerLost
-from celeryflow.persistence.tables import AtomRow, FlowRow, utcnow
+from celeryflow.persistence.rows import AtomState, FlowState
+from celeryflow.persistence.tables import AtomRow, utcnow
 from celeryflow.runtime import bookkeeping
 from celeryflow.runtime.logbook import (
     Dispatch,
@@ -31,7 +32,7 @@ from celeryflow.types.failure import Failure
 if TYPE_CHECKING:
     from celeryflow.compiler import Compilation
 
-def fail_maybe_run(session: Session, flow: FlowRow, rows: Iterable[AtomRow], events: Events) -> set[str]:
+def fail_maybe_run(session: Session, flow: FlowState, rows: Iterable[AtomState], events: Events) -> set[str]:
     """Record each of ``rows`` that :func:`may_have_run` as FAILURE (WorkerLost), so it is compensated.
 
     Called when a compensation (of the flow or of a retry scope) is planned: the execution
@@ -74,7 +75,7 @@ def set_counters(session: Session, flow_uuid: str, column: str, counts: dict[str
 
 def start_revert(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
     events: Events,
     dispatch: Dispatch,
@@ -116,7 +117,7 @@ def start_revert(
         set_flow_state(flow, settle_rule.TARGET[ended], events)
 
 
-def after_reverted(session: Session, flow: FlowRow, comp: Compilation, name: str) -> list[str]:
+def after_reverted(session: Session, flow: FlowState, comp: Compilation, name: str) -> list[str]:
     """Count a finished revert into the plan; return the atoms now ready to revert."""
     plan = bookkeeping.revert_plan(flow) or {}
     preds = plan.get(name, [])

@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import InvalidState, NotFound
-from celeryflow.persistence.tables import AtomRow, FlowRow, db_now
+from celeryflow.persistence.rows import FlowState
+from celeryflow.persistence.tables import AtomRow, db_now
 from celeryflow.runtime import bookkeeping, compensation, scope_rounds, scopes
 from celeryflow.runtime.creation import COPY_THRESHOLD as COPY_THRESHOLD  # re-exported
 from celeryflow.runtime.creation import create_flow as create_flow  # re-exported: engines call it here
@@ -50,7 +51,7 @@ def _live_claims(session: Session, flow_uuid: str, heartbeat_timeout: float) -> 
     return {name for name, beat in rows if claim_is_fresh(beat, heartbeat_timeout, now)}
 
 
-def _locked(backend: Backend, session: Session, flow_uuid: str) -> FlowRow:
+def _locked(backend: Backend, session: Session, flow_uuid: str) -> FlowState:
     flow = backend.lock_flow(session, flow_uuid)
     if flow is None:
         raise NotFound(f"Flow {flow_uuid} is not in the logbook {backend!r}; check the id and the backend URL")
@@ -138,8 +139,6 @@ def start(
         )
         flow.outstanding = len(live)
         flow.held = 0
-        session.flush()  # expire_all() below would drop the unflushed outstanding
-        session.expire_all()
         flow = _locked(backend, session, flow_uuid)
         rows = load_atoms(session, flow_uuid)
         # a flow stopped during its compensation (it has a plan) resumes compensating, never running
@@ -182,8 +181,7 @@ def start(
             if flow.state != states.RUNNING:
                 set_flow_state(flow, states.RUNNING, events)
             recount(session, flow, comp, rows)
-            session.flush()
-            # Retry scopes that were being reverted when the flow stopped go on from where they were.
+                    # Retry scopes that were being reverted when the flow stopped go on from where they were.
             scope_rounds.resume(session, flow, comp, events, dispatch, lost if live else None, window=window)
             # A controller left RETRYING between two rounds (its round reverted and reset, its next
             # attempt's message refused by a suspend) runs that attempt now, unless its scope is
@@ -211,7 +209,7 @@ def start(
 
 
 def _first_start(
-    session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch, window: int
+    session: Session, flow: FlowState, comp: Compilation, events: Events, dispatch: Dispatch, window: int
 ) -> Dispatch | None:
     """A flow's very first start, without reading its atoms back: nothing ran, nothing is queued,
     and the join counters are as ``create_flow`` wrote them, so the ready atoms are the sources.

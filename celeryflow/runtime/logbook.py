@@ -17,12 +17,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
-from celeryflow.persistence.tables import AtomRow, FlowRow, db_utcnow, utcnow
+from celeryflow.persistence.rows import AtomState, FlowState
+from celeryflow.persistence.rows import load_atoms as load_atoms  # re-exported: the general path loads atoms from here
+from celeryflow.persistence.tables import AtomRow, db_utcnow, utcnow
 from celeryflow.runtime import bookkeeping, statements
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
 from celeryflow.runtime.verdicts import Answers, verdicts_for
@@ -93,7 +95,7 @@ def claim_details(task_id: str | None) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------- helpers
 
 
-def set_flow_state(flow: FlowRow, new: str, events: Events, **details: Any) -> None:
+def set_flow_state(flow: FlowState, new: str, events: Events, **details: Any) -> None:
     """Move a (locked) flow row to ``new`` through the state machine."""
     old: str = flow.state
     if old != new:
@@ -167,24 +169,6 @@ def record_outcome(db: Session | Connection, flow_uuid: str, name: str, outcome:
     return bool(db.execute(stmt, params).rowcount == 1)  # type: ignore[attr-defined]
 
 
-def load_atoms(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomRow]:
-    """The atoms' rows as the database has them now.
-
-    ``populate_existing``: the transitions here write with bulk UPDATEs
-    (``synchronize_session=False``: no identity-map bookkeeping per row), so a row
-    the session loaded earlier in the transaction may be stale; without it a join
-    counter a decider's IGNORE just dropped would still read as waiting. Pending
-    attribute writes are flushed first (autoflush), so none is lost.
-    """
-    stmt = select(AtomRow).where(AtomRow.flow_uuid == flow_uuid).execution_options(populate_existing=True)
-    if names is not None:
-        wanted = list(names)
-        if not wanted:
-            return {}
-        stmt = stmt.where(AtomRow.name.in_(wanted))
-    return {row.name: row for row in session.scalars(stmt)}
-
-
 def load_results(session: Session, flow_uuid: str, names: Iterable[str]) -> dict[str, Any]:
     wanted = sorted(set(names))
     if not wanted:
@@ -193,7 +177,7 @@ def load_results(session: Session, flow_uuid: str, names: Iterable[str]) -> dict
     return {name: serialization.loads(result) for name, result in rows}
 
 
-def queue_atoms(session: Session, flow: FlowRow, names: list[str], intention: str, events: Events) -> None:
+def queue_atoms(session: Session, flow: FlowState, names: list[str], intention: str, events: Events) -> None:
     """Mark atoms as on the broker (one statement) and count them as outstanding."""
     if not names:
         return
@@ -201,7 +185,7 @@ def queue_atoms(session: Session, flow: FlowRow, names: list[str], intention: st
     flow.outstanding += len(names)
 
 
-def admit(flow: FlowRow, ready: list[str], window: int) -> list[str]:
+def admit(flow: FlowState, ready: list[str], window: int) -> list[str]:
     """Of atoms that just became ready, those to queue now; the rest are held (``flow.held``).
 
     At most ``window`` atoms of a flow are on the broker or running, whichever wave
@@ -216,7 +200,7 @@ def admit(flow: FlowRow, ready: list[str], window: int) -> list[str]:
 
 
 def queue_ready(
-    session: Session, flow: FlowRow, names: list[str], events: Events, dispatch: Dispatch, window: int
+    session: Session, flow: FlowState, names: list[str], events: Events, dispatch: Dispatch, window: int
 ) -> None:
     """Queue atoms that became ready for execution, as far as the dispatch window has room; hold the rest."""
     ready = admit(flow, names, window)
@@ -225,7 +209,7 @@ def queue_ready(
 
 
 def queue_reverts(
-    session: Session, flow: FlowRow, names: list[str], events: Events, dispatch: Dispatch, window: int
+    session: Session, flow: FlowState, names: list[str], events: Events, dispatch: Dispatch, window: int
 ) -> None:
     """Queue reverts that became ready as far as the dispatch window has room; hold the rest.
 
@@ -238,11 +222,11 @@ def queue_reverts(
     dispatch.revert.extend(ready)
 
 
-def decode_failures(flow: FlowRow) -> dict[str, Any]:
+def decode_failures(flow: FlowState) -> dict[str, Any]:
     return dict(serialization.loads(flow.failures) or {})
 
 
-def flow_meta(flow: FlowRow) -> dict[str, Any]:
+def flow_meta(flow: FlowState) -> dict[str, Any]:
     return dict(serialization.loads(flow.meta) or {})
 
 
@@ -251,7 +235,7 @@ def flow_meta(flow: FlowRow) -> dict[str, Any]:
 
 def ready_after(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
     candidates: Iterable[str],
     events: Events,
@@ -294,14 +278,16 @@ def ready_after(
 
 
 def _decider_failed(
-    session: Session, flow: FlowRow, comp: Compilation, events: Events, name: str, failure: dict[str, Any]
+    session: Session, flow: FlowState, comp: Compilation, events: Events, name: str, failure: dict[str, Any]
 ) -> None:
     from celeryflow.runtime import scope_decisions
 
     scope_decisions.doom(session, flow, comp, events, None, {name: failure}, failed_atom=name)
 
 
-def ignore_atoms(session: Session, flow: FlowRow, comp: Compilation, names: Iterable[str], events: Events) -> list[str]:
+def ignore_atoms(
+    session: Session, flow: FlowState, comp: Compilation, names: Iterable[str], events: Events
+) -> list[str]:
     """Move PENDING atoms to IGNORE; return successors whose join counter dropped."""
     done: list[str] = []
     for name in sorted(names, key=lambda n: comp.atoms[n].index):
@@ -313,7 +299,7 @@ def ignore_atoms(session: Session, flow: FlowRow, comp: Compilation, names: Iter
     return decrement_successors(session, flow, comp, done)
 
 
-def decrement_successors(session: Session, flow: FlowRow, comp: Compilation, done: Iterable[str]) -> list[str]:
+def decrement_successors(session: Session, flow: FlowState, comp: Compilation, done: Iterable[str]) -> list[str]:
     """Count finished predecessors into their successors' join counters."""
     counts: dict[str, int] = {}
     for name in done:
@@ -327,7 +313,7 @@ def decrement_successors(session: Session, flow: FlowRow, comp: Compilation, don
     return list(counts)
 
 
-def recount(session: Session, flow: FlowRow, comp: Compilation, rows: Mapping[str, AtomRow]) -> None:
+def recount(session: Session, flow: FlowState, comp: Compilation, rows: Mapping[str, AtomState]) -> None:
     """Recompute every join counter from the atom states (start, resume, reclaim)."""
     for name, compiled in comp.atoms.items():
         row = rows[name]
@@ -341,7 +327,7 @@ def count_unfinished(session: Session, flow_uuid: str) -> int:
 
 
 def settle(
-    session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,
+    session: Session, flow: FlowState, comp: Compilation, events: Events, dispatch: Dispatch,
     window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
     """Refill the dispatch window, and decide what a quiet flow (nothing outstanding) does next."""

@@ -26,7 +26,9 @@ from sqlalchemy import select, update
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import AtomCodeMissing, CorruptSpec, NotRegistered
-from celeryflow.persistence.tables import AtomRow, FlowRow, db_now, db_utcnow
+from celeryflow.persistence import rows
+from celeryflow.persistence.rows import FlowState
+from celeryflow.persistence.tables import AtomRow, db_now, db_utcnow
 from celeryflow.runtime import scopes
 from celeryflow.runtime.logbook import REVERT
 
@@ -79,7 +81,7 @@ def hold(task: Task, backend: Backend, runtime: FlowRuntime, name: str, epoch: i
     flow_uuid = runtime.uuid
 
     def txn(session: Session) -> tuple[str, Any]:
-        flow = session.get(FlowRow, flow_uuid)
+        flow = rows.lock_flow(session, flow_uuid, shared=True)
         row = session.execute(
             select(AtomRow.queued, AtomRow.failure, AtomRow.wait_reason)
             .where(AtomRow.flow_uuid == flow_uuid, AtomRow.name == name)
@@ -134,7 +136,7 @@ def hold(task: Task, backend: Backend, runtime: FlowRuntime, name: str, epoch: i
     raise task.retry(countdown=WAIT_INTERVAL, max_retries=retries + 1, exc=AtomCodeMissing(detail))
 
 
-def _wanted(runtime: FlowRuntime, flow: FlowRow, name: str, mode: str) -> bool:
+def _wanted(runtime: FlowRuntime, flow: FlowState, name: str, mode: str) -> bool:
     """Whether the flow would let ``name`` start now (else ``steps.begin`` refuses and un-queues it)."""
     if mode == REVERT:
         return flow.state in (states.REVERTING, states.RUNNING)

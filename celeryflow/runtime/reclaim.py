@@ -52,7 +52,7 @@ from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
 from celeryflow.exceptions import WorkerLost
-from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.persistence.rows import AtomState, FlowState
 from celeryflow.runtime import control, scopes
 from celeryflow.runtime.logbook import (
     EXECUTE,
@@ -117,7 +117,7 @@ class Outcome:
     start: bool = False
 
 
-def _resend_wait(flow: FlowRow, timeout: float) -> tuple[float, int]:
+def _resend_wait(flow: FlowState, timeout: float) -> tuple[float, int]:
     """Seconds a flow's queued atoms must have waited before a resend, and the resend count."""
     count = int(flow.resends or 0)
     if flow.resend_progress_at != flow.progress_at:
@@ -131,7 +131,7 @@ def _iso(when: dt.datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
-def _bump_lost(row: AtomRow, mode: str) -> int:
+def _bump_lost(row: AtomState, mode: str) -> int:
     """Count one more worker death in ``mode`` (EXECUTE or REVERT); return the count."""
     if mode == EXECUTE:
         row.lost_execute = int(row.lost_execute or 0) + 1
@@ -194,7 +194,7 @@ def reclaim(
     return backend.run(txn)
 
 
-def _claim(flow: FlowRow, owner: str) -> Events:
+def _claim(flow: FlowState, owner: str) -> Events:
     """Bump the flow's epoch (the fencing token): messages of older epochs are refused from now on."""
     flow.epoch += 1
     flow.owner = owner
@@ -203,11 +203,11 @@ def _claim(flow: FlowRow, owner: str) -> Events:
 
 def _reclaim_stale(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
-    rows: dict[str, AtomRow],
-    stale: list[AtomRow],
-    running: list[AtomRow],
+    rows: dict[str, AtomState],
+    stale: list[AtomState],
+    running: list[AtomState],
     owner: str,
     now: dt.datetime,
     max_deliveries: int,
@@ -259,7 +259,6 @@ def _reclaim_stale(
             requeue_revert.append(row.name)
         row.worker = None
         out.reset.append(row.name)
-    session.flush()
     # Every message of the old epoch is fenced off: what was queued goes out again.
     republish = [r for r in rows.values() if r.queued]
     dispatch.execute.extend(r.name for r in republish if r.intention == states.EXECUTE)
@@ -276,7 +275,7 @@ def _reclaim_stale(
     out.action, out.reason, out.epoch, out.dispatch = "reclaimed", "orphaned atoms", flow.epoch, dispatch
 
 
-def _resend(session: Session, flow: FlowRow, lost: list[AtomRow], resends: int, now: dt.datetime, owner: str,
+def _resend(session: Session, flow: FlowState, lost: list[AtomState], resends: int, now: dt.datetime, owner: str,
             out: Outcome) -> None:
     for row in lost:
         row.queued_at = now
@@ -296,9 +295,9 @@ def _resend(session: Session, flow: FlowRow, lost: list[AtomRow], resends: int, 
 
 def _redrive(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
-    rows: dict[str, AtomRow],
+    rows: dict[str, AtomState],
     owner: str,
     now: dt.datetime,
     out: Outcome,

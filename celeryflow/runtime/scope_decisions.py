@@ -16,7 +16,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
-from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.persistence.rows import FlowState
+from celeryflow.persistence.tables import AtomRow
 from celeryflow.runtime import bookkeeping, retries
 from celeryflow.runtime.logbook import Events, decode_failures, flow_meta, set_flow_state
 from celeryflow.runtime.scopes import (
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 LOG = logging.getLogger(__name__)
 
 
-def _options(flow: FlowRow) -> dict[str, Any]:
+def _options(flow: FlowState) -> dict[str, Any]:
     return dict(flow_meta(flow).get("options") or {})
 
 
@@ -49,7 +50,7 @@ def _options(flow: FlowRow) -> dict[str, Any]:
 class Resolver:
     """Consults controllers (TaskFlow's ``Completer._process_atom_failure``)."""
 
-    def __init__(self, session: Session, flow: FlowRow, comp: Compilation, answers: Answers | None) -> None:
+    def __init__(self, session: Session, flow: FlowState, comp: Compilation, answers: Answers | None) -> None:
         self.session = session
         self.flow = flow
         self.comp = comp
@@ -112,7 +113,7 @@ class Resolver:
 
 def on_execute_failure(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
     name: str,
     failure: dict[str, Any],
@@ -156,7 +157,7 @@ def on_execute_failure(
 
 def doom(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
     events: Events,
     scope: Iterable[str] | None,
@@ -197,7 +198,7 @@ def doom(
 
 def begin_retry(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
     controller: str,
     countdown: float,

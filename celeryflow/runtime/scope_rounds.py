@@ -15,7 +15,8 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from celeryflow import states
-from celeryflow.persistence.tables import AtomRow, FlowRow, db_utcnow
+from celeryflow.persistence.rows import FlowState
+from celeryflow.persistence.tables import AtomRow, db_utcnow
 from celeryflow.runtime.bookkeeping import set_retry_scopes
 from celeryflow.runtime.logbook import (
     Dispatch,
@@ -48,7 +49,7 @@ LOG = logging.getLogger(__name__)
 
 
 def after_change(
-    session: Session, flow: FlowRow, comp: Compilation, name: str, events: Events, dispatch: Dispatch,
+    session: Session, flow: FlowState, comp: Compilation, name: str, events: Events, dispatch: Dispatch,
     window: int = DEFAULT_DISPATCH_WINDOW,
 ) -> None:
     """An atom finished, failed or was refused: move its retrying scope on, if it is in one."""
@@ -61,7 +62,7 @@ def after_change(
 
 def advance(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
     controller: str,
     events: Events,
@@ -123,7 +124,7 @@ def _plan(comp: Compilation, to_revert: set[str]) -> dict[str, list[str]]:
 
 def after_revert(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
     controller: str,
     name: str,
@@ -159,7 +160,7 @@ def after_revert(
 
 def complete(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
     controller: str,
     entry: Mapping[str, Any],
@@ -189,7 +190,6 @@ def complete(
     active.pop(controller, None)
     set_retry_scopes(flow, active)
     recount(session, flow, comp, fresh_rows(session, flow.uuid))
-    session.flush()
     countdown = float(entry.get("countdown") or 0.0)
     alone = not dispatch
     queue_atoms(session, flow, [controller], states.EXECUTE, events)
@@ -207,7 +207,7 @@ def complete(
 
 def resume(
     session: Session,
-    flow: FlowRow,
+    flow: FlowState,
     comp: Compilation,
     events: Events,
     dispatch: Dispatch,

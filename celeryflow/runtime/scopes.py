@@ -47,7 +47,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
-from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.persistence import rows
+from celeryflow.persistence.rows import AtomState, FlowState
+from celeryflow.persistence.tables import AtomRow
 from celeryflow.runtime import bookkeeping
 from celeryflow.runtime.logbook import decode_failures
 from celeryflow.scheduler.compensation import EXECUTED as EXECUTED  # executed: reverted before a retry
@@ -66,7 +68,7 @@ ControllerLookup = Callable[[str], Any]
 # --------------------------------------------------------------------------- small helpers
 
 
-def retrying(flow: FlowRow) -> dict[str, dict[str, Any]]:
+def retrying(flow: FlowState) -> dict[str, dict[str, Any]]:
     """``{controller: {"countdown": s, "plan": ...}}`` of the scopes being reverted for a retry."""
     return bookkeeping.retry_scopes(flow) if might_be_handled(flow) else {}
 
@@ -89,7 +91,7 @@ def handled_scope(comp: Compilation, active: Mapping[str, Any], name: str) -> st
     return None
 
 
-def might_be_handled(flow: FlowRow) -> bool:
+def might_be_handled(flow: FlowState) -> bool:
     """Cheap pre-check before decoding ``retry_scopes``: is any scope being retried?
 
     A typed flag (``flows.scope_retrying``, written with ``retry_scopes`` by
@@ -107,15 +109,9 @@ def revert_set(comp: Compilation, controller: str) -> set[str]:
     return {controller, *members(comp, controller), *comp.descendants(controller)}
 
 
-def fresh_rows(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomRow]:
+def fresh_rows(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomState]:
     """Atom rows re-read from the database (bulk UPDATEs do not refresh loaded objects)."""
-    stmt = select(AtomRow).where(AtomRow.flow_uuid == flow_uuid).execution_options(populate_existing=True)
-    if names is not None:
-        wanted = list(names)
-        if not wanted:
-            return {}
-        stmt = stmt.where(AtomRow.name.in_(wanted))
-    return {row.name: row for row in session.scalars(stmt)}
+    return rows.load_atoms(session, flow_uuid, names)
 
 
 def load_history(session: Session, flow_uuid: str, controller: str) -> list[list[Any]]:
@@ -154,7 +150,7 @@ def record_failure(
     return history
 
 
-def revert_failures(session: Session, comp: Compilation, flow: FlowRow, name: str) -> dict[str, Any]:
+def revert_failures(session: Session, comp: Compilation, flow: FlowState, name: str) -> dict[str, Any]:
     """The ``flow_failures`` a revert of ``name`` receives (failure dicts by atom name).
 
     As TaskFlow, every failure that stands: the flow's recorded failures (a flow revert),
@@ -181,7 +177,7 @@ def in_order(comp: Compilation, names: Iterable[str]) -> list[str]:
     return sorted(names, key=lambda n: comp.atoms[n].index)
 
 
-def blocked(comp: Compilation, flow: FlowRow, name: str) -> bool:
+def blocked(comp: Compilation, flow: FlowState, name: str) -> bool:
     """True when ``name`` must not start: its scope is being reverted for a retry."""
     if comp.atoms[name].retry is None or not might_be_handled(flow):
         return False

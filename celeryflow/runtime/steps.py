@@ -32,6 +32,7 @@ from celeryflow.runtime.logbook import (
     claim_atom,
     claim_details,
     decrement_successors,
+    load_atoms,
     load_results,
     queue_ready,
     queue_reverts,
@@ -142,8 +143,7 @@ def begin(
         if comp.atoms[name].kind == "retry":
             begun.history = scopes.load_history(session, flow_uuid, name)
         if mode != EXECUTE:
-            row = session.get(AtomRow, (flow_uuid, name))
-            assert row is not None
+            row = load_atoms(session, flow_uuid, [name])[name]
             begun.result = serialization.loads(row.result)
             begun.failure = serialization.loads(row.failure)
             begun.flow_failures = scopes.revert_failures(session, comp, flow, name)
@@ -183,7 +183,7 @@ def _own_claim(session: Session, flow_uuid: str, name: str, state: str, token: s
     A connection lost during COMMIT (or during PostgreSQL's one-statement claim) makes
     ``backend.run`` try again; the token is this call's, so a row that carries it is ours.
     """
-    row = session.get(AtomRow, (flow_uuid, name), populate_existing=True)
+    row = load_atoms(session, flow_uuid, [name]).get(name)
     return row is not None and row.state == state and row.claim_token == token
 
 

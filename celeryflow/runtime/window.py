@@ -21,7 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from celeryflow import states
-from celeryflow.persistence.tables import AtomRow, FlowRow
+from celeryflow.persistence.rows import FlowState
+from celeryflow.persistence.tables import AtomRow
 from celeryflow.runtime import bookkeeping, scopes
 from celeryflow.runtime.logbook import Dispatch, Events, queue_atoms
 from celeryflow.runtime.settings import DEFAULT_DISPATCH_WINDOW
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 HELD_REVERT_STATES = HELD_REVERT
 
 
-def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, dispatch: Dispatch,
+def refill(session: Session, flow: FlowState, comp: Compilation, events: Events, dispatch: Dispatch,
            window: int = DEFAULT_DISPATCH_WINDOW) -> None:
     """Queue held atoms once the flow's in-flight count fell to half the window.
 
@@ -77,7 +78,7 @@ def refill(session: Session, flow: FlowRow, comp: Compilation, events: Events, d
 
 
 def _held_reverts(
-    session: Session, flow: FlowRow, comp: Compilation, plans: Iterable[Mapping[str, Any]], limit: int
+    session: Session, flow: FlowState, comp: Compilation, plans: Iterable[Mapping[str, Any]], limit: int
 ) -> list[str]:
     """Up to ``limit`` held reverts of the current plans, latest atoms first."""
     planned = {name for plan in plans for name in plan}

@@ -122,12 +122,12 @@ def test_transaction_commits_and_rolls_back(any_db_url: str) -> None:
         assert backend.lock_flow(session, "no-such-flow") is None
 
 
-def test_lock_flow_refreshes_a_row_already_in_the_session(any_db_url: str) -> None:
+def test_lock_flow_reads_the_database_not_the_sessions_earlier_read(any_db_url: str) -> None:
     backend = backends.fetch(any_db_url)
     fd = helpers.make_flow(backend)
     with backend.transaction() as session:
-        stale = session.get(FlowRow, fd.uuid)
-        assert stale is not None
+        earlier = session.get(FlowRow, fd.uuid)
+        assert earlier is not None and earlier.owner != "other"
         change = text("UPDATE celeryflow_flows SET owner = 'other'")
         if backend.engine.dialect.name == "sqlite":
             session.execute(change)  # SQL behind the ORM's back (SQLite: one writer at a time)
@@ -135,8 +135,8 @@ def test_lock_flow_refreshes_a_row_already_in_the_session(any_db_url: str) -> No
             with backend.engine.connect() as other:  # another transaction commits meanwhile
                 other.execute(change)
                 other.commit()
-        assert backend.lock_flow(session, fd.uuid) is stale
-        assert stale.owner == "other"
+        locked = backend.lock_flow(session, fd.uuid)
+        assert locked is not None and locked.owner == "other"
 
 
 def test_lock_flow_makes_a_second_writer_wait_for_the_first(any_db_url: str) -> None:

@@ -32,6 +32,7 @@ from celeryflow.persistence.backends.connection import Connection
 from celeryflow.persistence.backends.detail_rows import CHUNK, chunks, load_flows, load_logbook, merge_atom, merge_flow
 from celeryflow.persistence.backends.urls import BackendURL, mask_url
 from celeryflow.persistence.models import AtomDetail, FlowDetail, LogBook
+from celeryflow.persistence.rows import FlowState, write_pending
 from celeryflow.persistence.tables import AtomRow, EventRow, FlowRow, IdentityRow, LogBookRow, utcnow
 from celeryflow.states import FLOW_TERMINAL
 
@@ -125,8 +126,11 @@ class Backend(abc.ABC):
         return self.run_core(fn, attempts=attempts)
 
     @abc.abstractmethod
-    def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> FlowRow | None:
-        """Select the flow row, locked until the transaction ends (``None`` if absent).
+    def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> FlowState | None:
+        r"""Select the flow row, locked until the transaction ends (``None`` if absent).
+
+        Its attribute writes are guarded Core ``UPDATE``\ s (:mod:`celeryflow.persistence.rows`),
+        written before the session's next statement and at commit.
 
         Args:
             session: the session of the current transaction.
@@ -383,6 +387,7 @@ def on_connection(conn: SAConnection, fn: Callable[[Session], T]) -> T:
     session = Session(bind=conn, join_transaction_mode="rollback_only", expire_on_commit=False)
     try:
         out = fn(session)
+        write_pending(session)
         session.flush()
         return out
     finally:

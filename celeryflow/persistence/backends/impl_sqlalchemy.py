@@ -39,14 +39,14 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.engine import Connection as SAConnection
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
 from celeryflow.exceptions import BackendClosed, ConfigurationError, StorageFailure, UnknownBackend
-from celeryflow.persistence import migrate
+from celeryflow.persistence import migrate, rows
 from celeryflow.persistence.backends.base import Backend, BackendURL
 from celeryflow.persistence.backends.sql_errors import BACKOFF_BASE as BACKOFF_BASE
 from celeryflow.persistence.backends.sql_errors import BACKOFF_CAP as BACKOFF_CAP
@@ -56,7 +56,7 @@ from celeryflow.persistence.backends.sqlite_lock import SQLiteWriteLock
 
 __all__ = ["DRIVER_ERRORS", "READONLY", "SQLAlchemyBackend", "backoff", "describe", "engine_kwargs",
            "install_sqlite_events", "is_transient", "normalize_url", "postgres_scheme"]
-from celeryflow.persistence.tables import FlowRow
+from celeryflow.persistence.rows import FlowState
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -310,13 +310,8 @@ class SQLAlchemyBackend(Backend):
                 time.sleep(delay)
                 attempt += 1
 
-    def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> FlowRow | None:
-        # populate_existing: a row already in the session must be refreshed, not served stale
-        query = select(FlowRow).where(FlowRow.uuid == flow_uuid).execution_options(populate_existing=True)
-        if self._engine.dialect.name != "sqlite":
-            # SQLite has no row locks: BEGIN IMMEDIATE already made this transaction the only writer
-            query = query.with_for_update(read=shared)
-        return session.scalars(query).one_or_none()
+    def lock_flow(self, session: Session, flow_uuid: str, *, shared: bool = False) -> FlowState | None:
+        return rows.lock_flow(session, flow_uuid, shared=shared)
 
     def upgrade(self) -> None:
         with self._ready_lock:
