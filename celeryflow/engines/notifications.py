@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any
 from celeryflow import states
 from celeryflow.engines.atom_details import add_taskflow_keys
 from celeryflow.engines.waiter import event_details
+from celeryflow.task import EVENT_UPDATE_PROGRESS as EVENT_UPDATE_PROGRESS  # TaskFlow's task.EVENT_UPDATE_PROGRESS
 
 if TYPE_CHECKING:
     from celeryflow.engines.engine import CeleryEngine
     from celeryflow.persistence.tables import EventRow
 
-#: atom notifier event for progress reports (TaskFlow's task.EVENT_UPDATE_PROGRESS)
-EVENT_UPDATE_PROGRESS = "update_progress"
 
 #: the flow states notified: TaskFlow's flow state machine (taskflow/states.py) minus PENDING,
 #: which TaskFlow's engines never notify (celeryflow's REVERTING is internal, as TaskFlow's is)

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Table, event, select, update
-from sqlalchemy.orm import ORMExecuteState, Session
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker
 from sqlalchemy.sql import ClauseElement
 
 from celeryflow.exceptions import StaleRow
@@ -189,14 +189,30 @@ class _Pending:
         self.writing = False
 
 
+#: ``session.info`` key of sessions whose factory already listens (:func:`listen`)
+_LISTENING = "celeryflow.rows.listening"
+
+
+def listen(factory: sessionmaker[Any]) -> None:
+    """Make the sessions ``factory`` creates write their pending rows (once, not per session).
+
+    Sessions of other factories (a host application's, in a transactional submit; one made
+    on a fast path's connection) get the same events on the session itself when they first
+    load a tracked row.
+    """
+    event.listen(factory, "do_orm_execute", _before_statement)
+    event.listen(factory, "before_commit", write_pending)
+    factory.kw.setdefault("info", {})[_LISTENING] = True
+
+
 def _pending(session: Session) -> _Pending:
     pending = session.info.get(_KEY)
     if pending is None:
         pending = session.info[_KEY] = _Pending()
-        # The session's own events: a host application's session (transactional submit) is
-        # covered as well as the backend's, and other sessions pay nothing.
-        event.listen(session, "do_orm_execute", _before_statement)
-        event.listen(session, "before_commit", write_pending)
+        if not session.info.get(_LISTENING):
+            # the session's own events: other sessions pay nothing
+            event.listen(session, "do_orm_execute", _before_statement)
+            event.listen(session, "before_commit", write_pending)
     return pending
 
 
@@ -259,4 +275,4 @@ def load_atoms(session: Session, flow_uuid: str, names: Iterable[str] | None = N
     return {values["name"]: _track(session, AtomState, values) for values in session.execute(stmt).mappings()}
 
 
-__all__ = ["AtomState", "FlowState", "load_atoms", "lock_flow", "write_pending"]
+__all__ = ["AtomState", "FlowState", "listen", "load_atoms", "lock_flow", "write_pending"]

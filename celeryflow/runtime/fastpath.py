@@ -89,7 +89,7 @@ def _locks(conn: Connection) -> tuple[Any, Any]:
 def _count_in(conn: Connection, params: dict[str, Any]) -> dict[str, Any]:
     """Count a finished atom into its successors' joins; their join state after it, by name."""
     params = {**params, "b_count": 1}
-    if statements.count_in_returns(conn.dialect):  # one round trip, not two
+    if conn.dialect.update_returning:  # COUNT_IN_RETURNING: one round trip, not two
         return {row.name: row for row in conn.execute(statements.COUNT_IN_RETURNING, params)}
     conn.execute(statements.COUNT_IN, params)
     return {row.name: row for row in conn.execute(statements.JOIN_STATE, params)}

@@ -145,8 +145,3 @@ def record_params(outcome: Outcome, flow_uuid: str, name: str, worker: str, toke
     if token is not None:
         params["b_token"] = token
     return params
-
-
-def count_in_returns(dialect: Any) -> bool:
-    """Whether :data:`COUNT_IN_RETURNING` can replace COUNT_IN + JOIN_STATE on this dialect."""
-    return bool(dialect.update_returning)

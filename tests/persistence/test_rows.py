@@ -72,7 +72,7 @@ def test_a_write_to_a_row_someone_else_moved_is_refused(any_db_url: str) -> None
             text("UPDATE celeryflow_atoms SET state = 'RUNNING' WHERE flow_uuid = :f"), {"f": fd.uuid})
         atom.state = states.SUCCESS  # its guard expects the state it read: PENDING
 
-    with pytest.raises(StaleRow, match="celeryflow_atoms row .* someone else moved first"):
+    with pytest.raises(StaleRow, match=r"celeryflow_atoms row .* someone else moved first"):
         backend.run(txn, attempts=1)  # type: ignore[arg-type]
     assert issubclass(StaleRow, StorageFailure)
     with backend.transaction(readonly=True) as session:  # nothing of it committed

@@ -174,6 +174,7 @@ class SQLAlchemyBackend(Backend):
         self._autocommit_engine: Engine | None = None
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._readonly_sessions = sessionmaker(self._readonly_engine, expire_on_commit=False)
+        rows.listen(self._sessions)
         self._serial = self._new_serial_lock()
         database = self._engine.url.database
         self._write_lock = (
