@@ -10,7 +10,11 @@ options live (a search of that text once mistook a user option for scheduler sta
   nowhere else;
 * ``revert_scope``: the atoms the current compensation is restricted to (None: all);
 * ``revert_plan``: the current compensation's plan (None: not planned yet);
-* ``revert_failed`` (a plain Boolean attribute): a revert of this compensation failed.
+* ``revert_failed`` (a plain Boolean attribute): a revert of this compensation failed;
+* ``outstanding`` and ``held``, the in-flight counts the dispatch window and ``settle``
+  read: written by the general path only through :func:`count_queued`, :func:`count_left`
+  and :func:`set_in_flight` (the fast paths write the same numbers in their own statements,
+  from the same :mod:`celeryflow.scheduler.admission` rules).
 
 The atoms' counterparts (``lost_execute``/``lost_revert``, ``verdicts``, ``on_failure``)
 are read by their own queries in :mod:`~celeryflow.runtime.reclaim`,
@@ -75,3 +79,33 @@ def forget_retries(flow: FlowState) -> None:
     """Drop the retry bookkeeping (re-run from scratch, reset, revert on request)."""
     set_retry_scopes(flow, {})
     flow.revert_scope = None
+
+
+def mark_revert_failed(flow: FlowState) -> None:
+    """A revert of the current compensation failed (the atom's ``revert_failure`` says which and why)."""
+    flow.revert_failed = True
+
+
+# ------------------------------------------------------------------ the in-flight counts
+
+
+def count_queued(flow: FlowState, count: int) -> None:
+    """``count`` more atoms of the flow are on the broker (queued for execute or revert)."""
+    flow.outstanding += count
+
+
+def count_left(flow: FlowState) -> None:
+    """One atom left the flow's in-flight set: its claim ended, or its message was refused."""
+    flow.outstanding -= 1
+
+
+def set_in_flight(flow: FlowState, in_flight: int, held: int | None = None) -> None:
+    """The in-flight count recomputed (start, resume, revert request, reclaim, an end); ``held`` too if given."""
+    flow.outstanding = in_flight
+    if held is not None:
+        flow.held = held
+
+
+def set_held(flow: FlowState, held: int) -> None:
+    """Ready atoms the dispatch window keeps back (:mod:`celeryflow.scheduler.admission`)."""
+    flow.held = held

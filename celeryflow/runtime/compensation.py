@@ -110,7 +110,7 @@ def start_revert(
     set_counters(session, flow.uuid, "rwaiting", rwaiting)
     bookkeeping.set_revert_plan(flow, plan)
     ready = first_wave(rwaiting, {n: rows[n].state for n in rwaiting}, comp)
-    flow.held = 0  # held executions never start now
+    bookkeeping.set_held(flow, 0)  # held executions never start now
     queue_reverts(session, flow, ready, events, dispatch, window)
     ended = settle_rule.after_plan(len(ready), failed_before)
     if ended in settle_rule.TARGET:

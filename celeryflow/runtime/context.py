@@ -182,6 +182,7 @@ def fail_corrupt(backend: Backend, flow_uuid: str, error: CorruptSpec, who: str 
     the flow's failure (``engine.run()`` raises it) and the details of its FAILURE event.
     Returns False when the flow was not active (already failed by someone else).
     """
+    from celeryflow.runtime import bookkeeping
     from celeryflow.runtime.logbook import Events, cas_atom, decode_failures, set_flow_state
     from celeryflow.types.failure import Failure
 
@@ -211,8 +212,7 @@ def fail_corrupt(backend: Backend, flow_uuid: str, error: CorruptSpec, who: str 
         failures = decode_failures(flow)
         failures[flow.name] = failure
         flow.failures = serialization.dumps(failures)
-        flow.outstanding = 0
-        flow.held = 0
+        bookkeeping.set_in_flight(flow, 0, held=0)
         set_flow_state(flow, states.FAILURE, events, reason=reason)
         events.flush(session)
         return True

@@ -137,8 +137,7 @@ def start(
             .values(queued=False)
             .execution_options(synchronize_session=False)
         )
-        flow.outstanding = len(live)
-        flow.held = 0
+        bookkeeping.set_in_flight(flow, len(live), held=0)
         flow = _locked(backend, session, flow_uuid)
         rows = load_atoms(session, flow_uuid)
         # a flow stopped during its compensation (it has a plan) resumes compensating, never running
@@ -273,8 +272,7 @@ def request_revert(backend: Backend, comp: Compilation, flow_uuid: str, owner: s
             .values(queued=False)
             .execution_options(synchronize_session=False)
         )
-        flow.outstanding = len(in_hand)
-        flow.held = 0
+        bookkeeping.set_in_flight(flow, len(in_hand), held=0)
         for row in rows.values():
             retried = recovery.on_revert_request(row.state)
             if retried is not None:
@@ -303,8 +301,7 @@ def reset(backend: Backend, flow_uuid: str) -> None:
             raise InvalidState(f"Flow {flow_uuid} is {flow.state} with atoms in flight; suspend it first")
         events = Events(flow_uuid, flow.epoch + 1)
         flow.epoch += 1
-        flow.outstanding = 0
-        flow.held = 0
+        bookkeeping.set_in_flight(flow, 0, held=0)
         flow.failures = None
         flow.finished_at = None
         bookkeeping.forget_compensation(flow)

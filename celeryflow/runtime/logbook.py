@@ -182,7 +182,7 @@ def queue_atoms(session: Session, flow: FlowState, names: list[str], intention: 
     if not names:
         return
     session.execute(statements.QUEUE, {"b_flow": flow.uuid, "b_names": list(names), "b_intention": intention})
-    flow.outstanding += len(names)
+    bookkeeping.count_queued(flow, len(names))
 
 
 def admit(flow: FlowState, ready: list[str], window: int) -> list[str]:
@@ -195,7 +195,7 @@ def admit(flow: FlowState, ready: list[str], window: int) -> list[str]:
     start or resume zeroes it first), so atoms held by earlier waves stay counted.
     """
     admitted = admission.admit(ready, flow.outstanding, flow.held, window)
-    flow.held = admitted.held
+    bookkeeping.set_held(flow, admitted.held)
     return list(admitted.queue)
 
 

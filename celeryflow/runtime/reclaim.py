@@ -53,7 +53,7 @@ from sqlalchemy.orm import Session
 from celeryflow import serialization, states
 from celeryflow.exceptions import WorkerLost
 from celeryflow.persistence.rows import AtomState, FlowState
-from celeryflow.runtime import control, scopes
+from celeryflow.runtime import bookkeeping, control, scopes
 from celeryflow.runtime.logbook import (
     EXECUTE,
     REVERT,
@@ -263,7 +263,7 @@ def _reclaim_stale(
     republish = [r for r in rows.values() if r.queued]
     dispatch.execute.extend(r.name for r in republish if r.intention == states.EXECUTE)
     dispatch.revert.extend(r.name for r in republish if r.intention == states.REVERT)
-    flow.outstanding = recovery.in_flight_after_reclaim(len(republish), len(running), len(out.poison))
+    bookkeeping.set_in_flight(flow, recovery.in_flight_after_reclaim(len(republish), len(running), len(out.poison)))
     queue_atoms(session, flow, requeue_exec, states.EXECUTE, events)
     dispatch.execute.extend(requeue_exec)
     if requeue_revert:  # a flow, or a retry scope of a RUNNING flow, being compensated
@@ -307,7 +307,7 @@ def _redrive(
         # nothing runs any more: the suspension is complete
         events = _claim(flow, owner)
         dispatch = Dispatch(flow.uuid, flow.name, flow.epoch)
-        flow.outstanding = 0
+        bookkeeping.set_in_flight(flow, 0)
         settle(session, flow, comp, events, dispatch)
         events.flush(session)
         out.epoch, out.dispatch = flow.epoch, dispatch

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from celeryflow import states
 from celeryflow.persistence.rows import FlowState
 from celeryflow.persistence.tables import AtomRow, db_utcnow
-from celeryflow.runtime.bookkeeping import set_retry_scopes
+from celeryflow.runtime.bookkeeping import mark_revert_failed, set_retry_scopes
 from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
@@ -136,7 +136,7 @@ def after_revert(
     """A revert inside a retrying scope finished (REVERTED or REVERT_FAILURE recorded)."""
     if failure is not None:
         # Compensation failed: retrying on top of it is unsafe. Compensate the scope and stop.
-        flow.revert_failed = True  # the atom's revert_failure says which and why
+        mark_revert_failed(flow)
         history = load_history(session, flow.uuid, controller)
         attempt_failures = dict(history[-1][1]) if history and history[-1][1] else {}
         doom(session, flow, comp, events, revert_set(comp, controller), attempt_failures, failed_atom=name)

@@ -21,7 +21,16 @@ from celeryflow import serialization, states
 from celeryflow.exceptions import DependencyFailure, MissingDependencies, NotFound
 from celeryflow.persistence.backends.base import on_connection
 from celeryflow.persistence.tables import AtomRow, db_utcnow, utcnow
-from celeryflow.runtime import compensation, fastpath, fastpath_pg, retries, scope_decisions, scope_rounds, scopes
+from celeryflow.runtime import (
+    bookkeeping,
+    compensation,
+    fastpath,
+    fastpath_pg,
+    retries,
+    scope_decisions,
+    scope_rounds,
+    scopes,
+)
 from celeryflow.runtime.args import resolve
 from celeryflow.runtime.heartbeat import record_progress as record_progress  # re-exported: workers call it here
 from celeryflow.runtime.logbook import (
@@ -256,7 +265,7 @@ def finish(
             return _replayed(session, flow, name, mode, new, worker, result_json, failure_json, fenced)
         events.add("atom", outcome.old, new, atom=name)
         if mode == EXECUTE:
-            flow.outstanding -= 1
+            bookkeeping.count_left(flow)
             flow.progress_at = db_utcnow()  # liveness: the database's clock
             if failure is None:
                 if comp.atoms[name].kind == "retry":
@@ -270,7 +279,7 @@ def finish(
                 scope_decisions.on_execute_failure(session, flow, comp, name, failure, events, known)
             scope_rounds.after_change(session, flow, comp, name, events, dispatch, window)
         else:
-            flow.outstanding -= 1
+            bookkeeping.count_left(flow)
             flow.progress_at = db_utcnow()
             scope = None
             if flow.state in (states.RUNNING, states.SUSPENDING) and scopes.might_be_handled(flow):
@@ -281,7 +290,7 @@ def finish(
                 ready = compensation.after_reverted(session, flow, comp, name)
                 queue_reverts(session, flow, ready, events, dispatch, window)
             else:
-                flow.revert_failed = True  # the atom's revert_failure says which and why
+                bookkeeping.mark_revert_failed(flow)
         settle(session, flow, comp, events, dispatch, window)
         events.flush(session)
         return dispatch
@@ -363,7 +372,7 @@ def refuse(
         ).rowcount  # type: ignore[attr-defined]
         if unqueued != 1:
             return None
-        flow.outstanding -= 1
+        bookkeeping.count_left(flow)
         events = Events(flow_uuid, epoch, worker)
         dispatch = Dispatch(flow_uuid, flow.name, flow.epoch)
         scope_rounds.after_change(session, flow, comp, name, events, dispatch, window)

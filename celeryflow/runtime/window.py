@@ -74,7 +74,7 @@ def refill(session: Session, flow: FlowState, comp: Compilation, events: Events,
         found += len(reverts)
         queue_atoms(session, flow, reverts, states.REVERT, events)
         dispatch.revert.extend(reverts)
-    flow.held = admission.held_after_refill(flow.held, want, found)
+    bookkeeping.set_held(flow, admission.held_after_refill(flow.held, want, found))
 
 
 def _held_reverts(
