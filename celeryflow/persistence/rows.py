@@ -41,6 +41,8 @@ class _Tracked:
     #: besides the key: the columns whose loaded values a write requires (someone else moved first otherwise)
     GUARD_COLUMNS: ClassVar[tuple[str, ...]]
     COLUMNS: ClassVar[frozenset[str]]
+    #: the columns a load selects (the annotated ones, in order)
+    SELECTED: ClassVar[tuple[Any, ...]]
 
     def __init__(self, pending: _Pending, values: Mapping[Any, Any]) -> None:
         object.__setattr__(self, "_pending", pending)
@@ -49,7 +51,9 @@ class _Tracked:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.COLUMNS = frozenset(name for name in cls.__annotations__ if not name.isupper())
+        names = [name for name in cls.__annotations__ if not name.isupper()]
+        cls.COLUMNS = frozenset(names)
+        cls.SELECTED = tuple(cls.TABLE.c[name] for name in names)
 
     def _refresh(self, values: Mapping[Any, Any]) -> None:
         self.__dict__.update(values)
@@ -200,9 +204,13 @@ def listen(factory: sessionmaker[Any]) -> None:
     on a fast path's connection) get the same events on the session itself when they first
     load a tracked row.
     """
-    event.listen(factory, "do_orm_execute", _before_statement)
-    event.listen(factory, "before_commit", write_pending)
+    _listen(factory)
     factory.kw.setdefault("info", {})[_LISTENING] = True
+
+
+def _listen(target: Session | sessionmaker[Any]) -> None:
+    event.listen(target, "do_orm_execute", _before_statement)
+    event.listen(target, "before_commit", write_pending)
 
 
 def _pending(session: Session) -> _Pending:
@@ -210,9 +218,7 @@ def _pending(session: Session) -> _Pending:
     if pending is None:
         pending = session.info[_KEY] = _Pending()
         if not session.info.get(_LISTENING):
-            # the session's own events: other sessions pay nothing
-            event.listen(session, "do_orm_execute", _before_statement)
-            event.listen(session, "before_commit", write_pending)
+            _listen(session)  # the session's own events: other sessions pay nothing
     return pending
 
 
@@ -247,17 +253,13 @@ def _track(session: Session, cls: type[T], values: Mapping[Any, Any]) -> T:
     return row  # type: ignore[return-value]
 
 
-def _columns(cls: type[_Tracked]) -> list[Any]:
-    return [cls.TABLE.c[name] for name in cls.__annotations__ if not name.isupper()]
-
-
 def lock_flow(session: Session, flow_uuid: str, *, shared: bool = False) -> FlowState | None:
     """The flow row as the database has it now, row-locked for this transaction (None: no such flow).
 
     ``shared``: a share lock (claims, which only read it); SQLite has no row locks (its
     ``BEGIN IMMEDIATE`` made the transaction the only writer already).
     """
-    stmt = select(*_columns(FlowState)).where(FlowState.TABLE.c.uuid == flow_uuid)
+    stmt = select(*FlowState.SELECTED).where(FlowState.TABLE.c.uuid == flow_uuid)
     if session.get_bind().dialect.name != "sqlite":
         stmt = stmt.with_for_update(read=shared)
     found = session.execute(stmt).mappings().one_or_none()
@@ -266,7 +268,7 @@ def lock_flow(session: Session, flow_uuid: str, *, shared: bool = False) -> Flow
 
 def load_atoms(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomState]:
     """The atoms' rows (all of the flow's, or ``names``) as the database has them now."""
-    stmt = select(*_columns(AtomState)).where(AtomState.TABLE.c.flow_uuid == flow_uuid)
+    stmt = select(*AtomState.SELECTED).where(AtomState.TABLE.c.flow_uuid == flow_uuid)
     if names is not None:
         wanted = list(names)
         if not wanted:

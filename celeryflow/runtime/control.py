@@ -180,7 +180,7 @@ def start(
             if flow.state != states.RUNNING:
                 set_flow_state(flow, states.RUNNING, events)
             recount(session, flow, comp, rows)
-                    # Retry scopes that were being reverted when the flow stopped go on from where they were.
+            # Retry scopes that were being reverted when the flow stopped go on from where they were.
             scope_rounds.resume(session, flow, comp, events, dispatch, lost if live else None, window=window)
             # A controller left RETRYING between two rounds (its round reverted and reset, its next
             # attempt's message refused by a suspend) runs that attempt now, unless its scope is

@@ -21,6 +21,7 @@ from celeryflow.runtime.bookkeeping import mark_revert_failed, set_retry_scopes
 from celeryflow.runtime.logbook import (
     Dispatch,
     Events,
+    load_atoms,
     queue_atoms,
     queue_reverts,
     recount,
@@ -28,7 +29,6 @@ from celeryflow.runtime.logbook import (
 from celeryflow.runtime.scope_decisions import doom
 from celeryflow.runtime.scopes import (
     EXECUTED,
-    fresh_rows,
     handled_scope,
     in_order,
     load_history,
@@ -81,7 +81,7 @@ def advance(
     if entry is None:
         return
     scope = members(comp, controller)
-    rows = fresh_rows(session, flow.uuid, scope)
+    rows = load_atoms(session, flow.uuid, scope)
     if retry_scopes.round_busy({n: AtomSnap.of(r) for n, r in rows.items()}, entry.get("plan") or {}, lost):
         return
     if flow.state != states.RUNNING:
@@ -152,7 +152,7 @@ def after_revert(
             .execution_options(synchronize_session=False)
         )
         if flow.state == states.RUNNING:
-            rows = fresh_rows(session, flow.uuid, preds)
+            rows = load_atoms(session, flow.uuid, preds)
             ready = [n for n in preds if revertible_now(AtomSnap.of(rows[n]))]
             queue_reverts(session, flow, ready, events, dispatch, window)
     advance(session, flow, comp, controller, events, dispatch, window=window)
@@ -169,7 +169,7 @@ def complete(
 ) -> None:
     """The scope is reverted: reset its members and run the controller again."""
     scope = list(members(comp, controller))
-    rows = fresh_rows(session, flow.uuid, scope)
+    rows = load_atoms(session, flow.uuid, scope)
     for name in in_order(comp, scope):
         old = rows[name].state
         if old != states.PENDING:
@@ -189,7 +189,7 @@ def complete(
     active = retrying(flow)
     active.pop(controller, None)
     set_retry_scopes(flow, active)
-    recount(session, flow, comp, fresh_rows(session, flow.uuid))
+    recount(session, flow, comp, load_atoms(session, flow.uuid))
     countdown = float(entry.get("countdown") or 0.0)
     alone = not dispatch
     queue_atoms(session, flow, [controller], states.EXECUTE, events)

@@ -47,8 +47,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from celeryflow import serialization, states
-from celeryflow.persistence import rows
-from celeryflow.persistence.rows import AtomState, FlowState
+from celeryflow.persistence.rows import FlowState
 from celeryflow.persistence.tables import AtomRow
 from celeryflow.runtime import bookkeeping
 from celeryflow.runtime.logbook import decode_failures
@@ -107,11 +106,6 @@ def members(comp: Compilation, controller: str) -> tuple[str, ...]:
 def revert_set(comp: Compilation, controller: str) -> set[str]:
     """What reverting ``controller``'s subflow covers: it, its members, and what depends on them."""
     return {controller, *members(comp, controller), *comp.descendants(controller)}
-
-
-def fresh_rows(session: Session, flow_uuid: str, names: Iterable[str] | None = None) -> dict[str, AtomState]:
-    """Atom rows re-read from the database (bulk UPDATEs do not refresh loaded objects)."""
-    return rows.load_atoms(session, flow_uuid, names)
 
 
 def load_history(session: Session, flow_uuid: str, controller: str) -> list[list[Any]]:
